@@ -1,0 +1,306 @@
+"""Frames: encoding them, and an incremental reader that turns a byte stream back into frames.
+
+A frame is a 7-byte header (type octet, channel short, payload size long), the payload and the
+frame-end octet 0xCE. The reader accepts the stream split anywhere: `read_frame()` returns `None`
+until a whole frame is buffered ("need more data"), never raises on short input, and raises a
+typed error (`FrameError` 501, `UnexpectedFrame` 505, `AMQPNotImplemented` 540,
+`UnsupportedProtocol`) on malformed input. A frame larger than `frame_max` is refused as soon as
+its header is read, before anything is allocated for it. After an error the stream is unusable:
+close the connection with the error's reply code.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from puka_spec.constants import (
+    FRAME_BODY,
+    FRAME_END,
+    FRAME_HEADER,
+    FRAME_HEARTBEAT,
+    FRAME_METHOD,
+    FRAME_MIN_SIZE,
+)
+from puka_spec.exceptions import (
+    AMQPNotImplemented,
+    FrameError,
+    UnexpectedFrame,
+    UnsupportedProtocol,
+)
+from puka_spec.methods import METHODS, Method
+from puka_spec.properties import BasicProperties
+
+__all__ = [
+    "HEARTBEAT_FRAME",
+    "BodyFrame",
+    "Frame",
+    "FrameReader",
+    "HeaderFrame",
+    "HeartbeatFrame",
+    "MethodFrame",
+    "decode_header",
+    "decode_method",
+    "encode_content",
+    "encode_header_frame",
+    "encode_method_frame",
+]
+
+_FRAME = struct.Struct(">BHI")
+_END_AND_FRAME = struct.Struct(">BBHI")  # frame-end of the previous frame + the next header
+_END_AND_CONTENT_HEADER = struct.Struct(">BBHIHHQ")
+_CONTENT_HEADER = struct.Struct(">HHQ")
+_IDS = struct.Struct(">HH")
+_END = b"\xce"
+
+HEARTBEAT_FRAME = b"\x08\x00\x00\x00\x00\x00\x00\xce"
+"""A whole heartbeat frame."""
+
+
+class MethodFrame:
+    """A method frame: `channel` and the decoded `method`."""
+
+    __slots__ = ("channel", "method")
+
+    def __init__(self, channel: int, method: Method) -> None:
+        self.channel = channel
+        self.method = method
+
+    def __repr__(self) -> str:
+        return f"MethodFrame({self.channel}, {self.method!r})"
+
+
+class HeaderFrame:
+    """A content header frame: `class_id`, `body_size` and the decoded `properties`."""
+
+    __slots__ = ("body_size", "channel", "class_id", "properties")
+
+    def __init__(
+        self, channel: int, class_id: int, body_size: int, properties: BasicProperties
+    ) -> None:
+        self.channel = channel
+        self.class_id = class_id
+        self.body_size = body_size
+        self.properties = properties
+
+    def __repr__(self) -> str:
+        args = f"{self.channel}, {self.class_id}, {self.body_size}, {self.properties!r}"
+        return f"HeaderFrame({args})"
+
+
+class BodyFrame:
+    """A content body frame: a `payload` slice of the message body."""
+
+    __slots__ = ("channel", "payload")
+
+    def __init__(self, channel: int, payload: bytes) -> None:
+        self.channel = channel
+        self.payload = payload
+
+    def __repr__(self) -> str:
+        return f"BodyFrame({self.channel}, <{len(self.payload)} bytes>)"
+
+
+class HeartbeatFrame:
+    """A heartbeat frame (its channel should be 0)."""
+
+    __slots__ = ("channel",)
+
+    def __init__(self, channel: int) -> None:
+        self.channel = channel
+
+    def __repr__(self) -> str:
+        return f"HeartbeatFrame({self.channel})"
+
+
+Frame = MethodFrame | HeaderFrame | BodyFrame | HeartbeatFrame
+"""Any frame `FrameReader.read_frame` returns."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding
+# ---------------------------------------------------------------------------------------------
+
+
+def encode_method_frame(channel: int, method: Method) -> bytes:
+    """A whole method frame."""
+    payload = method.encode()
+    return _FRAME.pack(FRAME_METHOD, channel, len(payload)) + payload + _END
+
+
+def encode_header_frame(
+    channel: int, class_id: int, body_size: int, properties: BasicProperties | bytes
+) -> bytes:
+    """A whole content header frame; `properties` may be pre-encoded (`.encode()`)."""
+    props = properties if isinstance(properties, bytes) else properties.encode()
+    return (
+        _FRAME.pack(FRAME_HEADER, channel, 12 + len(props))
+        + _CONTENT_HEADER.pack(class_id, 0, body_size)
+        + props
+        + _END
+    )
+
+
+def encode_content(
+    channel: int,
+    method: Method | bytes,
+    properties: BasicProperties | bytes,
+    body: bytes,
+    frame_max: int,
+) -> bytes:
+    """A content method, its header and its body split into frames, in one buffer.
+
+    `method` and `properties` may be pre-encoded payloads. `frame_max` is the negotiated maximum
+    frame size (0 = no limit); each body frame carries at most `frame_max - 8` bytes.
+    """
+    payload = method if isinstance(method, bytes) else method.encode()
+    props = properties if isinstance(properties, bytes) else properties.encode()
+    size = len(body)
+    parts: list[bytes | memoryview] = [
+        _FRAME.pack(FRAME_METHOD, channel, len(payload)),
+        payload,
+        _END_AND_CONTENT_HEADER.pack(
+            FRAME_END, FRAME_HEADER, channel, 12 + len(props), 60, 0, size
+        ),
+        props,
+    ]
+    chunk = frame_max - 8 if frame_max else size
+    if size <= chunk:
+        if size:
+            parts.append(_END_AND_FRAME.pack(FRAME_END, FRAME_BODY, channel, size))
+            parts.append(body)
+    else:
+        view = memoryview(body)
+        for start in range(0, size, chunk):
+            piece = view[start : start + chunk]
+            parts.append(_END_AND_FRAME.pack(FRAME_END, FRAME_BODY, channel, len(piece)))
+            parts.append(piece)
+    parts.append(_END)
+    return b"".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding
+# ---------------------------------------------------------------------------------------------
+
+
+def decode_method(payload: bytes) -> Method:
+    """Decode a method frame's payload (class id, method id, arguments).
+
+    Raises `AMQPNotImplemented` for an unknown method and `FrameError` for malformed arguments.
+    """
+    try:
+        class_id, method_id = _IDS.unpack_from(payload, 0)
+    except struct.error:
+        raise FrameError(f"method frame of {len(payload)} bytes has no method id") from None
+    cls = METHODS.get((class_id << 16) | method_id)
+    if cls is None:
+        raise AMQPNotImplemented(f"unknown method {class_id}.{method_id}", class_id, method_id)
+    try:
+        method, end = cls.decode(payload, 4)
+    except (IndexError, struct.error) as exc:
+        raise FrameError(f"malformed {cls.NAME}: {exc}", class_id, method_id) from None
+    except UnicodeDecodeError:
+        raise FrameError(f"malformed UTF-8 in a {cls.NAME} string", class_id, method_id) from None
+    except FrameError as exc:
+        raise FrameError(f"malformed {cls.NAME}: {exc.reply_text}", class_id, method_id) from None
+    if end > len(payload):
+        raise FrameError(f"{cls.NAME} arguments run past the end of the frame", class_id, method_id)
+    return method
+
+
+def decode_header(payload: bytes) -> tuple[int, int, BasicProperties]:
+    """Decode a content header payload: (class id, body size, properties)."""
+    try:
+        class_id, _weight, body_size = _CONTENT_HEADER.unpack_from(payload, 0)
+    except struct.error:
+        raise FrameError(f"content header of {len(payload)} bytes is too short") from None
+    if class_id != BasicProperties.CLASS_ID:
+        raise UnexpectedFrame(f"content header for class {class_id}, which has no content")
+    try:
+        properties, end = BasicProperties.decode(payload, 12)
+    except (IndexError, struct.error) as exc:
+        raise FrameError(f"malformed content header: {exc}") from None
+    except UnicodeDecodeError:
+        raise FrameError("malformed UTF-8 in a content header property") from None
+    if end > len(payload):
+        raise FrameError("content header properties run past the end of the frame")
+    return class_id, body_size, properties
+
+
+class FrameReader:
+    """Incremental frame reader: `feed` bytes, then call `read_frame` until it returns `None`.
+
+    `frame_max` is the largest whole frame accepted (header and end octet included); it starts at
+    the spec's minimum, 4096, and the connection raises it to the negotiated value after tune.
+    """
+
+    __slots__ = ("_buf", "_max_payload", "_pos")
+
+    def __init__(self, frame_max: int = FRAME_MIN_SIZE) -> None:
+        self._buf = b""
+        self._pos = 0
+        self._max_payload = frame_max - 8
+
+    @property
+    def frame_max(self) -> int:
+        """The largest frame accepted, in bytes."""
+        return self._max_payload + 8
+
+    @frame_max.setter
+    def frame_max(self, value: int) -> None:
+        self._max_payload = value - 8
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet returned as frames."""
+        return len(self._buf) - self._pos
+
+    def feed(self, data: bytes) -> None:
+        """Add received bytes."""
+        if self._pos >= len(self._buf):
+            self._buf = bytes(data)
+        else:
+            self._buf = self._buf[self._pos :] + data
+        self._pos = 0
+
+    def read_frame(self) -> Frame | None:
+        """The next whole frame, or `None` when more data is needed."""
+        buf = self._buf
+        pos = self._pos
+        if len(buf) - pos < 8:  # the smallest frame is 8 bytes, and so is a protocol header
+            return None
+        kind, channel, size = _FRAME.unpack_from(buf, pos)
+        end = pos + 7 + size
+        if size > self._max_payload:
+            if kind not in _FRAME_TYPES:
+                raise _bad_frame_type(kind, buf[pos : pos + 8])
+            raise FrameError(f"frame of {size} bytes exceeds frame_max {self.frame_max}")
+        if len(buf) <= end:
+            if kind not in _FRAME_TYPES:
+                raise _bad_frame_type(kind, buf[pos : pos + 8])
+            return None
+        if buf[end] != 206:  # FRAME_END
+            raise FrameError(f"frame-end octet is 0x{buf[end]:02x}, not 0xce")
+        self._pos = end + 1
+        if kind == 3:  # FRAME_BODY
+            return BodyFrame(channel, buf[pos + 7 : end])
+        if kind == 1:  # FRAME_METHOD
+            return MethodFrame(channel, decode_method(buf[pos + 7 : end]))
+        if kind == 2:  # FRAME_HEADER
+            class_id, body_size, properties = decode_header(buf[pos + 7 : end])
+            return HeaderFrame(channel, class_id, body_size, properties)
+        if kind == 8:  # FRAME_HEARTBEAT
+            if size:
+                raise FrameError(f"heartbeat frame with a {size}-byte payload")
+            return HeartbeatFrame(channel)
+        raise _bad_frame_type(kind, buf[pos : pos + 8])
+
+
+_FRAME_TYPES = frozenset((FRAME_METHOD, FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT))
+
+
+def _bad_frame_type(kind: int, head: bytes) -> FrameError:
+    if head.startswith(b"AMQP"):
+        version = ".".join(str(b) for b in head[5:8])
+        return UnsupportedProtocol(f"the peer speaks AMQP {version} (protocol id {head[4]})")
+    return FrameError(f"unknown frame type {kind}")

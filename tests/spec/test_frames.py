@@ -1,0 +1,244 @@
+"""Frames: encoding, incremental reading in any split, and every malformed input refused."""
+
+from __future__ import annotations
+
+import contextlib
+import struct
+import tracemalloc
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from puka_spec import (
+    HEARTBEAT_FRAME,
+    AMQPError,
+    BasicProperties,
+    BodyFrame,
+    FrameReader,
+    HeaderFrame,
+    HeartbeatFrame,
+    MethodFrame,
+    UnsupportedProtocol,
+    decode_header,
+    encode_content,
+    encode_header_frame,
+    encode_method_frame,
+    methods,
+)
+from puka_spec.exceptions import AMQPNotImplemented, FrameError, UnexpectedFrame
+
+from .strategies import properties
+
+DELIVER = methods.BasicDeliver(consumer_tag="ctag", delivery_tag=7, exchange="ex", routing_key="rk")
+
+
+def _read_all(reader: FrameReader) -> list[object]:
+    frames = []
+    while (frame := reader.read_frame()) is not None:
+        frames.append(frame)
+    return frames
+
+
+def _message(body: bytes, frame_max: int = 4096, props: BasicProperties | None = None) -> bytes:
+    return encode_content(3, DELIVER, props or BasicProperties(), body, frame_max)
+
+
+@given(properties)
+def test_properties_round_trip(props: BasicProperties) -> None:
+    data = props.encode()
+    decoded, end = BasicProperties.decode(data + b"tail", 0)
+    assert end == len(data)
+    assert decoded == props
+
+
+def test_property_flags_on_the_wire() -> None:
+    data = BasicProperties(content_type="a", delivery_mode=2).encode()
+    assert data == b"\x90\x00" + b"\x01a" + b"\x02"
+    assert BasicProperties().encode() == b"\x00\x00"
+
+
+@pytest.mark.parametrize("size", [0, 1, 4087, 4088, 4089, 3 * 4088 + 5])
+def test_body_split_at_frame_max(size: int) -> None:
+    body = bytes(range(256)) * (size // 256 + 1)
+    body = body[:size]
+    reader = FrameReader(4096)
+    reader.feed(_message(body))
+    frames = _read_all(reader)
+    method, header, *bodies = frames
+    assert isinstance(method, MethodFrame)
+    assert method.method == DELIVER
+    assert isinstance(header, HeaderFrame)
+    assert header.body_size == size
+    assert all(isinstance(b, BodyFrame) and len(b.payload) <= 4088 for b in bodies)
+    assert len(bodies) == -(-size // 4088)
+    assert b"".join(b.payload for b in bodies) == body  # type: ignore[union-attr]
+
+
+@settings(max_examples=60)
+@given(st.binary(max_size=9000), properties, st.lists(st.integers(1, 50), max_size=400))
+def test_any_split_of_the_stream_reads_the_same(
+    body: bytes, props: BasicProperties, cuts: list[int]
+) -> None:
+    stream = (
+        HEARTBEAT_FRAME
+        + _message(body, 4096, props)
+        + encode_method_frame(0, methods.ConnectionCloseOk())
+    )
+    whole = FrameReader()
+    whole.feed(stream)
+    expected = [repr(f) for f in _read_all(whole)]
+    reader = FrameReader()
+    got: list[str] = []
+    pos = 0
+    for cut in [*cuts, len(stream)]:
+        reader.feed(stream[pos : pos + cut])
+        pos += cut
+        got.extend(repr(f) for f in _read_all(reader))
+        if pos >= len(stream):
+            break
+    assert got == expected
+    assert reader.buffered == 0
+
+
+def test_heartbeat_frame() -> None:
+    reader = FrameReader()
+    reader.feed(HEARTBEAT_FRAME)
+    frame = reader.read_frame()
+    assert isinstance(frame, HeartbeatFrame)
+    assert frame.channel == 0
+
+
+def test_header_frame_encoding_matches_encode_content() -> None:
+    props = BasicProperties(message_id="m")
+    header = encode_header_frame(3, 60, 0, props)
+    reader = FrameReader()
+    reader.feed(header)
+    frame = reader.read_frame()
+    assert isinstance(frame, HeaderFrame)
+    assert (frame.channel, frame.class_id, frame.body_size, frame.properties) == (3, 60, 0, props)
+
+
+# --- malformed input -------------------------------------------------------------------------
+
+
+def _frame(kind: int, channel: int, payload: bytes, end: bytes = b"\xce") -> bytes:
+    return struct.pack(">BHI", kind, channel, len(payload)) + payload + end
+
+
+def _expect(data: bytes, error: type[AMQPError], match: str | None = None) -> None:
+    reader = FrameReader()
+    reader.feed(data)
+    with pytest.raises(error, match=match):
+        _read_all(reader)
+
+
+def test_wrong_frame_end() -> None:
+    _expect(_frame(1, 0, methods.ConnectionCloseOk().encode(), b"\x00"), FrameError, "frame-end")
+
+
+def test_unknown_frame_type_is_refused_at_the_header() -> None:
+    _expect(struct.pack(">BHI", 9, 0, 100) + b"\x00", FrameError, "unknown frame type 9")
+
+
+def test_oversized_frame_is_refused_before_its_payload_arrives() -> None:
+    tracemalloc.start()
+    try:
+        for size in (4089, 2**31 - 1, 2**32 - 1):
+            _expect(struct.pack(">BHI", 3, 1, size) + b"x", FrameError, "exceeds frame_max")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1_000_000
+
+
+def test_frame_max_is_adjustable() -> None:
+    reader = FrameReader(frame_max=131072)
+    reader.feed(_frame(3, 1, b"x" * 100_000))
+    assert isinstance(reader.read_frame(), BodyFrame)
+    reader.frame_max = 4096
+    assert reader.frame_max == 4096
+    reader.feed(_frame(3, 1, b"x" * 5000))
+    with pytest.raises(FrameError):
+        reader.read_frame()
+
+
+def test_unknown_method_is_not_implemented() -> None:
+    _expect(_frame(1, 1, b"\x00\x3c\x00\x63"), AMQPNotImplemented, "unknown method 60.99")
+
+
+@pytest.mark.parametrize(
+    ("payload", "match"),
+    [
+        (b"\x00", "no method id"),
+        (b"\x00\x32\x00\x0b\x05ab", "malformed queue.declare-ok"),  # name past the end
+        (b"\x00\x32\x00\x0b\x02\xff\xfe\x00\x00\x00\x00\x00\x00\x00\x00", "UTF-8"),
+        (b"\x00\x0a\x00\x0a\x00\x09\x00\x00\x01\x00", "malformed connection.start"),
+        (methods.QueueBind(queue="q").encode()[:-4] + b"\x00\x00\x01\x00", "malformed queue.bind"),
+    ],
+)
+def test_malformed_method_arguments(payload: bytes, match: str) -> None:
+    _expect(_frame(1, 1, payload), FrameError, match)
+
+
+def test_truncated_header_frame() -> None:
+    _expect(_frame(2, 1, b"\x00\x3c\x00"), FrameError, "too short")
+
+
+def test_header_for_a_class_without_content() -> None:
+    _expect(_frame(2, 1, struct.pack(">HHQH", 50, 0, 0, 0)), UnexpectedFrame, "class 50")
+
+
+def test_header_properties_past_the_end() -> None:
+    payload = struct.pack(">HHQH", 60, 0, 0, 0x8000) + b"\x09ab"
+    _expect(_frame(2, 1, payload), FrameError, "past the end")
+    with pytest.raises(FrameError):
+        decode_header(payload)
+
+
+def test_unknown_property_flags() -> None:
+    _expect(_frame(2, 1, struct.pack(">HHQH", 60, 0, 0, 0x0001)), FrameError, "property flags")
+
+
+def test_heartbeat_with_payload() -> None:
+    _expect(_frame(8, 0, b"x"), FrameError, "heartbeat")
+
+
+def test_server_answers_with_another_protocol_version() -> None:
+    reader = FrameReader()
+    reader.feed(b"AMQP\x00\x00\x09")
+    assert reader.read_frame() is None  # waits for the whole header
+    reader.feed(b"\x00")
+    with pytest.raises(UnsupportedProtocol, match=r"AMQP 0\.9\.0"):
+        reader.read_frame()
+
+
+def test_short_input_is_need_more_data() -> None:
+    data = _message(b"hello")
+    reader = FrameReader()
+    for i in range(len(data) - 1):
+        reader.feed(data[i : i + 1])
+    frames = _read_all(reader)
+    assert [type(f) for f in frames] == [MethodFrame, HeaderFrame]
+    reader.feed(data[-1:])
+    assert isinstance(reader.read_frame(), BodyFrame)
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_give_frames_or_typed_errors(data: bytes) -> None:
+    reader = FrameReader()
+    reader.feed(data)
+    with contextlib.suppress(AMQPError):
+        _read_all(reader)
+
+
+@settings(max_examples=300)
+@given(st.data())
+def test_corrupted_valid_stream_never_escapes_untyped(data: st.DataObject) -> None:
+    stream = bytearray(_message(b"payload", props=BasicProperties(headers={"a": [1, {"b": "c"}]})))
+    for _ in range(data.draw(st.integers(1, 4))):
+        stream[data.draw(st.integers(0, len(stream) - 1))] = data.draw(st.integers(0, 255))
+    reader = FrameReader()
+    reader.feed(bytes(stream))
+    with contextlib.suppress(AMQPError):
+        _read_all(reader)
