@@ -1,0 +1,45 @@
+"""The channel state machine, as a table: (state, input) → (action, next state).
+
+Inputs are what can arrive for a channel: `open-ok`, `close` (the broker closes it: a soft
+error), `close-ok`, `flow`, `method` (any other method, content-bearing ones once their content
+is complete), `header` and `body` (content frames). A pair that is not in the table is a
+protocol violation: the connection closes with 505 UNEXPECTED_FRAME naming both.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+__all__ = ["TRANSITIONS", "ChannelState"]
+
+
+class ChannelState(Enum):
+    """Where a channel is in its life."""
+
+    OPENING = "opening"  # channel.open sent (the first operation may be pipelined behind it)
+    OPEN = "open"
+    CLOSING = "closing"  # we sent channel.close, waiting for close-ok; everything else dropped
+    CLOSED = "closed"  # its number may be reused by a new channel object
+
+
+S = ChannelState
+
+TRANSITIONS: dict[tuple[ChannelState, str], tuple[str, ChannelState]] = {
+    (S.OPENING, "open-ok"): ("on_open_ok", S.OPEN),
+    (S.OPENING, "close"): ("on_close", S.CLOSED),
+    (S.OPEN, "method"): ("on_method", S.OPEN),
+    (S.OPEN, "header"): ("on_header", S.OPEN),
+    (S.OPEN, "body"): ("on_body", S.OPEN),
+    (S.OPEN, "flow"): ("on_flow", S.OPEN),
+    (S.OPEN, "close"): ("on_close", S.CLOSED),
+    # After we send channel.close the broker may still be sending what it sent before it saw
+    # ours; the spec says to drop it all until close-ok. A crossing close is answered too.
+    (S.CLOSING, "method"): ("ignore", S.CLOSING),
+    (S.CLOSING, "header"): ("ignore", S.CLOSING),
+    (S.CLOSING, "body"): ("ignore", S.CLOSING),
+    (S.CLOSING, "flow"): ("ignore", S.CLOSING),
+    (S.CLOSING, "open-ok"): ("ignore", S.CLOSING),
+    (S.CLOSING, "close"): ("on_close_while_closing", S.CLOSING),
+    (S.CLOSING, "close-ok"): ("on_close_ok", S.CLOSED),
+}
+"""Every allowed (state, input) pair of a channel."""

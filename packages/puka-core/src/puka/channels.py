@@ -1,0 +1,258 @@
+"""Channels and the pool that hands them to operations.
+
+A `Channel` follows the table in `channel_states`, assembles content (method, header, body
+frames) into whole messages, and passes what arrives to its current owner: the operation using
+it. The `ChannelPool` gives each operation in flight a channel of its own, reuses channels once
+an operation is done with them, and recycles the numbers of channels that were closed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+from puka_spec import BasicProperties, methods
+from puka_spec.exceptions import AMQPError, FrameError, UnexpectedFrame
+
+from puka.channel_states import TRANSITIONS, ChannelState
+
+if TYPE_CHECKING:
+    from puka.engine import Engine
+
+__all__ = ["Channel", "ChannelPool", "ChannelUser"]
+
+IDLE_CHANNELS_KEPT = 64
+"""Open channels kept for reuse; channels freed beyond this are closed."""
+
+
+class ChannelUser(Protocol):
+    """What owns a channel: an operation, or the publisher."""
+
+    def on_method(
+        self, channel: Channel, method: methods.Method, props: BasicProperties | None, body: bytes
+    ) -> None:
+        """A method (with its content, if it carries any) arrived on the channel."""
+
+    def on_channel_closed(self, channel: Channel, error: AMQPError) -> None:
+        """The broker closed the channel with `error`."""
+
+
+class Channel:
+    """One AMQP channel."""
+
+    __slots__ = (
+        "_body",
+        "_body_left",
+        "_content",
+        "_props",
+        "engine",
+        "number",
+        "owner",
+        "state",
+        "unacked",
+    )
+
+    def __init__(self, engine: Engine, number: int) -> None:
+        self.engine = engine
+        self.number = number
+        self.state = ChannelState.OPENING
+        self.owner: ChannelUser | None = None
+        self.unacked: set[int] = set()  # delivery tags to settle (ack, reject, nack)
+        self._content: methods.Method | None = None
+        self._props: BasicProperties | None = None
+        self._body: list[bytes] = []
+        self._body_left = 0
+
+    def __repr__(self) -> str:
+        return f"<Channel {self.number} {self.state.value} owner={type(self.owner).__name__}>"
+
+    def dispatch(self, kind: str, payload: Any) -> None:
+        """Feed one input through the state table."""
+        step = TRANSITIONS.get((self.state, kind))
+        if step is None:
+            raise UnexpectedFrame(
+                f"channel {self.number} in state {self.state.value} cannot take {kind}"
+                + (f" ({payload.NAME})" if isinstance(payload, methods.Method) else "")
+            )
+        action, self.state = step
+        getattr(self, action)(payload)
+
+    # --- actions --------------------------------------------------------------------------
+
+    def ignore(self, payload: Any) -> None:
+        """Drop input that arrives while the channel is closing."""
+
+    def on_open_ok(self, payload: Any) -> None:
+        """The channel is open; the owner's pipelined method is already on its way."""
+
+    def on_flow(self, method: methods.ChannelFlow) -> None:
+        """Answer channel.flow (RabbitMQ no longer sends it; the spec requires the answer)."""
+        self.engine.send_method(self.number, methods.ChannelFlowOk(active=method.active))
+
+    def on_method(self, method: methods.Method) -> None:
+        """A method for the owner, or the start of content."""
+        if self._content is not None:
+            raise UnexpectedFrame(
+                f"{method.NAME} on channel {self.number} while content of "
+                f"{self._content.NAME} is incomplete"
+            )
+        if isinstance(method, methods.ChannelCloseOk):
+            self.engine.protocol_violation(UnexpectedFrame("channel.close-ok for an open channel"))
+            return
+        if method.HAS_CONTENT:
+            self._content = method
+            self._props = None
+            return
+        if self.owner is not None:
+            self.owner.on_method(self, method, None, b"")
+
+    def on_header(self, frame: Any) -> None:
+        """The content header of the pending content method."""
+        method = self._content
+        if method is None or self._props is not None:
+            raise UnexpectedFrame(
+                f"content header on channel {self.number} without a content method"
+            )
+        if frame.class_id != method.CLASS_ID:
+            raise UnexpectedFrame(f"content header of class {frame.class_id} after {method.NAME}")
+        size = frame.body_size
+        if size > self.engine.max_message_size:
+            raise FrameError(
+                f"message body of {size} bytes exceeds the limit of "
+                f"{self.engine.max_message_size} bytes"
+            )
+        self._props = frame.properties
+        if size == 0:
+            self._deliver(b"")
+        else:
+            self._body_left = size
+            self._body = []
+
+    def on_body(self, payload: bytes) -> None:
+        """A slice of the pending message body."""
+        if self._props is None:
+            raise UnexpectedFrame(f"content body on channel {self.number} without a header")
+        left = self._body_left - len(payload)
+        if left < 0:
+            raise FrameError(f"content body on channel {self.number} exceeds its declared size")
+        if left == 0 and not self._body:
+            self._deliver(payload)
+            return
+        self._body.append(payload)
+        self._body_left = left
+        if left == 0:
+            self._deliver(b"".join(self._body))
+
+    def _deliver(self, body: bytes) -> None:
+        method, props = self._content, self._props
+        self._content = self._props = None
+        self._body = []
+        if self.owner is not None and method is not None:
+            self.owner.on_method(self, method, props, body)
+
+    def on_close(self, method: methods.ChannelClose) -> None:
+        """The broker closed the channel: answer, free it, tell the owner why."""
+        self.engine.send_method(self.number, methods.ChannelCloseOk())
+        self.engine.channels.forget(self)
+        error = self.engine.error_from_close(method)
+        owner, self.owner = self.owner, None
+        if owner is not None:
+            owner.on_channel_closed(self, error)
+
+    def on_close_while_closing(self, method: methods.ChannelClose) -> None:
+        """Both sides closed at once: answer theirs, keep waiting for our close-ok."""
+        self.engine.send_method(self.number, methods.ChannelCloseOk())
+
+    def on_close_ok(self, payload: Any) -> None:
+        """Our close completed: the number is free again."""
+        self.engine.channels.forget(self)
+
+    # --- commands -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the channel (no error): used to trim the idle pool."""
+        if self.state in (ChannelState.OPEN, ChannelState.OPENING):
+            self.state = ChannelState.CLOSING
+            self.owner = None
+            self.engine.send_method(self.number, methods.ChannelClose(200, "OK", 0, 0))
+
+
+class ChannelPool:
+    """Channels by number; idle open channels for reuse; numbers recycled."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.by_number: dict[int, Channel] = {}
+        self.idle: list[Channel] = []
+        self._free_numbers: list[int] = []
+        self._next_number = 1
+        self.channel_max = 2047
+
+    def __len__(self) -> int:
+        return len(self.by_number)
+
+    def acquire(self, owner: ChannelUser) -> Channel | None:
+        """An open (or opening) channel for `owner`, or `None` if channel_max are in use."""
+        while self.idle:
+            channel = self.idle.pop()
+            if channel.state is ChannelState.OPEN:
+                channel.owner = owner
+                return channel
+        if self._free_numbers:
+            number = self._free_numbers.pop()
+        elif self._next_number <= self.channel_max:
+            number = self._next_number
+            self._next_number += 1
+        else:
+            return None
+        channel = Channel(self.engine, number)
+        channel.owner = owner
+        self.by_number[number] = channel
+        self.engine.send_method(number, methods.ChannelOpen())
+        return channel
+
+    def release(self, channel: Channel) -> None:
+        """`channel`'s owner is done with it: keep it for reuse, or close it."""
+        channel.owner = None
+        if channel.state is not ChannelState.OPEN and channel.state is not ChannelState.OPENING:
+            return
+        if channel.unacked:
+            return  # parked: acks still go here; `settled` releases it when they are done
+        if len(self.idle) < IDLE_CHANNELS_KEPT:
+            self.idle.append(channel)
+        else:
+            channel.close()
+        self.engine.channel_freed()
+
+    def settled(self, channel: Channel, delivery_tag: int, multiple: bool) -> bool:
+        """A delivery was acked, rejected or nacked; `False` if the tag is not outstanding."""
+        unacked = channel.unacked
+        if multiple:
+            settled = {t for t in unacked if t <= delivery_tag}
+            if not settled:
+                return False
+            unacked -= settled
+        elif delivery_tag in unacked:
+            unacked.remove(delivery_tag)
+        else:
+            return False
+        if not unacked and channel.owner is None:
+            self.release(channel)
+        return True
+
+    def forget(self, channel: Channel) -> None:
+        """`channel` is closed: recycle its number."""
+        if self.by_number.get(channel.number) is channel:
+            del self.by_number[channel.number]
+            self._free_numbers.append(channel.number)
+        channel.state = ChannelState.CLOSED
+        if channel in self.idle:
+            self.idle.remove(channel)
+        self.engine.channel_freed()
+
+    def clear(self) -> None:
+        """The connection is gone: every channel is closed."""
+        for channel in self.by_number.values():
+            channel.state = ChannelState.CLOSED
+            channel.owner = None
+        self.by_number.clear()
+        self.idle.clear()

@@ -1,0 +1,446 @@
+"""`puka.Client`: the engine driven over a blocking-capable socket, from one thread.
+
+The client owns the socket (TCP, or TLS through `ssl.SSLContext`), moves bytes between it and
+the engine with `selectors`, runs timers (heartbeats, the handshake timeout), runs callbacks,
+and implements `wait`, `wait_for_all`, `wait_for_any` and `loop`. For a foreign event loop it
+exposes `fileno`, `on_read`, `on_write`, `needs_write` and `run_any_callbacks`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import selectors
+import socket as socket_module
+import ssl as ssl_module
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from puka.api import Calls
+from puka.engine import DEFAULT_MAX_MESSAGE_SIZE, Engine
+from puka.errors import ClientClosed, ConnectFailed, ConnectTimeout
+from puka.promises import Callback, Promise
+from puka.results import Result
+from puka.urls import ConnectionParameters, parse_url
+
+__all__ = ["Client", "TLSCertificateError"]
+
+_RECV_SIZE = 262144
+_HIGH_WATER = 4 * 1024 * 1024  # outgoing bytes above which a call blocks to drain the socket
+_LOW_WATER = 1024 * 1024
+_EAGER_WRITE = 65536  # queued bytes above which a call writes what the socket takes
+
+
+class TLSCertificateError(ConnectFailed, ssl_module.SSLCertVerificationError):
+    """The broker's TLS certificate did not verify (wrong CA, host name mismatch, expired)."""
+
+
+class Client(Calls[int]):
+    """A Puka client: one AMQP connection, driven from the thread that calls it.
+
+    `amqp_url` follows RabbitMQ's URI spec (see `puka.urls`). `pubacks=None` uses publisher
+    confirms when the broker offers them, `False` turns them off (a publish is then done once
+    written). `heartbeat` (seconds; `None` takes the broker's, 0 turns them off) and the other
+    keyword arguments override the URL's query parameters. `ssl` is an `ssl.SSLContext` to use
+    instead of the one built from the URL (`amqps://` verifies certificate and host name by
+    default).
+    """
+
+    def __init__(
+        self,
+        amqp_url: str = "amqp:///",
+        pubacks: bool | None = None,
+        client_properties: dict[str, Any] | None = None,
+        heartbeat: int | None = None,
+        ssl: ssl_module.SSLContext | None = None,
+        *,
+        connection_timeout: float | None = None,
+        connection_name: str | None = None,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> None:
+        overrides: dict[str, Any] = {}
+        if heartbeat is not None:
+            overrides["heartbeat"] = heartbeat
+        if connection_timeout is not None:
+            overrides["connection_timeout"] = connection_timeout
+        if connection_name is not None:
+            overrides["connection_name"] = connection_name
+        self.params: ConnectionParameters = parse_url(amqp_url, **overrides)
+        self._engine = Engine(
+            self.params,
+            pubacks=pubacks,
+            client_properties=client_properties,
+            max_message_size=max_message_size,
+        )
+        self._ssl_context = ssl
+        self._sock: socket_module.socket | None = None
+        self._pending = b""  # bytes taken from the engine, not yet accepted by the socket
+        self._selector: selectors.BaseSelector | None = None
+        self._loop_break = False
+
+    def __repr__(self) -> str:
+        return f"<puka.Client {self.params.redacted_url()} {self._engine.state.value}>"
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._engine.closed:
+            self.wait(self.close(), timeout=self.params.connection_timeout, raise_errors=False)
+        self._close_socket()
+
+    # ------------------------------------------------------------------------------------
+    # State
+    # ------------------------------------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        """The sans-I/O engine behind this client."""
+        return self._engine
+
+    @property
+    def blocked(self) -> bool:
+        """Whether the broker has blocked publishing (a memory or disk alarm)."""
+        return self._engine.blocked
+
+    @property
+    def on_blocked(self) -> Any:
+        """`fn(reason)`, called when the broker blocks the connection."""
+        return self._engine.on_blocked
+
+    @on_blocked.setter
+    def on_blocked(self, fn: Any) -> None:
+        self._engine.on_blocked = fn
+
+    @property
+    def on_unblocked(self) -> Any:
+        """`fn()`, called when the broker unblocks the connection."""
+        return self._engine.on_unblocked
+
+    @on_unblocked.setter
+    def on_unblocked(self, fn: Any) -> None:
+        self._engine.on_unblocked = fn
+
+    @property
+    def server_properties(self) -> dict[str, Any]:
+        """What the broker said about itself in connection.start."""
+        return self._engine.server_properties
+
+    # ------------------------------------------------------------------------------------
+    # Connection
+    # ------------------------------------------------------------------------------------
+
+    def connect(self, callback: Callback | None = None) -> int:
+        """Open the connection; wait on the promise for the handshake to complete."""
+        engine = self._engine
+        if self._sock is not None or engine.closed:
+            return self._wrap(engine.connect(callback))
+        try:
+            self._sock = self._open_socket()
+        except ConnectFailed as error:
+            promise = engine.connect(callback)
+            engine.connection_lost(error)
+            return promise.number
+        promise = engine.connect(callback)
+        engine.handle_timer(time.monotonic())
+        self._write()
+        return promise.number
+
+    def _open_socket(self) -> socket_module.socket:
+        params = self.params
+        where = f"{params.host}:{params.port}"
+        try:
+            sock = socket_module.create_connection(
+                (params.host, params.port), timeout=params.connection_timeout
+            )
+        except socket_module.gaierror as exc:
+            raise ConnectFailed(f"cannot resolve {params.host!r}: {exc.strerror}") from None
+        except TimeoutError:
+            raise ConnectTimeout(
+                f"TCP connection to {where} took over {params.connection_timeout:g} s"
+            ) from None
+        except OSError as exc:
+            raise ConnectFailed(f"cannot connect to {where}: {exc.strerror or exc}") from None
+        try:
+            sock.setsockopt(socket_module.IPPROTO_TCP, socket_module.TCP_NODELAY, 1)
+            if params.tls or self._ssl_context is not None:
+                context = self._ssl_context or _tls_context(params)
+                sock = context.wrap_socket(
+                    sock, server_hostname=params.server_name_indication or params.host
+                )
+        except ssl_module.SSLCertVerificationError as exc:
+            sock.close()
+            raise TLSCertificateError(
+                exc.errno, f"TLS certificate of {where} did not verify: {exc.verify_message}"
+            ) from None
+        except TimeoutError:
+            sock.close()
+            raise ConnectTimeout(f"TLS handshake with {where} timed out") from None
+        except (ssl_module.SSLError, OSError) as exc:
+            sock.close()
+            raise ConnectFailed(f"TLS handshake with {where} failed: {exc}") from None
+        sock.setblocking(False)
+        return sock
+
+    def close(self, callback: Callback | None = None) -> int:
+        """Close the connection once everything sent before is answered."""
+        promise = self._engine.close(callback)
+        self._write()
+        return promise.number
+
+    # ------------------------------------------------------------------------------------
+    # The foreign-loop hooks
+    # ------------------------------------------------------------------------------------
+
+    def fileno(self) -> int:
+        """The socket's file descriptor (-1 before connect or after close)."""
+        return self._sock.fileno() if self._sock is not None else -1
+
+    def socket(self) -> socket_module.socket | None:
+        """The socket."""
+        return self._sock
+
+    def needs_write(self) -> bool:
+        """Whether there are bytes waiting for the socket."""
+        return bool(self._pending) or self._engine.needs_write()
+
+    def on_write(self) -> None:
+        """The socket is writable: write what it takes."""
+        self._write()
+
+    def on_read(self) -> None:
+        """The socket is readable: read what is there and feed the engine."""
+        sock = self._sock
+        if sock is None:
+            return
+        engine = self._engine
+        for _ in range(16):
+            try:
+                data = sock.recv(_RECV_SIZE)
+            except (BlockingIOError, InterruptedError, ssl_module.SSLWantReadError):
+                break
+            except ssl_module.SSLWantWriteError:
+                break
+            except OSError as exc:
+                engine.connection_lost(exc)
+                self._close_socket()
+                return
+            if not data:
+                engine.connection_lost(None)
+                self._close_socket()
+                return
+            engine.receive_data(data)
+            if len(data) < _RECV_SIZE and not (
+                isinstance(sock, ssl_module.SSLSocket) and sock.pending()
+            ):
+                break
+        if engine.closed:
+            self._write()
+            if not self.needs_write():
+                self._close_socket()
+
+    def _write(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        data = (
+            self._pending + self._engine.data_to_send()
+            if self._pending
+            else (self._engine.data_to_send())
+        )
+        while data:
+            try:
+                sent = sock.send(data)
+            except (BlockingIOError, InterruptedError, ssl_module.SSLWantWriteError):
+                break
+            except ssl_module.SSLWantReadError:
+                break
+            except OSError as exc:
+                self._pending = b""
+                if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
+                    self._engine.connection_lost(exc)
+                else:
+                    self._engine.connection_lost(exc)
+                self._close_socket()
+                return
+            data = data[sent:]
+        self._pending = data
+        if self._engine.closed and not data:
+            self._close_socket()
+
+    def _close_socket(self) -> None:
+        sock, self._sock = self._sock, None
+        self._pending = b""
+        if self._selector is not None:
+            self._selector.close()
+            self._selector = None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    # ------------------------------------------------------------------------------------
+    # Promises
+    # ------------------------------------------------------------------------------------
+
+    def _wrap(self, promise: Promise) -> int:
+        if self._engine.outgoing_bytes > _EAGER_WRITE:
+            self._write()
+            if self._engine.outgoing_bytes + len(self._pending) > _HIGH_WATER:
+                self._drain()
+        return promise.number
+
+    def _drain(self) -> None:
+        """Backpressure: block until the socket took most of what is queued."""
+        while (
+            self._sock is not None and len(self._pending) + self._engine.outgoing_bytes > _LOW_WATER
+        ):
+            self._io_step(None)
+
+    def set_callback(self, promise: int, callback: Callback) -> None:
+        """Give a promise a callback (its results from now on go there)."""
+        live = self._engine.promises.live.get(promise)
+        if live is not None:
+            live.callback = callback
+
+    def run_any_callbacks(self) -> None:
+        """Run the callbacks of every promise that has results waiting."""
+        promises = self._engine.promises
+        for number in list(promises.ready):
+            live = promises.live.get(number)
+            if live is None or live.callback is None:
+                continue
+            callback = live.callback
+            while (result := promises.take(number)) is not None:
+                callback(number, result)
+                if number not in promises.live:
+                    break
+
+    def _take(self, number: int, raise_errors: bool) -> Result | None:
+        promises = self._engine.promises
+        live = promises.live.get(number)
+        result = promises.take(number)
+        if result is None:
+            if live is None and not promises.issued(number):
+                raise ValueError(f"{number} is not a promise of this client")
+            return None
+        if live is not None and live.callback is not None:
+            live.callback(number, result)
+        elif raise_errors and result.is_error and result.exception is not None:
+            raise result.exception
+        return result
+
+    def wait(
+        self,
+        promise_numbers: int | Iterable[int],
+        timeout: float | None = None,
+        raise_errors: bool = True,
+    ) -> Result | None:
+        """Wait for a result of one of the promises; `None` if `timeout` seconds pass first.
+
+        An error result raises its exception (unless `raise_errors=False` or the promise has a
+        callback, which then receives it). Callbacks of other promises run meanwhile.
+        """
+        numbers = [promise_numbers] if isinstance(promise_numbers, int) else list(promise_numbers)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._write()
+        while True:
+            for number in numbers:
+                result = self._take(number, raise_errors)
+                if result is not None:
+                    return result
+            self.run_any_callbacks()
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            if (
+                self._sock is None
+                and not self._engine.closed
+                and self._engine.state.value == "initial"
+            ):
+                raise ClientClosed("wait() before connect(): call connect() first")
+            if self._sock is None:
+                # nothing can change any more: every promise was failed when the socket died
+                for number in numbers:
+                    result = self._take(number, raise_errors)
+                    if result is not None:
+                        return result
+                raise ClientClosed("the client is closed and the promise will never complete")
+            self._io_step(deadline)
+
+    def wait_for_all(self, promise_list: Iterable[int], raise_errors: bool = True) -> list[Result]:
+        """Wait for every promise, in order; returns their results."""
+        results = []
+        for number in promise_list:
+            result = self.wait(number, raise_errors=raise_errors)
+            if result is not None:
+                results.append(result)
+        return results
+
+    def wait_for_any(self, promise_list: Iterable[int], raise_errors: bool = True) -> Result | None:
+        """The result of whichever promise is ready first."""
+        return self.wait(list(promise_list), raise_errors=raise_errors)
+
+    def loop(self, timeout: float | None = None) -> None:
+        """Run callbacks as results arrive, until `loop_break()` or `timeout` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._loop_break = False
+        self._write()
+        while not self._loop_break:
+            self.run_any_callbacks()
+            if self._loop_break or self._sock is None:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            self._io_step(deadline)
+        self._loop_break = False
+
+    def loop_break(self) -> None:
+        """Make the running `loop` return."""
+        self._loop_break = True
+
+    # ------------------------------------------------------------------------------------
+
+    def _io_step(self, deadline: float | None) -> None:
+        """One round: wait for the socket or the next timer, then read, write, run timers."""
+        sock = self._sock
+        if sock is None:
+            return
+        if self._selector is None:
+            self._selector = selectors.DefaultSelector()
+            self._selector.register(sock, selectors.EVENT_READ)
+        writing = self.needs_write()
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if writing else 0)
+        self._selector.modify(sock, events)
+        now = time.monotonic()
+        timer = self._engine.next_timer()
+        until = deadline if timer is None or (deadline is not None and deadline < timer) else timer
+        wait_for = None if until is None else max(0.0, until - now)
+        if isinstance(sock, ssl_module.SSLSocket) and sock.pending():
+            wait_for = 0.0
+        ready = self._selector.select(wait_for)
+        for _key, mask in ready:
+            if mask & selectors.EVENT_READ:
+                self.on_read()
+            if mask & selectors.EVENT_WRITE and self._sock is not None:
+                self._write()
+        if not ready and isinstance(sock, ssl_module.SSLSocket) and sock.pending():
+            self.on_read()
+        timer = self._engine.next_timer()
+        if timer is not None and time.monotonic() >= timer:
+            self._engine.handle_timer(time.monotonic())
+            if self._engine.closed:
+                self._close_socket()
+                return
+        if self.needs_write():
+            self._write()
+
+
+def _tls_context(params: ConnectionParameters) -> ssl_module.SSLContext:
+    """The TLS context an `amqps://` URL describes: verifying by default."""
+    context = ssl_module.create_default_context(cafile=params.cacertfile)
+    if params.certfile:
+        context.load_cert_chain(params.certfile, params.keyfile)
+    if not params.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl_module.CERT_NONE
+    return context

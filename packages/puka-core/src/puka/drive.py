@@ -1,0 +1,66 @@
+"""Driving several clients from one thread."""
+
+from __future__ import annotations
+
+import selectors
+import time
+from collections.abc import Iterable
+
+from puka.client import Client
+
+__all__ = ["loop"]
+
+
+def loop(clients: Iterable[Client], timeout: float | None = None) -> None:
+    """Run the callbacks of several clients as results arrive, from this thread.
+
+    Returns when every client has called `loop_break()` (or is closed), or after `timeout`
+    seconds. Heartbeats and timers of each client keep running.
+    """
+    clients = list(clients)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for client in clients:
+        client._loop_break = False
+        client.on_write()
+    selector = selectors.DefaultSelector()
+    try:
+        while True:
+            live = []
+            for client in clients:
+                client.run_any_callbacks()
+                if not client._loop_break and client.socket() is not None:
+                    live.append(client)
+            if not live:
+                return
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                return
+            until = deadline
+            for client in live:
+                timer = client.engine.next_timer()
+                if timer is not None and (until is None or timer < until):
+                    until = timer
+            for key in list(selector.get_map().values()):
+                selector.unregister(key.fileobj)
+            for client in live:
+                events = selectors.EVENT_READ
+                if client.needs_write():
+                    events |= selectors.EVENT_WRITE
+                selector.register(client.fileno(), events, client)
+            ready = selector.select(None if until is None else max(0.0, until - now))
+            for key, mask in ready:
+                client = key.data
+                if mask & selectors.EVENT_READ:
+                    client.on_read()
+                if mask & selectors.EVENT_WRITE:
+                    client.on_write()
+            now = time.monotonic()
+            for client in live:
+                timer = client.engine.next_timer()
+                if timer is not None and now >= timer:
+                    client.engine.handle_timer(now)
+                client.on_write()
+    finally:
+        selector.close()
+        for client in clients:
+            client._loop_break = False

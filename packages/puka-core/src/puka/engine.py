@@ -1,0 +1,774 @@
+"""The sans-I/O engine: all of Puka's protocol logic, with no sockets, clocks or threads.
+
+Bytes in (`receive_data`), bytes out (`data_to_send`), operations in (each returns a
+`Promise`), results out (`promises`; `promises.on_ready` is called as they arrive), and time
+passed in (`next_timer()` says when `handle_timer(now)` wants to run, for heartbeats and the
+handshake timeout). A driver owns the transport: `puka.Client` over a blocking socket, or the
+asyncio protocol of puka-asyncio. The driver calls `connection_lost(exc)` when the transport
+dies and closes the transport once `closed` is true and nothing is left to send.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from puka_spec import (
+    HEARTBEAT_FRAME,
+    BodyFrame,
+    FrameReader,
+    HeaderFrame,
+    HeartbeatFrame,
+    MethodFrame,
+    encode_content,
+    encode_method_frame,
+    methods,
+)
+from puka_spec.constants import FRAME_MIN_SIZE, PROTOCOL_HEADER
+from puka_spec.exceptions import (
+    AccessRefused,
+    AMQPError,
+    ChannelError,
+    CommandInvalid,
+    HardError,
+    UnexpectedFrame,
+    error_for,
+)
+
+from puka import connection_states
+from puka.__about__ import __version__
+from puka.channels import Channel, ChannelPool
+from puka.connection_states import ConnectionState
+from puka.errors import (
+    ClientClosed,
+    ConnectFailed,
+    ConnectionLost,
+    ConnectTimeout,
+    HeartbeatTimeout,
+)
+from puka.messages import headers_to_properties
+from puka.operations import Consume, Get, Operation, Rpc, SideRpc
+from puka.promises import Callback, Promise, Promises
+from puka.publisher import Publisher
+from puka.results import Result
+from puka.urls import ConnectionParameters
+
+__all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "Engine"]
+
+log = logging.getLogger("puka")
+
+DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+"""Largest message body accepted from the broker (as the Java and .NET clients do)."""
+
+_CHANNEL_INPUTS = {
+    methods.ChannelOpenOk.KEY: "open-ok",
+    methods.ChannelClose.KEY: "close",
+    methods.ChannelCloseOk.KEY: "close-ok",
+    methods.ChannelFlow.KEY: "flow",
+}
+_CONNECTION_INPUTS = {
+    methods.ConnectionStart.KEY: "start",
+    methods.ConnectionSecure.KEY: "secure",
+    methods.ConnectionTune.KEY: "tune",
+    methods.ConnectionOpenOk.KEY: "open-ok",
+    methods.ConnectionClose.KEY: "close",
+    methods.ConnectionCloseOk.KEY: "close-ok",
+    methods.ConnectionBlocked.KEY: "blocked",
+    methods.ConnectionUnblocked.KEY: "unblocked",
+    methods.ConnectionUpdateSecretOk.KEY: "update-secret-ok",
+}
+_CLIENT_CAPABILITIES = {
+    "publisher_confirms": True,
+    "exchange_exchange_bindings": True,
+    "basic.nack": True,
+    "consumer_cancel_notify": True,
+    "connection.blocked": True,
+    "authentication_failure_close": True,
+    "per_consumer_qos": True,
+}
+_OPEN = ConnectionState.OPEN
+
+
+class _Waiting(Operation):
+    """A call made before the connection is open, replayed once it is."""
+
+    uses_channel = False
+
+    def __init__(self, engine: Engine, promise: Promise, replay: Callable[[], None]) -> None:
+        super().__init__(engine, promise)
+        self.replay = replay
+
+
+class Engine:
+    """One AMQP connection's protocol state. See the module docstring."""
+
+    def __init__(
+        self,
+        params: ConnectionParameters,
+        *,
+        pubacks: bool | None = None,
+        client_properties: dict[str, Any] | None = None,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> None:
+        self.params = params
+        self.pubacks = pubacks
+        self.max_message_size = max_message_size
+        self.state = ConnectionState.INITIAL
+        self.promises = Promises()
+        self.channels = ChannelPool(self)
+        self.publisher: Publisher | None = None
+        self.server_properties: dict[str, Any] = {}
+        self.channel_max = 0
+        self.frame_max = FRAME_MIN_SIZE
+        self.heartbeat = 0
+        self.blocked = False
+        self.blocked_reason = ""
+        self.on_blocked: Callable[[str], Any] | None = None
+        self.on_unblocked: Callable[[], Any] | None = None
+        self.error: BaseException | None = None  # why the connection ended, if it did
+        self.written: list[Promise] = []  # publishes without confirms, done once written
+        self.unpaired_returns = 0
+        self.stale_acks = 0  # acks of deliveries from a channel that is gone, dropped
+        self._client_properties = self._build_client_properties(client_properties)
+        self._out: list[bytes] = []
+        self._out_bytes = 0
+        self._reader = FrameReader(FRAME_MIN_SIZE)
+        self._waiting: deque[Operation] = deque()  # ops waiting for the connection or a channel
+        self._connect_promise: Promise | None = None
+        self._close_promise: Promise | None = None
+        self._close_requested = False
+        self._secret_promises: deque[Promise] = deque()
+        # time
+        self._connect_deadline: float | None = None
+        self._next_tick: float | None = None
+        self._sent_since_tick = False
+        self._received_since_tick = False
+        self._silent_ticks = 0
+
+    def __repr__(self) -> str:
+        return f"<puka.Engine {self.params.redacted_url()} {self.state.value}>"
+
+    # ------------------------------------------------------------------------------------
+    # The driver's side: bytes, time, transport loss
+    # ------------------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """The connection is over (the driver may close the transport once flushed)."""
+        return self.state is ConnectionState.CLOSED
+
+    @property
+    def outgoing_bytes(self) -> int:
+        """Bytes queued for the transport: drivers apply backpressure on this."""
+        return self._out_bytes
+
+    def needs_write(self) -> bool:
+        """Whether `data_to_send` has anything."""
+        return bool(self._out)
+
+    def data_to_send(self) -> bytes:
+        """Everything queued for the transport (the driver must write all of it)."""
+        if not self._out:
+            return b""
+        data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
+        self._out.clear()
+        self._out_bytes = 0
+        self._sent_since_tick = True
+        if self.written:
+            written, self.written = self.written, []
+            resolve = self.promises.resolve
+            for promise in written:
+                resolve(promise, Result("ok"))
+        return data
+
+    def receive_data(self, data: bytes) -> None:
+        """Bytes from the transport."""
+        if self.state is ConnectionState.CLOSED or not data:
+            return
+        self._received_since_tick = True
+        reader = self._reader
+        reader.feed(data)
+        try:
+            while (frame := reader.read_frame()) is not None:
+                channel = frame.channel
+                if channel:
+                    self._channel_frame(channel, frame)
+                else:
+                    self._connection_frame(frame)
+                if self.closed:
+                    return
+        except AMQPError as error:
+            self.protocol_violation(error)
+
+    def connection_lost(self, exc: BaseException | None = None) -> None:
+        """The transport is gone: every promise in flight fails."""
+        if self.closed:
+            return
+        if self.state is ConnectionState.CLOSING and self._close_promise is not None:
+            # we were closing anyway: the close succeeded as far as the user is concerned
+            self.promises.resolve(self._close_promise, Result("connection.close_ok"))
+        if exc is None or not isinstance(exc, (AMQPError, ConnectionLost, ConnectFailed)):
+            if self.state in (_OPEN, ConnectionState.CLOSING):
+                error: BaseException = ConnectionLost(
+                    f"connection to {self.params.host}:{self.params.port} lost"
+                    + (f": {exc}" if exc else "")
+                )
+            else:
+                error = ConnectFailed(
+                    f"connection to {self.params.host}:{self.params.port} closed during the "
+                    "handshake" + (f": {exc}" if exc else "")
+                )
+        else:
+            error = exc
+        self._end(error)
+
+    def next_timer(self) -> float | None:
+        """When `handle_timer` should next run (in the driver's clock), or `None`."""
+        if self.state is ConnectionState.CLOSED:
+            return None
+        deadline = self._connect_deadline if self.state is not _OPEN else None
+        if self._next_tick is not None and (deadline is None or self._next_tick < deadline):
+            return self._next_tick
+        return deadline
+
+    def handle_timer(self, now: float) -> None:
+        """Run what is due at `now`; a driver calls it at start and whenever `next_timer` passes."""
+        state = self.state
+        if state is ConnectionState.CLOSED:
+            return
+        if state is not _OPEN and state is not ConnectionState.CLOSING:
+            if self._connect_deadline is None:
+                self._connect_deadline = now + self.params.connection_timeout
+            elif now >= self._connect_deadline:
+                self._end(
+                    ConnectTimeout(
+                        f"no AMQP connection to {self.params.host}:{self.params.port} within "
+                        f"{self.params.connection_timeout:g} s"
+                    )
+                )
+                return
+        if not self.heartbeat:
+            return
+        interval = self.heartbeat / 2
+        if self._next_tick is None:
+            self._next_tick = now + interval
+            return
+        if now < self._next_tick:
+            return
+        self._next_tick = now + interval
+        if self._received_since_tick:
+            self._silent_ticks = 0
+        else:
+            self._silent_ticks += 1
+            if self._silent_ticks >= 4:  # two heartbeat intervals without a byte
+                self._end(
+                    HeartbeatTimeout(
+                        f"nothing from {self.params.host}:{self.params.port} for "
+                        f"{2 * self.heartbeat} s (heartbeat {self.heartbeat} s)"
+                    )
+                )
+                return
+        if not self._sent_since_tick and not self._out:
+            self.send_raw(HEARTBEAT_FRAME)
+        self._received_since_tick = False
+        self._sent_since_tick = False
+
+    # ------------------------------------------------------------------------------------
+    # Sending
+    # ------------------------------------------------------------------------------------
+
+    def send_raw(self, data: bytes) -> None:
+        """Queue encoded frames."""
+        self._out.append(data)
+        self._out_bytes += len(data)
+
+    def send_method(self, channel: int, method: methods.Method) -> None:
+        """Queue one method frame."""
+        data = encode_method_frame(channel, method)
+        self._out.append(data)
+        self._out_bytes += len(data)
+
+    # ------------------------------------------------------------------------------------
+    # Frames in
+    # ------------------------------------------------------------------------------------
+
+    def _connection_frame(self, frame: Any) -> None:
+        if type(frame) is MethodFrame:
+            method = frame.method
+            kind = _CONNECTION_INPUTS.get(method.KEY)
+            if kind is None:
+                raise CommandInvalid(
+                    f"{method.NAME} on channel 0, which carries only connection methods",
+                    method.CLASS_ID,
+                    method.METHOD_ID,
+                )
+        elif type(frame) is HeartbeatFrame:
+            kind, method = "heartbeat", None
+        else:
+            raise UnexpectedFrame("content frame on channel 0")
+        step = connection_states.TRANSITIONS.get((self.state, kind))
+        if step is None:
+            raise UnexpectedFrame(f"connection in state {self.state.value} cannot take {kind}")
+        action, self.state = step
+        getattr(self, "_" + action)(method)
+
+    def _channel_frame(self, number: int, frame: Any) -> None:
+        if self.state is not _OPEN:
+            if self.state is ConnectionState.CLOSING:
+                return
+            raise ChannelError(f"frame on channel {number} before the connection is open")
+        channel = self.channels.by_number.get(number)
+        if channel is None:
+            raise ChannelError(f"frame on channel {number}, which is not open")
+        kind = type(frame)
+        if kind is MethodFrame:
+            method = frame.method
+            channel.dispatch(_CHANNEL_INPUTS.get(method.KEY, "method"), method)
+        elif kind is BodyFrame:
+            channel.dispatch("body", frame.payload)
+        elif kind is HeaderFrame:
+            channel.dispatch("header", frame)
+        else:
+            raise UnexpectedFrame(f"heartbeat frame on channel {number}")
+
+    # --- connection actions (named in connection_states.TRANSITIONS) ------------------
+
+    def _ignore(self, method: methods.Method | None) -> None:
+        pass
+
+    def _on_start(self, method: methods.ConnectionStart) -> None:
+        self.server_properties = dict(method.server_properties)
+        offered = method.mechanisms.decode("utf-8", "replace").split()
+        mechanism = self.params.auth_mechanism
+        if mechanism not in offered:
+            self._end(
+                AccessRefused(
+                    f"the broker does not offer the {mechanism} mechanism (it offers "
+                    f"{', '.join(offered) or 'none'})"
+                ),
+                close=True,
+            )
+            return
+        if mechanism == "PLAIN":
+            response = b"\0" + self.params.username.encode() + b"\0" + self.params.password.encode()
+        else:  # EXTERNAL: the TLS client certificate is the identity
+            response = b""
+        self.send_method(
+            0,
+            methods.ConnectionStartOk(
+                client_properties=self._client_properties,
+                mechanism=mechanism,
+                response=response,
+                locale="en_US",
+            ),
+        )
+
+    def _on_secure(self, method: methods.ConnectionSecure) -> None:
+        self._end(
+            AccessRefused("the broker sent a SASL challenge, which PLAIN and EXTERNAL never need"),
+            close=True,
+        )
+
+    def _on_tune(self, method: methods.ConnectionTune) -> None:
+        params = self.params
+        if 0 < method.frame_max < FRAME_MIN_SIZE:
+            raise UnexpectedFrame(
+                f"the broker proposed frame_max {method.frame_max}, below the minimum 4096"
+            )
+        self.channel_max = _negotiate(params.channel_max, method.channel_max) or 65535
+        self.channel_max = min(self.channel_max, 65535)
+        self.frame_max = _negotiate(params.frame_max, method.frame_max) or 131072
+        if params.heartbeat is None:
+            self.heartbeat = method.heartbeat
+        elif params.heartbeat == 0 or method.heartbeat == 0:
+            self.heartbeat = params.heartbeat
+        else:
+            self.heartbeat = min(params.heartbeat, method.heartbeat)
+        self.channels.channel_max = self.channel_max
+        self._reader.frame_max = self.frame_max
+        self.send_method(
+            0,
+            methods.ConnectionTuneOk(
+                channel_max=self.channel_max, frame_max=self.frame_max, heartbeat=self.heartbeat
+            ),
+        )
+        self.send_method(0, methods.ConnectionOpen(virtual_host=params.virtual_host))
+
+    def _on_open_ok(self, method: methods.ConnectionOpenOk) -> None:
+        self._connect_deadline = None
+        if self._connect_promise is not None:
+            result = Result("connection.open_ok", {"server_properties": self.server_properties})
+            self.promises.resolve(self._connect_promise, result)
+        self.channel_freed()
+        if self._close_requested:
+            self._send_close()
+
+    def _on_close(self, method: methods.ConnectionClose) -> None:
+        self.send_method(0, methods.ConnectionCloseOk())
+        self.state = ConnectionState.CLOSED  # set by the table too; _end needs it now
+        self._end(self.error_from_close(method))
+
+    def _on_close_ok(self, method: methods.ConnectionCloseOk) -> None:
+        if self._close_promise is not None:
+            self.promises.resolve(self._close_promise, Result("connection.close_ok"))
+        self._end(self.error or ClientClosed("the client was closed"))
+
+    def _on_blocked(self, method: methods.ConnectionBlocked) -> None:
+        self.blocked = True
+        self.blocked_reason = method.reason
+        if self.on_blocked is not None:
+            self.on_blocked(method.reason)
+
+    def _on_unblocked(self, method: methods.ConnectionUnblocked) -> None:
+        self.blocked = False
+        self.blocked_reason = ""
+        if self.on_unblocked is not None:
+            self.on_unblocked()
+
+    def _on_update_secret_ok(self, method: methods.ConnectionUpdateSecretOk) -> None:
+        if self._secret_promises:
+            promise = self._secret_promises.popleft()
+            self.promises.resolve(promise, Result("connection.update_secret_ok"))
+
+    # ------------------------------------------------------------------------------------
+    # Errors and the end of the connection
+    # ------------------------------------------------------------------------------------
+
+    def error_from_close(self, method: methods.ConnectionClose | methods.ChannelClose) -> AMQPError:
+        """The exception for a close the broker sent."""
+        return error_for(method.reply_code, method.reply_text, method.class_id, method.method_id)
+
+    def protocol_violation(self, error: AMQPError) -> None:
+        """We received something malformed or out of order: close with its reply code."""
+        log.warning("closing the connection: %s", error)
+        if not isinstance(error, HardError):
+            error = UnexpectedFrame(str(error))
+        self._end(error, close=True)
+
+    def _end(self, error: BaseException, *, close: bool = False) -> None:
+        """Fail everything in flight with `error`; with `close`, tell the broker why."""
+        if close and self.state not in (ConnectionState.CLOSED, ConnectionState.INITIAL):
+            code = getattr(error, "reply_code", 0) or 541
+            text = getattr(error, "reply_text", "") or str(error)
+            self.send_method(
+                0,
+                methods.ConnectionClose(
+                    reply_code=code,
+                    reply_text=text.encode()[:255].decode("utf-8", "ignore"),
+                    class_id=getattr(error, "class_id", 0),
+                    method_id=getattr(error, "method_id", 0),
+                ),
+            )
+        self.state = ConnectionState.CLOSED
+        if self.error is None:
+            self.error = error
+        self._next_tick = self._connect_deadline = None
+        publisher, self.publisher = self.publisher, None
+        if publisher is not None:
+            publisher.fail_all(error)
+        self._waiting.clear()
+        self.channels.clear()
+        self.promises.fail_all(error)
+
+    def publisher_gone(self, publisher: Publisher) -> None:
+        """The publish channel was closed by the broker; the next publish opens another."""
+        if self.publisher is publisher:
+            self.publisher = None
+
+    # ------------------------------------------------------------------------------------
+    # Operations
+    # ------------------------------------------------------------------------------------
+
+    def _check_usable(self) -> None:
+        if self.state is ConnectionState.CLOSED or self.state is ConnectionState.CLOSING:
+            raise ClientClosed(
+                "the client is closed"
+                + (f" ({type(self.error).__name__}: {self.error})" if self.error else "")
+            )
+
+    def _submit(self, op: Operation) -> Promise:
+        if self.state is _OPEN and not self._waiting:
+            self._start(op)
+        else:
+            self._waiting.append(op)
+        return op.promise
+
+    def _start(self, op: Operation) -> bool:
+        if isinstance(op, _Waiting):
+            op.replay()
+            return True
+        channel = self.channels.acquire(op)
+        if channel is None:
+            return False
+        op.channel = channel
+        op.start(channel)
+        return True
+
+    def channel_freed(self) -> None:
+        """A channel became free, or the connection opened: start what was waiting."""
+        waiting = self._waiting
+        while waiting and self.state is _OPEN:
+            op = waiting.popleft()
+            if not self._start(op):
+                waiting.appendleft(op)
+                return
+
+    def connect(self, callback: Callback | None = None) -> Promise:
+        """Start the handshake; the promise resolves once the connection is open."""
+        if self.state is not ConnectionState.INITIAL:
+            if self._connect_promise is not None:
+                return self._connect_promise
+            self._check_usable()
+        promise = self.promises.new(callback)
+        self._connect_promise = promise
+        self.state = ConnectionState.AWAIT_START
+        self.send_raw(PROTOCOL_HEADER)
+        return promise
+
+    def close(self, callback: Callback | None = None) -> Promise:
+        """Close the connection once what was sent before is answered."""
+        promise = self.promises.new(callback)
+        if self.state is ConnectionState.CLOSED or self.state is ConnectionState.INITIAL:
+            self.state = ConnectionState.CLOSED
+            self.promises.resolve(promise, Result("connection.close_ok"))
+            return promise
+        if self._close_promise is not None:
+            self.promises.resolve(promise, Result("connection.close_ok"))
+            return self._close_promise
+        self._close_promise = promise
+        if self.state is _OPEN:
+            self._send_close()
+        else:
+            self._close_requested = True
+        return promise
+
+    def _send_close(self) -> None:
+        for op in self._waiting:
+            op.fail(ClientClosed("the client was closed before this operation started"))
+        self._waiting.clear()
+        self.send_method(0, methods.ConnectionClose(200, "Goodbye", 0, 0))
+        self.state = ConnectionState.CLOSING
+
+    def rpc(self, method: methods.Method, callback: Callback | None = None) -> Promise:
+        """Send a synchronous method on a pooled channel; resolve with its reply."""
+        self._check_usable()
+        return self._submit(Rpc(self, self.promises.new(callback), method))
+
+    def get(self, queue: str, no_ack: bool, callback: Callback | None = None) -> Promise:
+        """basic.get."""
+        self._check_usable()
+        return self._submit(Get(self, self.promises.new(callback), queue, no_ack))
+
+    def consume(
+        self,
+        consumes: list[methods.BasicConsume],
+        prefetch_count: int,
+        callback: Callback | None = None,
+    ) -> Promise:
+        """basic.consume on each queue, on one channel: one result per message."""
+        self._check_usable()
+        promise = self.promises.new(callback, multi=True)
+        return self._submit(Consume(self, promise, consumes, prefetch_count))
+
+    def _consume_of(self, consume_promise: int) -> Consume:
+        promise = self.promises.live.get(consume_promise)
+        op = promise.op if promise is not None else None
+        if isinstance(op, _Waiting):
+            raise ValueError(f"promise {consume_promise} has not started yet")
+        if not isinstance(op, Consume):
+            raise ValueError(f"promise {consume_promise} is not a running consume")
+        return op
+
+    def on_consume(
+        self, consume_promise: int, method: methods.Method, callback: Callback | None = None
+    ) -> Promise:
+        """A synchronous method on a consume's channel (qos, recover) or its cancel."""
+        self._check_usable()
+        promise = self.promises.new(callback)
+        live = self.promises.live.get(consume_promise)
+        if self._waiting_for(live):
+            self._waiting.append(
+                _Waiting(
+                    self, promise, lambda: self._run_on_consume(consume_promise, method, promise)
+                )
+            )
+            return promise
+        self._run_on_consume(consume_promise, method, promise)
+        return promise
+
+    def _waiting_for(self, live: Promise | None) -> bool:
+        return live is not None and any(op.promise is live for op in self._waiting)
+
+    def _run_on_consume(
+        self, consume_promise: int, method: methods.Method, promise: Promise
+    ) -> None:
+        live = self.promises.live.get(consume_promise)
+        op = live.op if live is not None else None
+        if not isinstance(op, Consume):
+            if isinstance(method, methods.BasicCancel):
+                self.promises.resolve(promise, Result("basic.cancel_ok", {"consumer_tag": ""}))
+            else:
+                self.promises.resolve(
+                    promise,
+                    Result.error(ValueError(f"promise {consume_promise} is not a running consume")),
+                )
+            return
+        side = SideRpc(self, promise, op, method)
+        if isinstance(method, methods.BasicCancel):
+            op.cancel(side)
+        else:
+            op.side(side)
+
+    def publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        mandatory: bool,
+        headers: dict[str, Any] | None,
+        body: bytes,
+        callback: Callback | None = None,
+        channel_of: int | None = None,
+    ) -> Promise:
+        """basic.publish; the promise settles on the broker's confirm (or once written)."""
+        self._check_usable()
+        props = headers_to_properties(headers)
+        promise = self.promises.new(callback)
+        if self.state is not _OPEN or self._waiting:
+            self._waiting.append(
+                _Waiting(
+                    self,
+                    promise,
+                    lambda: self._publish(
+                        promise, exchange, routing_key, mandatory, props, body, channel_of
+                    ),
+                )
+            )
+            return promise
+        self._publish(promise, exchange, routing_key, mandatory, props, body, channel_of)
+        return promise
+
+    def _publish(
+        self,
+        promise: Promise,
+        exchange: str,
+        routing_key: str,
+        mandatory: bool,
+        props: bytes,
+        body: bytes,
+        channel_of: int | None,
+    ) -> None:
+        if channel_of is not None:
+            consume = self._consume_of(channel_of)
+            if consume.channel is None:
+                self.promises.resolve(
+                    promise, Result.error(ClientClosed("the consume's channel is closed"))
+                )
+                return
+            method = methods.BasicPublish(
+                exchange=exchange, routing_key=routing_key, mandatory=mandatory
+            )
+            self.send_raw(
+                encode_content(consume.channel.number, method, props, body, self.frame_max)
+            )
+            self.written.append(promise)
+            return
+        publisher = self.publisher
+        if publisher is None:
+            publisher = self._new_publisher()
+            if publisher is None:
+                self._waiting.append(
+                    _Waiting(
+                        self,
+                        promise,
+                        lambda: self._publish(
+                            promise, exchange, routing_key, mandatory, props, body, None
+                        ),
+                    )
+                )
+                return
+        publisher.publish(promise, exchange, routing_key, mandatory, props, body)
+
+    def _new_publisher(self) -> Publisher | None:
+        placeholder = _PublisherSlot()
+        channel = self.channels.acquire(placeholder)
+        if channel is None:
+            return None
+        capabilities = self.server_properties.get("capabilities") or {}
+        confirm = (
+            bool(capabilities.get("publisher_confirms")) if self.pubacks is None else self.pubacks
+        )
+        publisher = Publisher(self, channel, confirm)
+        channel.owner = publisher
+        self.publisher = publisher
+        return publisher
+
+    def settle(self, message: Result, method: methods.Method) -> None:
+        """basic.ack / reject / nack of a delivered message: sent on its channel."""
+        self._check_usable()
+        where = message._ack
+        if where is None:
+            raise ValueError("this result is not a message to acknowledge (or it was no_ack)")
+        channel, tag = where
+        if channel.state.value != "open" or channel.engine is not self:
+            self.stale_acks += 1  # its channel is gone: the broker has requeued it already
+            return
+        multiple = bool(getattr(method, "multiple", False))
+        if not self.channels.settled(channel, tag, multiple):
+            self.stale_acks += 1  # already settled: sending it again would close the channel
+            return
+        self.send_method(channel.number, method)
+
+    def update_secret(
+        self, new_secret: bytes, reason: str, callback: Callback | None = None
+    ) -> Promise:
+        """connection.update-secret (a refreshed OAuth 2 token)."""
+        self._check_usable()
+        promise = self.promises.new(callback)
+        method = methods.ConnectionUpdateSecret(new_secret=new_secret, reason=reason)
+        if self.state is _OPEN:
+            self._secret_promises.append(promise)
+            self.send_method(0, method)
+        else:
+
+            def replay() -> None:
+                self._secret_promises.append(promise)
+                self.send_method(0, method)
+
+            self._waiting.append(_Waiting(self, promise, replay))
+        return promise
+
+    # ------------------------------------------------------------------------------------
+
+    def _build_client_properties(self, extra: dict[str, Any] | None) -> dict[str, Any]:
+        props: dict[str, Any] = {
+            "product": "Puka",
+            "version": __version__,
+            "platform": f"Python {platform.python_version()}",
+            "information": "https://github.com/puka-amqp/puka",
+            "capabilities": dict(_CLIENT_CAPABILITIES),
+        }
+        if self.params.connection_name:
+            props["connection_name"] = self.params.connection_name
+        if extra:
+            props.update(extra)
+        return props
+
+
+class _PublisherSlot:
+    """Owns a channel for the instant between acquiring it and the publisher taking it."""
+
+    def on_method(self, channel: Channel, method: methods.Method, props: Any, body: bytes) -> None:
+        """Nothing can arrive before the publisher exists."""
+
+    def on_channel_closed(self, channel: Channel, error: AMQPError) -> None:
+        """Likewise."""
+
+
+def _negotiate(ours: int, theirs: int) -> int:
+    """Channel-max and frame-max: 0 means no limit, otherwise the smaller wins."""
+    if ours == 0 or theirs == 0:
+        return max(ours, theirs)
+    return min(ours, theirs)

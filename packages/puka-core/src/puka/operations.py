@@ -1,0 +1,265 @@
+"""Operations: what runs on a channel between a call and its promise's result.
+
+Each operation owns one promise. Most take a channel of their own from the pool (`Rpc`, `Get`,
+`Consume`); a few ride on the channel of a consume (`SideRpc`: qos, recover, cancel). Replies to
+synchronous methods arrive on a channel in the order the requests were sent, so an operation
+that shares its channel keeps a queue of who expects the next reply.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+from puka_spec import BasicProperties, methods
+from puka_spec.exceptions import AMQPError, UnexpectedFrame
+
+from puka.errors import ConsumerCancelled
+from puka.messages import properties_to_headers
+from puka.results import Result
+
+if TYPE_CHECKING:
+    from puka.channels import Channel
+    from puka.engine import Engine
+    from puka.promises import Promise
+
+__all__ = ["Consume", "Get", "Operation", "Rpc", "SideRpc", "method_result"]
+
+
+def method_result(method: methods.Method) -> Result:
+    """A reply method as a result: its fields, named after it (`queue.declare_ok`)."""
+    return Result(
+        method.NAME.replace("-", "_"), {name: getattr(method, name) for name, _ in method.FIELDS}
+    )
+
+
+def message_result(
+    name: str, method: methods.Method, props: BasicProperties | None, body: bytes
+) -> Result:
+    """A delivered, fetched or returned message as a result."""
+    result = Result(name, {name: getattr(method, name) for name, _ in method.FIELDS})
+    result["body"] = body
+    result["headers"] = properties_to_headers(props) if props is not None else {}
+    return result
+
+
+class Operation:
+    """An operation in flight. Subclasses send in `start` and answer in `on_method`."""
+
+    uses_channel = True
+    """Whether it takes a channel of its own from the pool."""
+
+    def __init__(self, engine: Engine, promise: Promise) -> None:
+        self.engine = engine
+        self.promise = promise
+        self.channel: Channel | None = None
+        promise.op = self
+
+    def start(self, channel: Channel) -> None:
+        """The channel is ours (open, or opening with our method pipelined behind)."""
+        raise NotImplementedError
+
+    def on_method(
+        self, channel: Channel, method: methods.Method, props: BasicProperties | None, body: bytes
+    ) -> None:
+        """A method (with content) arrived on our channel."""
+        raise UnexpectedFrame(f"{method.NAME} on channel {channel.number} was not expected")
+
+    def on_channel_closed(self, channel: Channel, error: AMQPError) -> None:
+        """The broker closed our channel: the operation failed with `error`."""
+        self.channel = None
+        self.fail(error)
+
+    def finish(self, result: Result) -> None:
+        """Resolve the promise and give the channel back."""
+        self.engine.promises.resolve(self.promise, result)
+        channel, self.channel = self.channel, None
+        if channel is not None:
+            self.engine.channels.release(channel)
+
+    def fail(self, error: BaseException) -> None:
+        """Resolve the promise with an error result."""
+        self.engine.promises.resolve(self.promise, Result.error(error))
+
+
+class Rpc(Operation):
+    """Send one synchronous method, resolve with its reply (declare, bind, delete, …)."""
+
+    def __init__(self, engine: Engine, promise: Promise, method: methods.Method) -> None:
+        super().__init__(engine, promise)
+        self.method = method
+
+    def start(self, channel: Channel) -> None:
+        """Send the method."""
+        self.engine.send_method(channel.number, self.method)
+
+    def on_method(
+        self, channel: Channel, method: methods.Method, props: BasicProperties | None, body: bytes
+    ) -> None:
+        """The reply."""
+        if method.KEY not in self.method.RESPONSES:
+            super().on_method(channel, method, props, body)
+        self.finish(method_result(method))
+
+
+class Get(Operation):
+    """basic.get: one message or `{"empty": True}`."""
+
+    def __init__(self, engine: Engine, promise: Promise, queue: str, no_ack: bool) -> None:
+        super().__init__(engine, promise)
+        self.method = methods.BasicGet(queue=queue, no_ack=no_ack)
+
+    def start(self, channel: Channel) -> None:
+        """Send basic.get."""
+        self.engine.send_method(channel.number, self.method)
+
+    def on_method(
+        self, channel: Channel, method: methods.Method, props: BasicProperties | None, body: bytes
+    ) -> None:
+        """get-ok with its message, or get-empty."""
+        if isinstance(method, methods.BasicGetOk):
+            result = message_result("basic.get_ok", method, props, body)
+            if not self.method.no_ack:
+                channel.unacked.add(method.delivery_tag)
+                result._ack = (channel, method.delivery_tag)
+            self.finish(result)
+        elif isinstance(method, methods.BasicGetEmpty):
+            self.finish(Result("basic.get_empty", {"empty": True}))
+        else:
+            super().on_method(channel, method, props, body)
+
+
+class SideRpc(Operation):
+    """A synchronous method sent on a consume's channel (qos, recover, cancel)."""
+
+    uses_channel = False
+
+    def __init__(
+        self, engine: Engine, promise: Promise, consume: Consume, method: methods.Method
+    ) -> None:
+        super().__init__(engine, promise)
+        self.consume = consume
+        self.method = method
+
+    def start_on(self, channel: Channel) -> None:
+        """Send the method on the consume's channel."""
+        self.channel = channel
+        self.engine.send_method(channel.number, self.method)
+
+    def answered(self, method: methods.Method) -> None:
+        """Our reply arrived (routed here by the consume)."""
+        self.engine.promises.resolve(self.promise, method_result(method))
+        self.channel = None
+
+
+class Consume(Operation):
+    """basic.consume on one or more queues: a promise with a result per delivered message."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        promise: Promise,
+        consumes: list[methods.BasicConsume],
+        prefetch_count: int,
+    ) -> None:
+        super().__init__(engine, promise)
+        self.consumes = consumes
+        self.prefetch_count = prefetch_count
+        self.no_ack = all(c.no_ack for c in consumes)
+        self.tags: list[str] = []
+        # who expects the next synchronous reply on our channel: None = ourselves
+        self.expecting: deque[SideRpc | None] = deque()
+        self.cancelling: SideRpc | None = None
+
+    def start(self, channel: Channel) -> None:
+        """Pipeline qos and the consumes."""
+        send = self.engine.send_method
+        if self.prefetch_count:
+            send(channel.number, methods.BasicQos(0, self.prefetch_count, False))
+            self.expecting.append(None)
+        for consume in self.consumes:
+            send(channel.number, consume)
+            self.expecting.append(None)
+
+    def side(self, op: SideRpc) -> None:
+        """Run a qos/recover on our channel (or fail it if the consume is over)."""
+        if self.channel is None or self.promise.done:
+            op.fail(ConsumerCancelled("the consume is no longer running"))
+            return
+        self.expecting.append(op)
+        op.start_on(self.channel)
+
+    def cancel(self, op: SideRpc) -> None:
+        """basic.cancel every consumer of this consume."""
+        if self.channel is None or self.promise.done:
+            op.answered(methods.BasicCancelOk(consumer_tag=""))
+            return
+        self.cancelling = op
+        op.channel = self.channel
+        for tag in self.tags:
+            self._send_cancel(tag)
+
+    def _send_cancel(self, tag: str) -> None:
+        if self.channel is not None:
+            self.engine.send_method(self.channel.number, methods.BasicCancel(consumer_tag=tag))
+            self.expecting.append(None)
+
+    def on_method(
+        self, channel: Channel, method: methods.Method, props: BasicProperties | None, body: bytes
+    ) -> None:
+        """Deliveries, consume-ok, cancels, and replies for side operations."""
+        if type(method) is methods.BasicDeliver:
+            result = message_result("basic.deliver", method, props, body)
+            if not self.no_ack:
+                channel.unacked.add(method.delivery_tag)
+                result._ack = (channel, method.delivery_tag)
+            self.engine.promises.resolve(self.promise, result, final=False)
+            return
+        if isinstance(method, methods.BasicCancel):  # the broker cancelled a consumer
+            self._server_cancel(method.consumer_tag)
+            return
+        if not method.SYNCHRONOUS or not self.expecting:
+            super().on_method(channel, method, props, body)
+        waiter = self.expecting.popleft()
+        if waiter is not None:
+            waiter.answered(method)
+        elif isinstance(method, methods.BasicConsumeOk):
+            self.tags.append(method.consumer_tag)
+            if self.cancelling is not None:
+                self._send_cancel(method.consumer_tag)
+        elif isinstance(method, methods.BasicCancelOk):
+            if method.consumer_tag in self.tags:
+                self.tags.remove(method.consumer_tag)
+            if not self.tags and self.cancelling is not None:
+                self.cancelling.answered(method)
+                self.cancelling = None
+                self._end()
+
+    def _server_cancel(self, tag: str) -> None:
+        if tag in self.tags:
+            self.tags.remove(tag)
+        error = ConsumerCancelled(f"the broker cancelled consumer {tag!r}")
+        result = Result.error(error, {"consumer_tag": tag})
+        result.name = "basic.cancel"
+        final = not self.tags
+        self.engine.promises.resolve(self.promise, result, final=final)
+        if final:
+            self._end()
+
+    def _end(self) -> None:
+        self.engine.promises.finish(self.promise)
+        channel, self.channel = self.channel, None
+        if channel is not None:
+            self.engine.channels.release(channel)
+
+    def on_channel_closed(self, channel: Channel, error: AMQPError) -> None:
+        """Our channel died: the consume and every side operation fail with `error`."""
+        self.channel = None
+        for waiter in self.expecting:
+            if waiter is not None:
+                waiter.fail(error)
+        self.expecting.clear()
+        if self.cancelling is not None:
+            self.cancelling.fail(error)
+            self.cancelling = None
+        self.fail(error)

@@ -1,0 +1,130 @@
+"""Promises: numbered handles on operations in flight, and the results they resolve to.
+
+A promise gets results (one, or many for a consume); each result is handed out once, either to
+the promise's callback (`fn(promise_number, result)`) or to `wait`. The registry knows which
+promises have results waiting (`ready`) and forgets a promise once it is finished and its last
+result handed out. A successful result nobody claims is kept for a while, then dropped: waiting
+on a forgotten promise number returns an empty success result, because only successes are
+ever forgotten (errors stay until claimed).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from puka.results import Result
+
+__all__ = ["Callback", "Promise", "Promises"]
+
+Callback = Callable[[int, Result], Any]
+"""A promise callback: called with the promise number and one result."""
+
+UNCLAIMED_SUCCESSES_KEPT = 65536
+"""How many finished, successful, never-waited-for promises are remembered."""
+
+
+class Promise:
+    """One operation's handle: its number, callback and undelivered results."""
+
+    __slots__ = ("callback", "done", "multi", "number", "op", "results")
+
+    def __init__(self, number: int, callback: Callback | None, multi: bool) -> None:
+        self.number = number
+        self.callback = callback
+        self.multi = multi  # a consume: many results
+        self.done = False  # no more results will come
+        self.results: deque[Result] = deque()
+        self.op: Any = None  # the operation that feeds it, while it runs
+
+    def __repr__(self) -> str:
+        state = "done" if self.done else "pending"
+        return f"<Promise {self.number} {state} results={len(self.results)}>"
+
+
+class Promises:
+    """The registry of live promises."""
+
+    def __init__(self) -> None:
+        self._next = 1
+        self.live: dict[int, Promise] = {}
+        self.ready: set[int] = set()
+        self._unclaimed_ok: dict[int, None] = {}
+        self.on_ready: Callable[[Promise], None] | None = None
+        """Called when a promise gets a result (adapters resolve their futures here)."""
+
+    def new(self, callback: Callback | None = None, *, multi: bool = False) -> Promise:
+        """A new promise."""
+        promise = Promise(self._next, callback, multi)
+        self._next += 1
+        self.live[promise.number] = promise
+        return promise
+
+    def issued(self, number: int) -> bool:
+        """Whether `number` was ever given out."""
+        return 0 < number < self._next
+
+    def resolve(self, promise: Promise, result: Result, *, final: bool = True) -> None:
+        """Give `promise` a result; `final` means it is the last one."""
+        if promise.done:
+            return
+        promise.results.append(result)
+        if final:
+            promise.done = True
+            promise.op = None
+            if (
+                promise.callback is None
+                and not result.is_error
+                and not promise.multi
+                and not result
+            ):
+                self._remember_unclaimed(promise.number)
+        self.ready.add(promise.number)
+        if self.on_ready is not None:
+            self.on_ready(promise)
+
+    def _remember_unclaimed(self, number: int) -> None:
+        unclaimed = self._unclaimed_ok
+        unclaimed[number] = None
+        if len(unclaimed) > UNCLAIMED_SUCCESSES_KEPT:
+            oldest = next(iter(unclaimed))
+            del unclaimed[oldest]
+            self.ready.discard(oldest)
+            self.live.pop(oldest, None)
+
+    def finish(self, promise: Promise) -> None:
+        """End a multi-result promise without a further result (a cancelled consume)."""
+        if promise.done:
+            return
+        promise.done = True
+        promise.op = None
+        if not promise.results:
+            self.live.pop(promise.number, None)
+        if self.on_ready is not None:
+            self.on_ready(promise)
+
+    def take(self, number: int) -> Result | None:
+        """Hand out the next result of promise `number`, or `None` if it has none yet."""
+        promise = self.live.get(number)
+        if promise is None:
+            return Result("ok") if self.issued(number) else None
+        if not promise.results:
+            return None
+        result = promise.results.popleft()
+        if not promise.results:
+            self.ready.discard(number)
+            if promise.done:
+                del self.live[number]
+                self._unclaimed_ok.pop(number, None)
+        return result
+
+    def fail_all(self, exception: BaseException) -> None:
+        """End every unfinished promise with `exception` (the connection is gone)."""
+        for promise in list(self.live.values()):
+            if not promise.done:
+                self.resolve(promise, Result.error(exception))
+
+    def pending(self) -> int:
+        """Promises not yet finished."""
+        return sum(1 for p in self.live.values() if not p.done)

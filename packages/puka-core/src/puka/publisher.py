@@ -1,0 +1,180 @@
+"""The publisher: the channel publishes go out on, and what happened to each of them.
+
+With publisher confirms (the default when the broker offers them) the channel is in confirm
+mode: each publish gets the next delivery tag, and the broker's `basic.ack`/`basic.nack`
+(single or `multiple`) settle the promises by tag. A mandatory message the broker cannot route
+comes back as `basic.return` just before its ack; returns are paired with their publish by
+wire order (the oldest unsettled mandatory publish to the same exchange and routing key), so no
+header is ever injected into user messages. Without confirms a publish is done once its frames
+are handed to the transport.
+
+If the broker closes the publish channel (publishing to a missing exchange), only the publishes
+in flight on it fail; the next publish opens a new channel.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+from puka_spec import BasicProperties, encode_content, methods
+from puka_spec.exceptions import AMQPError, NoRoute, UnexpectedFrame
+
+from puka.errors import PublishNacked
+from puka.operations import message_result
+from puka.results import Result
+
+if TYPE_CHECKING:
+    from puka.channels import Channel
+    from puka.engine import Engine
+    from puka.promises import Promise
+
+__all__ = ["Publisher"]
+
+_METHOD_CACHE_SIZE = 512
+_OK = Result("basic.ack")
+
+
+class Publisher:
+    """Owner of the publish channel."""
+
+    def __init__(self, engine: Engine, channel: Channel, confirm: bool) -> None:
+        self.engine = engine
+        self.channel = channel
+        self.confirm = confirm
+        self.next_tag = 1
+        self.by_tag: dict[int, Promise] = {}
+        self.order: deque[int] = deque()  # tags in publish order, settled ones removed lazily
+        self.mandatory: deque[tuple[int, str, str]] = deque()
+        self.returned: dict[int, Result] = {}
+        self._payloads: dict[tuple[str, str, bool], bytes] = {}
+        self.unknown_confirms = 0  # acks/nacks for tags not in flight (counted, ignored)
+        if confirm:
+            engine.send_method(channel.number, methods.ConfirmSelect(nowait=False))
+
+    def publish(
+        self,
+        promise: Promise,
+        exchange: str,
+        routing_key: str,
+        mandatory: bool,
+        properties: bytes,
+        body: bytes,
+    ) -> None:
+        """Send one message; its promise settles on confirm (or once written)."""
+        key = (exchange, routing_key, mandatory)
+        payload = self._payloads.get(key)
+        if payload is None:
+            payload = methods.BasicPublish(
+                exchange=exchange, routing_key=routing_key, mandatory=mandatory
+            ).encode()
+            if len(self._payloads) >= _METHOD_CACHE_SIZE:
+                self._payloads.clear()
+            self._payloads[key] = payload
+        engine = self.engine
+        engine.send_raw(
+            encode_content(self.channel.number, payload, properties, body, engine.frame_max)
+        )
+        if not self.confirm:
+            engine.written.append(promise)
+            return
+        tag = self.next_tag
+        self.next_tag = tag + 1
+        self.by_tag[tag] = promise
+        self.order.append(tag)
+        promise.op = self
+        if mandatory:
+            self.mandatory.append((tag, exchange, routing_key))
+
+    @property
+    def in_flight(self) -> int:
+        """Publishes sent and not yet confirmed."""
+        return len(self.by_tag)
+
+    # --- what the broker says -------------------------------------------------------------
+
+    def on_method(
+        self, channel: Channel, method: methods.Method, props: BasicProperties | None, body: bytes
+    ) -> None:
+        """Confirms and returns."""
+        kind = type(method)
+        if kind is methods.BasicAck:
+            self._settle(method.delivery_tag, method.multiple, None)  # type: ignore[attr-defined]
+        elif kind is methods.BasicNack:
+            error = PublishNacked("the broker nacked the message: it was not enqueued")
+            self._settle(method.delivery_tag, method.multiple, error)  # type: ignore[attr-defined]
+        elif kind is methods.BasicReturn:
+            self._returned(method, props, body)  # type: ignore[arg-type]
+        elif kind is methods.ConfirmSelectOk:
+            pass
+        else:
+            raise UnexpectedFrame(f"{method.NAME} on the publish channel was not expected")
+
+    def _settle(self, tag: int, multiple: bool, error: PublishNacked | None) -> None:
+        by_tag, order, resolve = self.by_tag, self.order, self.engine.promises.resolve
+        if multiple:
+            if not order or order[0] > tag:
+                self.unknown_confirms += 1
+            while order and order[0] <= tag:
+                settled = order.popleft()
+                promise = by_tag.pop(settled, None)
+                if promise is not None:
+                    resolve(promise, self._outcome(settled, error))
+        else:
+            promise = by_tag.pop(tag, None)
+            if promise is None:
+                self.unknown_confirms += 1
+                return
+            resolve(promise, self._outcome(tag, error))
+            while order and order[0] not in by_tag:
+                order.popleft()
+        mandatory = self.mandatory
+        while mandatory and mandatory[0][0] not in by_tag:
+            mandatory.popleft()
+
+    def _outcome(self, tag: int, error: PublishNacked | None) -> Result:
+        if self.returned:
+            returned = self.returned.pop(tag, None)
+            if returned is not None:
+                return returned
+        return _OK if error is None else Result.error(error)
+
+    def _returned(
+        self, method: methods.BasicReturn, props: BasicProperties | None, body: bytes
+    ) -> None:
+        tag = next(
+            (
+                entry[0]
+                for entry in self.mandatory
+                if entry[1] == method.exchange and entry[2] == method.routing_key
+            ),
+            0,
+        )
+        if not tag:
+            self.engine.unpaired_returns += 1
+            return
+        while self.mandatory[0][0] != tag:  # earlier mandatory publishes were routed
+            self.mandatory.popleft()
+        self.mandatory.popleft()
+        error = NoRoute(
+            method.reply_text, methods.BasicPublish.CLASS_ID, methods.BasicPublish.METHOD_ID
+        )
+        result = message_result("basic.return", method, props, body)
+        error_result = Result.error(error, dict(result))
+        error_result.name = "basic.return"
+        self.returned[tag] = error_result
+
+    def on_channel_closed(self, channel: Channel, error: AMQPError) -> None:
+        """The broker closed the publish channel: the publishes in flight failed."""
+        self.fail_all(error)
+        self.engine.publisher_gone(self)
+
+    def fail_all(self, error: BaseException) -> None:
+        """Fail every publish in flight with `error`."""
+        resolve = self.engine.promises.resolve
+        pending, self.by_tag = self.by_tag, {}
+        self.order.clear()
+        self.mandatory.clear()
+        self.returned.clear()
+        for promise in pending.values():
+            resolve(promise, Result.error(error))
