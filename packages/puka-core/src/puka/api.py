@@ -184,7 +184,8 @@ class Calls(Generic[T]):
         promise settles once the message is written to the socket.
 
         `channel_of=consume_promise` publishes on that consume's channel (not confirmed), as
-        direct reply-to (`reply_to="amq.rabbitmq.reply-to"`) requires.
+        direct reply-to (`reply_to="amq.rabbitmq.reply-to"`) requires; `channel_of=tx`
+        publishes inside a transaction (see `tx_select`).
         """
         if isinstance(body, str):
             body = body.encode()
@@ -269,13 +270,13 @@ class Calls(Generic[T]):
             prefetch_size=prefetch_size, prefetch_count=prefetch_count, global_=global_
         )
         number = self._promise_number(consume_promise)
-        return self._wrap(self._engine.on_consume(number, method, callback))
+        return self._wrap(self._engine.on_holder(number, "side", method, callback))
 
     def basic_cancel(self, consume_promise: Any, callback: Callback | None = None) -> T:
         """Stop a consume; afterwards its promise yields no more messages."""
         number = self._promise_number(consume_promise)
         method = methods.BasicCancel(consumer_tag="")
-        return self._wrap(self._engine.on_consume(number, method, callback))
+        return self._wrap(self._engine.on_holder(number, "cancel", method, callback))
 
     def basic_recover(
         self, consume_promise: Any, requeue: bool = True, callback: Callback | None = None
@@ -283,7 +284,7 @@ class Calls(Generic[T]):
         """Redeliver (requeue) every unacknowledged message of a consume."""
         number = self._promise_number(consume_promise)
         method = methods.BasicRecover(requeue=requeue)
-        return self._wrap(self._engine.on_consume(number, method, callback))
+        return self._wrap(self._engine.on_holder(number, "side", method, callback))
 
     def basic_ack(self, msg_result: Result, multiple: bool = False) -> None:
         """Acknowledge a delivered message (and, with `multiple`, all before it)."""
@@ -300,6 +301,34 @@ class Calls(Generic[T]):
         tag = _delivery_tag(msg_result)
         method = methods.BasicNack(delivery_tag=tag, multiple=multiple, requeue=requeue)
         self._engine.settle(msg_result, method)
+
+    # --- transactions ---------------------------------------------------------------------
+
+    def tx_select(self, callback: Callback | None = None) -> T:
+        """Start a transaction: a channel of its own in transaction mode.
+
+        The promise yields `tx.select_ok` when ready. Publish in it with
+        `basic_publish(..., channel_of=tx)`; `tx_commit(tx)` makes those publishes happen,
+        `tx_rollback(tx)` discards them; `tx_close(tx)` ends the transaction (rolling back
+        what was not committed).
+        """
+        return self._wrap(self._engine.transaction(callback))
+
+    def tx_commit(self, tx: Any, callback: Callback | None = None) -> T:
+        """Commit the transaction's publishes."""
+        number = self._promise_number(tx)
+        return self._wrap(self._engine.on_holder(number, "side", methods.TxCommit(), callback))
+
+    def tx_rollback(self, tx: Any, callback: Callback | None = None) -> T:
+        """Discard the transaction's uncommitted publishes."""
+        number = self._promise_number(tx)
+        return self._wrap(self._engine.on_holder(number, "side", methods.TxRollback(), callback))
+
+    def tx_close(self, tx: Any, callback: Callback | None = None) -> T:
+        """End the transaction and close its channel."""
+        number = self._promise_number(tx)
+        method = methods.ChannelClose(200, "OK", 0, 0)
+        return self._wrap(self._engine.on_holder(number, "close", method, callback))
 
     # --- connection -----------------------------------------------------------------------
 

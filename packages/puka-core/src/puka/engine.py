@@ -43,6 +43,7 @@ from puka.__about__ import __version__
 from puka.channels import Channel, ChannelPool
 from puka.connection_states import ConnectionState
 from puka.errors import (
+    ChannelClosed,
     ClientClosed,
     ConnectFailed,
     ConnectionLost,
@@ -50,7 +51,7 @@ from puka.errors import (
     HeartbeatTimeout,
 )
 from puka.messages import headers_to_properties
-from puka.operations import Consume, Get, Operation, Rpc, SideRpc
+from puka.operations import ChannelHolder, Consume, Get, Operation, Rpc, SideRpc, Transaction
 from puka.promises import Callback, Promise, Promises
 from puka.publisher import Publisher
 from puka.results import Result
@@ -147,6 +148,7 @@ class Engine:
         self._sent_since_tick = False
         self._received_since_tick = False
         self._silent_ticks = 0
+        self._clock = 0.0  # the last `now` the driver passed in
 
     def __repr__(self) -> str:
         return f"<puka.Engine {self.params.redacted_url()} {self.state.value}>"
@@ -239,6 +241,7 @@ class Engine:
         state = self.state
         if state is ConnectionState.CLOSED:
             return
+        self._clock = now
         if state is not _OPEN and state is not ConnectionState.CLOSING:
             if self._connect_deadline is None:
                 self._connect_deadline = now + self.params.connection_timeout
@@ -253,10 +256,7 @@ class Engine:
         if not self.heartbeat:
             return
         interval = self.heartbeat / 2
-        if self._next_tick is None:
-            self._next_tick = now + interval
-            return
-        if now < self._next_tick:
+        if self._next_tick is None or now < self._next_tick:
             return
         self._next_tick = now + interval
         if self._received_since_tick:
@@ -389,6 +389,8 @@ class Engine:
             self.heartbeat = min(params.heartbeat, method.heartbeat)
         self.channels.channel_max = self.channel_max
         self._reader.frame_max = self.frame_max
+        if self.heartbeat:
+            self._next_tick = self._clock  # due at once: the driver's next call starts the ticks
         self.send_method(
             0,
             methods.ConnectionTuneOk(
@@ -573,54 +575,58 @@ class Engine:
         promise = self.promises.new(callback, multi=True)
         return self._submit(Consume(self, promise, consumes, prefetch_count))
 
-    def _consume_of(self, consume_promise: int) -> Consume:
-        promise = self.promises.live.get(consume_promise)
-        op = promise.op if promise is not None else None
-        if isinstance(op, _Waiting):
-            raise ValueError(f"promise {consume_promise} has not started yet")
-        if not isinstance(op, Consume):
-            raise ValueError(f"promise {consume_promise} is not a running consume")
+    def transaction(self, callback: Callback | None = None) -> Promise:
+        """A channel in transaction mode (tx.select); its promise yields `tx.select_ok`."""
+        self._check_usable()
+        promise = self.promises.new(callback, multi=True)
+        return self._submit(Transaction(self, promise))
+
+    def _holder_of(self, number: int) -> ChannelHolder:
+        live = self.promises.live.get(number)
+        op = live.op if live is not None else None
+        if not isinstance(op, ChannelHolder):
+            raise ValueError(f"promise {number} is not a running consume or transaction")
         return op
 
-    def on_consume(
-        self, consume_promise: int, method: methods.Method, callback: Callback | None = None
+    def on_holder(
+        self, number: int, action: str, method: methods.Method, callback: Callback | None = None
     ) -> Promise:
-        """A synchronous method on a consume's channel (qos, recover) or its cancel."""
+        """Run `method` on the channel of a consume or transaction.
+
+        `action` is `side` (a synchronous method such as qos, recover, commit), `cancel` (of a
+        consume) or `close` (of a transaction).
+        """
         self._check_usable()
         promise = self.promises.new(callback)
-        live = self.promises.live.get(consume_promise)
-        if self._waiting_for(live):
+        live = self.promises.live.get(number)
+        if live is not None and any(op.promise is live for op in self._waiting):
+            # the holder has not started yet: run after it, in order
             self._waiting.append(
-                _Waiting(
-                    self, promise, lambda: self._run_on_consume(consume_promise, method, promise)
-                )
+                _Waiting(self, promise, lambda: self._on_holder(number, action, method, promise))
             )
-            return promise
-        self._run_on_consume(consume_promise, method, promise)
+        else:
+            self._on_holder(number, action, method, promise)
         return promise
 
-    def _waiting_for(self, live: Promise | None) -> bool:
-        return live is not None and any(op.promise is live for op in self._waiting)
-
-    def _run_on_consume(
-        self, consume_promise: int, method: methods.Method, promise: Promise
+    def _on_holder(
+        self, number: int, action: str, method: methods.Method, promise: Promise
     ) -> None:
-        live = self.promises.live.get(consume_promise)
-        op = live.op if live is not None else None
-        if not isinstance(op, Consume):
-            if isinstance(method, methods.BasicCancel):
-                self.promises.resolve(promise, Result("basic.cancel_ok", {"consumer_tag": ""}))
-            else:
-                self.promises.resolve(
-                    promise,
-                    Result.error(ValueError(f"promise {consume_promise} is not a running consume")),
+        live = self.promises.live.get(number)
+        holder = live.op if live is not None else None
+        side = SideRpc(self, promise, holder, method)  # type: ignore[arg-type]
+        if not isinstance(holder, ChannelHolder):
+            if action == "side" or not self.promises.issued(number):
+                side.fail(
+                    ChannelClosed(f"promise {number} is not a running consume or transaction")
                 )
-            return
-        side = SideRpc(self, promise, op, method)
-        if isinstance(method, methods.BasicCancel):
-            op.cancel(side)
+            else:  # cancelling what is already over is not an error
+                side.answered(method)
+        elif action == "cancel" and isinstance(holder, Consume):
+            holder.cancel(side)
+        elif action == "close" and isinstance(holder, Transaction):
+            holder.close(side)
         else:
-            op.side(side)
+            holder.side(side)
 
     def publish(
         self,
@@ -661,17 +667,17 @@ class Engine:
         channel_of: int | None,
     ) -> None:
         if channel_of is not None:
-            consume = self._consume_of(channel_of)
-            if consume.channel is None:
+            holder = self._holder_of(channel_of)
+            if holder.channel is None:
                 self.promises.resolve(
-                    promise, Result.error(ClientClosed("the consume's channel is closed"))
+                    promise, Result.error(ChannelClosed("that channel is closed"))
                 )
                 return
             method = methods.BasicPublish(
                 exchange=exchange, routing_key=routing_key, mandatory=mandatory
             )
             self.send_raw(
-                encode_content(consume.channel.number, method, props, body, self.frame_max)
+                encode_content(holder.channel.number, method, props, body, self.frame_max)
             )
             self.written.append(promise)
             return

@@ -46,6 +46,7 @@ __all__ = [
     "AMQPNotImplemented",
     "AMQPSyntaxError",
     "AccessRefused",
+    "ChannelClosed",
     "ChannelError",
     "ClientClosed",
     "CommandInvalid",
@@ -107,6 +108,10 @@ class ClientClosed(PukaError):
 
 class PublishNacked(PukaError):
     """The broker refused a published message (`basic.nack`): it was not enqueued."""
+
+
+class ChannelClosed(PukaError):
+    """The operation needed the channel of a consume or transaction that is already over."""
 
 
 class ConsumerCancelled(PukaError):

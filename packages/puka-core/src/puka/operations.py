@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from puka_spec import BasicProperties, methods
 from puka_spec.exceptions import AMQPError, UnexpectedFrame
 
-from puka.errors import ConsumerCancelled
+from puka.errors import ChannelClosed, ConsumerCancelled
 from puka.messages import properties_to_headers
 from puka.results import Result
 
@@ -23,7 +23,16 @@ if TYPE_CHECKING:
     from puka.engine import Engine
     from puka.promises import Promise
 
-__all__ = ["Consume", "Get", "Operation", "Rpc", "SideRpc", "method_result"]
+__all__ = [
+    "ChannelHolder",
+    "Consume",
+    "Get",
+    "Operation",
+    "Rpc",
+    "SideRpc",
+    "Transaction",
+    "method_result",
+]
 
 
 def method_result(method: methods.Method) -> Result:
@@ -152,7 +161,75 @@ class SideRpc(Operation):
         self.channel = None
 
 
-class Consume(Operation):
+class ChannelHolder(Operation):
+    """An operation that keeps its channel while side operations run on it.
+
+    Replies to synchronous methods arrive in request order, so `expecting` says who gets the
+    next one: a side operation (qos, recover, commit, …) or the holder itself (`None`).
+    """
+
+    def __init__(self, engine: Engine, promise: Promise) -> None:
+        super().__init__(engine, promise)
+        self.expecting: deque[SideRpc | None] = deque()
+        self.closing: SideRpc | None = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the holder still has its channel."""
+        return self.channel is not None and not self.promise.done
+
+    def side(self, op: SideRpc) -> None:
+        """Run a synchronous method on our channel (or fail it if we are over)."""
+        if self.channel is None or self.promise.done:
+            op.fail(ChannelClosed("the consume or transaction holding this channel is over"))
+            return
+        self.expecting.append(op)
+        op.start_on(self.channel)
+
+    def send_own(self, method: methods.Method) -> None:
+        """Send one of our own synchronous methods."""
+        if self.channel is not None:
+            self.engine.send_method(self.channel.number, method)
+            self.expecting.append(None)
+
+    def reply(self, channel: Channel, method: methods.Method) -> None:
+        """Route a synchronous reply to whoever asked first."""
+        if not method.SYNCHRONOUS or not self.expecting:
+            super().on_method(channel, method, None, b"")
+        waiter = self.expecting.popleft()
+        if waiter is not None:
+            waiter.answered(method)
+        else:
+            self.own_reply(method)
+
+    def own_reply(self, method: methods.Method) -> None:
+        """A reply to one of our own methods."""
+
+    def end(self, *, close_channel: bool = False) -> None:
+        """No more results: the promise is finished and the channel given back (or closed)."""
+        self.engine.promises.finish(self.promise)
+        channel, self.channel = self.channel, None
+        if channel is None:
+            return
+        if close_channel:
+            channel.close()
+        else:
+            self.engine.channels.release(channel)
+
+    def on_channel_closed(self, channel: Channel, error: AMQPError) -> None:
+        """Our channel died: we and every side operation fail with `error`."""
+        self.channel = None
+        for waiter in self.expecting:
+            if waiter is not None:
+                waiter.fail(error)
+        self.expecting.clear()
+        if self.closing is not None:
+            self.closing.fail(error)
+            self.closing = None
+        self.fail(error)
+
+
+class Consume(ChannelHolder):
     """basic.consume on one or more queues: a promise with a result per delivered message."""
 
     def __init__(
@@ -167,42 +244,23 @@ class Consume(Operation):
         self.prefetch_count = prefetch_count
         self.no_ack = all(c.no_ack for c in consumes)
         self.tags: list[str] = []
-        # who expects the next synchronous reply on our channel: None = ourselves
-        self.expecting: deque[SideRpc | None] = deque()
-        self.cancelling: SideRpc | None = None
 
     def start(self, channel: Channel) -> None:
         """Pipeline qos and the consumes."""
-        send = self.engine.send_method
         if self.prefetch_count:
-            send(channel.number, methods.BasicQos(0, self.prefetch_count, False))
-            self.expecting.append(None)
+            self.send_own(methods.BasicQos(0, self.prefetch_count, False))
         for consume in self.consumes:
-            send(channel.number, consume)
-            self.expecting.append(None)
-
-    def side(self, op: SideRpc) -> None:
-        """Run a qos/recover on our channel (or fail it if the consume is over)."""
-        if self.channel is None or self.promise.done:
-            op.fail(ConsumerCancelled("the consume is no longer running"))
-            return
-        self.expecting.append(op)
-        op.start_on(self.channel)
+            self.send_own(consume)
 
     def cancel(self, op: SideRpc) -> None:
         """basic.cancel every consumer of this consume."""
-        if self.channel is None or self.promise.done:
+        if not self.running:
             op.answered(methods.BasicCancelOk(consumer_tag=""))
             return
-        self.cancelling = op
+        self.closing = op
         op.channel = self.channel
         for tag in self.tags:
-            self._send_cancel(tag)
-
-    def _send_cancel(self, tag: str) -> None:
-        if self.channel is not None:
-            self.engine.send_method(self.channel.number, methods.BasicCancel(consumer_tag=tag))
-            self.expecting.append(None)
+            self.send_own(methods.BasicCancel(consumer_tag=tag))
 
     def on_method(
         self, channel: Channel, method: methods.Method, props: BasicProperties | None, body: bytes
@@ -218,22 +276,21 @@ class Consume(Operation):
         if isinstance(method, methods.BasicCancel):  # the broker cancelled a consumer
             self._server_cancel(method.consumer_tag)
             return
-        if not method.SYNCHRONOUS or not self.expecting:
-            super().on_method(channel, method, props, body)
-        waiter = self.expecting.popleft()
-        if waiter is not None:
-            waiter.answered(method)
-        elif isinstance(method, methods.BasicConsumeOk):
+        self.reply(channel, method)
+
+    def own_reply(self, method: methods.Method) -> None:
+        """consume-ok and cancel-ok (qos-ok needs nothing)."""
+        if isinstance(method, methods.BasicConsumeOk):
             self.tags.append(method.consumer_tag)
-            if self.cancelling is not None:
-                self._send_cancel(method.consumer_tag)
+            if self.closing is not None:  # cancelled before the broker said consume-ok
+                self.send_own(methods.BasicCancel(consumer_tag=method.consumer_tag))
         elif isinstance(method, methods.BasicCancelOk):
             if method.consumer_tag in self.tags:
                 self.tags.remove(method.consumer_tag)
-            if not self.tags and self.cancelling is not None:
-                self.cancelling.answered(method)
-                self.cancelling = None
-                self._end()
+            if not self.tags and self.closing is not None:
+                self.closing.answered(method)
+                self.closing = None
+                self.end()
 
     def _server_cancel(self, tag: str) -> None:
         if tag in self.tags:
@@ -244,22 +301,37 @@ class Consume(Operation):
         final = not self.tags
         self.engine.promises.resolve(self.promise, result, final=final)
         if final:
-            self._end()
+            self.end()
 
-    def _end(self) -> None:
-        self.engine.promises.finish(self.promise)
-        channel, self.channel = self.channel, None
-        if channel is not None:
-            self.engine.channels.release(channel)
 
-    def on_channel_closed(self, channel: Channel, error: AMQPError) -> None:
-        """Our channel died: the consume and every side operation fail with `error`."""
-        self.channel = None
-        for waiter in self.expecting:
-            if waiter is not None:
-                waiter.fail(error)
-        self.expecting.clear()
-        if self.cancelling is not None:
-            self.cancelling.fail(error)
-            self.cancelling = None
-        self.fail(error)
+class Transaction(ChannelHolder):
+    """A channel in transaction mode: publishes on it (`channel_of=`) commit or roll back.
+
+    Its promise yields `tx.select_ok` once the channel is transactional; commit and rollback
+    are side operations. Closing it closes the channel (a transactional channel cannot go back
+    to the pool): anything not committed is rolled back.
+    """
+
+    def start(self, channel: Channel) -> None:
+        """Send tx.select."""
+        self.send_own(methods.TxSelect())
+
+    def on_method(
+        self, channel: Channel, method: methods.Method, props: BasicProperties | None, body: bytes
+    ) -> None:
+        """Replies to select, commit and rollback."""
+        self.reply(channel, method)
+
+    def own_reply(self, method: methods.Method) -> None:
+        """tx.select-ok: the transaction is ready."""
+        self.engine.promises.resolve(self.promise, method_result(method), final=False)
+
+    def close(self, op: SideRpc) -> None:
+        """End the transaction: close its channel."""
+        if not self.running:
+            op.answered(methods.ChannelCloseOk())
+            return
+        self.closing = op
+        op.answered(methods.ChannelCloseOk())
+        self.closing = None
+        self.end(close_channel=True)
