@@ -163,7 +163,7 @@ def decode_lines(method: Method, structs: Structs) -> list[str]:
                 continue
             value = f"buf[offset : offset + {var}]"
             if f.type == "shortstr":
-                value += '.decode()'
+                value += ".decode()"
             lines.append(f"m.{f.py_name} = {value}")
             lines.append(f"offset += {var}")
         elif f.type == "table":

@@ -1,5 +1,20 @@
-"""puka-asyncio: the asyncio adapter over Puka's sans-I/O engine (in development)."""
+"""puka-asyncio: Puka's calls, awaitable, over the same sans-I/O engine as `puka.Client`.
+
+    import puka_asyncio
+
+    client = await puka_asyncio.connect("amqp://guest:guest@localhost/")
+    async with client:
+        await client.queue_declare(queue="jobs")
+        await client.basic_publish(exchange="", routing_key="jobs", body=b"hello")
+        async for message in client.basic_consume(queue="jobs", prefetch_count=100):
+            client.basic_ack(message)
+            break
+
+Exceptions, results and URLs are the blocking client's: import them from `puka`.
+"""
 
 from puka_asyncio.__about__ import __version__
+from puka_asyncio.client import AsyncClient, PromiseHandle, connect
+from puka_asyncio.protocol import EngineProtocol
 
-__all__ = ["__version__"]
+__all__ = ["AsyncClient", "EngineProtocol", "PromiseHandle", "__version__", "connect"]

@@ -12,12 +12,13 @@ and leave the client usable; publishes are confirmed by default.
 """
 
 from puka.__about__ import __version__
-from puka.client import Client, TLSCertificateError
+from puka.client import Client
 from puka.drive import loop
 from puka.engine import Engine
 from puka.errors import *  # noqa: F403 - every exception is part of the API
 from puka.errors import __all__ as _errors
 from puka.results import Result
+from puka.tls import TLSCertificateError
 from puka.urls import ConnectionParameters, InvalidURL, parse_url, parse_urls
 
 __all__ = [  # noqa: PLE0604 - extended from puka.errors

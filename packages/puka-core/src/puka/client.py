@@ -22,18 +22,15 @@ from puka.engine import DEFAULT_MAX_MESSAGE_SIZE, Engine
 from puka.errors import ClientClosed, ConnectFailed, ConnectTimeout
 from puka.promises import Callback, Promise
 from puka.results import Result
+from puka.tls import TLSCertificateError, tls_context
 from puka.urls import ConnectionParameters, parse_url
 
-__all__ = ["Client", "TLSCertificateError"]
+__all__ = ["Client"]
 
 _RECV_SIZE = 262144
 _HIGH_WATER = 4 * 1024 * 1024  # outgoing bytes above which a call blocks to drain the socket
 _LOW_WATER = 1024 * 1024
 _EAGER_WRITE = 65536  # queued bytes above which a call writes what the socket takes
-
-
-class TLSCertificateError(ConnectFailed, ssl_module.SSLCertVerificationError):
-    """The broker's TLS certificate did not verify (wrong CA, host name mismatch, expired)."""
 
 
 class Client(Calls[int]):
@@ -165,7 +162,7 @@ class Client(Calls[int]):
         try:
             sock.setsockopt(socket_module.IPPROTO_TCP, socket_module.TCP_NODELAY, 1)
             if params.tls or self._ssl_context is not None:
-                context = self._ssl_context or _tls_context(params)
+                context = self._ssl_context or tls_context(params)
                 sock = context.wrap_socket(
                     sock, server_hostname=params.server_name_indication or params.host
                 )
@@ -433,14 +430,3 @@ class Client(Calls[int]):
                 return
         if self.needs_write():
             self._write()
-
-
-def _tls_context(params: ConnectionParameters) -> ssl_module.SSLContext:
-    """The TLS context an `amqps://` URL describes: verifying by default."""
-    context = ssl_module.create_default_context(cafile=params.cacertfile)
-    if params.certfile:
-        context.load_cert_chain(params.certfile, params.keyfile)
-    if not params.verify:
-        context.check_hostname = False
-        context.verify_mode = ssl_module.CERT_NONE
-    return context

@@ -1,0 +1,300 @@
+"""The asyncio client: Puka's calls, awaitable, over the shared engine.
+
+    client = await puka_asyncio.connect("amqp://guest:guest@localhost/")
+    async with client:
+        await client.queue_declare(queue="jobs")
+        await client.basic_publish(exchange="", routing_key="jobs", body=b"hi")  # confirmed
+        async for message in client.basic_consume(queue="jobs", prefetch_count=100):
+            client.basic_ack(message)
+            break
+
+Every call returns a `PromiseHandle` at once: await it for the result (errors raise the same
+exceptions as `puka.Client`), or do not await it — the operation runs anyway and its outcome
+stays on the handle (`handle.future`). A consume's handle is an async iterator of messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl as ssl_module
+from collections import deque
+from collections.abc import AsyncIterator, Generator
+from types import TracebackType
+from typing import Any
+
+from puka.api import Calls
+from puka.engine import DEFAULT_MAX_MESSAGE_SIZE, Engine
+from puka.errors import ConnectFailed, ConnectTimeout
+from puka.promises import Callback, Promise
+from puka.results import Result
+from puka.tls import TLSCertificateError, tls_context
+from puka.urls import ConnectionParameters, parse_url
+
+from puka_asyncio.protocol import EngineProtocol
+
+__all__ = ["AsyncClient", "PromiseHandle", "connect"]
+
+
+class PromiseHandle:
+    """What an asyncio call returns: awaitable, and for a consume an async iterator.
+
+    `int(handle)` is the promise number, so a handle can be passed wherever Puka takes a
+    promise (`basic_cancel(consume)`, `channel_of=consume`).
+    """
+
+    __slots__ = ("_client", "_future", "_results", "_waiter", "done", "number")
+
+    def __init__(self, client: AsyncClient, number: int, multi: bool) -> None:
+        self._client = client
+        self.number = number
+        self.done = False
+        self._future: asyncio.Future[Result] | None = None if multi else client.loop.create_future()
+        self._results: deque[Result] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def __int__(self) -> int:
+        return self.number
+
+    def __index__(self) -> int:
+        return self.number
+
+    def __repr__(self) -> str:
+        return f"<PromiseHandle {self.number}{' done' if self.done else ''}>"
+
+    @property
+    def future(self) -> asyncio.Future[Result] | None:
+        """The result's future (`None` for a consume, which has many results)."""
+        return self._future
+
+    def _put(self, result: Result, final: bool) -> None:
+        if self._future is not None:
+            if not self._future.done():
+                if result.is_error and result.exception is not None:
+                    self._future.set_exception(result.exception)
+                else:
+                    self._future.set_result(result)
+        else:
+            self._results.append(result)
+        if final:
+            self.done = True
+        self._wake()
+
+    def _finish(self) -> None:
+        self.done = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def __await__(self) -> Generator[Any, None, Result]:
+        if self._future is not None:
+            return self._future.__await__()
+        return self._next().__await__()
+
+    async def _next(self) -> Result:
+        """The next result of a consume (or the end of it: `StopAsyncIteration`)."""
+        while not self._results:
+            if self.done:
+                raise StopAsyncIteration
+            self._waiter = self._client.loop.create_future()
+            await self._waiter
+        result = self._results.popleft()
+        if result.is_error and result.exception is not None:
+            raise result.exception
+        return result
+
+    def __aiter__(self) -> AsyncIterator[Result]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Result]:
+        try:
+            while True:
+                try:
+                    yield await self._next()
+                except StopAsyncIteration:
+                    return
+        finally:
+            if not self.done and self._client.engine.state.value == "open":
+                # the loop was left (break, exception, cancellation): stop the consume
+                cancel = self._client.basic_cancel(self)
+                if cancel.future is not None:
+                    cancel.future.add_done_callback(_quiet)
+
+
+def _quiet(future: asyncio.Future[Result]) -> None:
+    """Retrieve the outcome of an internal operation nobody awaits (no 'never retrieved')."""
+    if not future.cancelled():
+        future.exception()
+
+
+class AsyncClient(Calls[PromiseHandle]):
+    """An asyncio Puka client; create it with `await puka_asyncio.connect(...)`."""
+
+    def __init__(
+        self,
+        params: ConnectionParameters,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        pubacks: bool | None = None,
+        client_properties: dict[str, Any] | None = None,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> None:
+        self.params = params
+        self.loop = loop
+        self._engine = Engine(
+            params,
+            pubacks=pubacks,
+            client_properties=client_properties,
+            max_message_size=max_message_size,
+        )
+        self._handles: dict[int, PromiseHandle] = {}
+        self._protocol = EngineProtocol(self._engine, loop, self._deliver)
+
+    def __repr__(self) -> str:
+        return f"<puka_asyncio.AsyncClient {self.params.redacted_url()} {self._engine.state.value}>"
+
+    @property
+    def engine(self) -> Engine:
+        """The sans-I/O engine behind this client."""
+        return self._engine
+
+    @property
+    def blocked(self) -> bool:
+        """Whether the broker has blocked publishing (a memory or disk alarm)."""
+        return self._engine.blocked
+
+    @property
+    def server_properties(self) -> dict[str, Any]:
+        """What the broker said about itself."""
+        return self._engine.server_properties
+
+    @property
+    def pending_handles(self) -> int:
+        """Handles whose operation has not finished (for leak checks)."""
+        return len(self._handles)
+
+    def _wrap(self, promise: Promise) -> PromiseHandle:
+        handle = PromiseHandle(self, promise.number, promise.multi)
+        self._handles[promise.number] = handle
+        self._deliver(promise)  # it may already have a result (e.g. a call on a closed client)
+        self._protocol.schedule_flush()
+        return handle
+
+    def _deliver(self, promise: Promise) -> None:
+        handle = self._handles.get(promise.number)
+        if handle is None:
+            return
+        promises = self._engine.promises
+        callback = promise.callback
+        while (result := promises.take(promise.number)) is not None:
+            final = promise.done and not promise.results
+            if callback is not None:
+                callback(promise.number, result)
+            handle._put(result, final)
+            if promise.number not in promises.live:
+                break
+        if promise.done and not promise.results:
+            handle._finish()
+            del self._handles[promise.number]
+
+    async def drain(self) -> None:
+        """Wait until the socket takes more: await it in a loop of unawaited publishes."""
+        self._protocol.flush()
+        await self._protocol.drain()
+
+    async def basic_publish_wait(self, *args: Any, **kwargs: Any) -> Result:
+        """`basic_publish`, awaiting room in the socket first (for fire-and-forget loops)."""
+        await self._protocol.drain()
+        return await self.basic_publish(*args, **kwargs)
+
+    async def close(self, callback: Callback | None = None) -> Result:
+        """Close the connection once everything sent before is answered."""
+        handle = self._wrap(self._engine.close(callback))
+        self._protocol.flush()
+        result = await handle
+        if self._protocol.transport is not None:
+            self._protocol.transport.close()
+        await self._protocol.closed
+        return result
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self._engine.closed:
+            await self.close()
+        else:
+            await self._protocol.closed
+
+
+async def connect(
+    amqp_url: str = "amqp:///",
+    pubacks: bool | None = None,
+    client_properties: dict[str, Any] | None = None,
+    heartbeat: int | None = None,
+    ssl: ssl_module.SSLContext | None = None,
+    *,
+    connection_timeout: float | None = None,
+    connection_name: str | None = None,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+) -> AsyncClient:
+    """Connect and complete the AMQP handshake; the same arguments as `puka.Client`."""
+    overrides: dict[str, Any] = {}
+    if heartbeat is not None:
+        overrides["heartbeat"] = heartbeat
+    if connection_timeout is not None:
+        overrides["connection_timeout"] = connection_timeout
+    if connection_name is not None:
+        overrides["connection_name"] = connection_name
+    params = parse_url(amqp_url, **overrides)
+    loop = asyncio.get_running_loop()
+    client = AsyncClient(
+        params,
+        loop,
+        pubacks=pubacks,
+        client_properties=client_properties,
+        max_message_size=max_message_size,
+    )
+    context = ssl
+    if context is None and params.tls:
+        context = tls_context(params)
+    where = f"{params.host}:{params.port}"
+    handle = client._wrap(client.engine.connect())
+    try:
+        await asyncio.wait_for(
+            loop.create_connection(
+                lambda: client._protocol,
+                params.host,
+                params.port,
+                ssl=context,
+                server_hostname=(params.server_name_indication or params.host) if context else None,
+            ),
+            timeout=params.connection_timeout,
+        )
+    except (asyncio.TimeoutError, TimeoutError):
+        error: ConnectFailed = ConnectTimeout(
+            f"TCP connection to {where} took over {params.connection_timeout:g} s"
+        )
+        client.engine.connection_lost(error)
+        client._protocol.flush()
+        raise error from None
+    except ssl_module.SSLCertVerificationError as exc:
+        tls_error = TLSCertificateError(
+            exc.errno, f"TLS certificate of {where} did not verify: {exc.verify_message}"
+        )
+        client.engine.connection_lost(tls_error)
+        raise tls_error from None
+    except OSError as exc:
+        error = ConnectFailed(f"cannot connect to {where}: {exc.strerror or exc}")
+        client.engine.connection_lost(error)
+        client._protocol.flush()
+        raise error from None
+    await handle
+    return client

@@ -1,0 +1,138 @@
+"""The asyncio protocol that drives Puka's engine: no second copy of protocol logic.
+
+`data_received` feeds the engine; what the engine queues is written once per loop iteration;
+results are handed to the client as they arrive; `connection_lost` fails every pending promise
+with the same typed errors as the blocking client; heartbeats and the handshake timeout run on
+`loop.call_at`; `pause_writing`/`resume_writing` gate writers that await `drain()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from puka.engine import Engine
+from puka.promises import Promise
+
+__all__ = ["EngineProtocol"]
+
+
+class EngineProtocol(asyncio.Protocol):
+    """One AMQP connection over an asyncio transport."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        loop: asyncio.AbstractEventLoop,
+        deliver: Callable[[Promise], None],
+    ) -> None:
+        self.engine = engine
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self._deliver = deliver
+        self._ready: dict[int, Promise] = {}
+        self._flush_scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self.closed = loop.create_future()
+        engine.promises.on_ready = self._on_ready
+
+    # --- asyncio.Protocol -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Start the AMQP handshake."""
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.engine.handle_timer(self.loop.time())
+        self.flush()
+
+    def data_received(self, data: bytes) -> None:
+        """Feed the engine, then write its answers and hand out results."""
+        self.engine.receive_data(data)
+        self.flush()
+
+    def eof_received(self) -> bool:
+        """The broker closed its side: the connection is over."""
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Fail everything in flight with a typed error."""
+        self.engine.connection_lost(exc)
+        self.transport = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._dispatch()
+        self._wake_drainers()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        """The transport's buffer is full: writers wait in `drain`."""
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        """The transport drained: let writers go on."""
+        self._paused = False
+        self._wake_drainers()
+
+    # --- writing and results ----------------------------------------------------------------
+
+    def schedule_flush(self) -> None:
+        """Write what the engine queued at the end of this loop iteration (one write per batch)."""
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write what the engine queued, re-arm the timer, hand out results."""
+        self._flush_scheduled = False
+        transport = self.transport
+        engine = self.engine
+        if transport is not None and engine.needs_write():
+            transport.write(engine.data_to_send())
+        if engine.closed and transport is not None and not transport.is_closing():
+            transport.close()
+        self._arm_timer()
+        self._dispatch()
+
+    async def drain(self) -> None:
+        """Wait until the transport accepts more data."""
+        if self._paused and self.transport is not None:
+            waiter = self.loop.create_future()
+            self._drain_waiters.append(waiter)
+            await waiter
+
+    def _wake_drainers(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _on_ready(self, promise: Promise) -> None:
+        self._ready[promise.number] = promise
+
+    def _dispatch(self) -> None:
+        while self._ready:
+            ready, self._ready = self._ready, {}
+            for promise in ready.values():
+                self._deliver(promise)
+
+    def _arm_timer(self) -> None:
+        when = self.engine.next_timer()
+        if when == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = when
+        if when is not None:
+            self._timer = self.loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.engine.handle_timer(self.loop.time())
+        self.flush()
