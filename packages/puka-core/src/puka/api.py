@@ -288,8 +288,8 @@ class Calls(Generic[T]):
 
     def basic_ack(self, msg_result: Result, multiple: bool = False) -> None:
         """Acknowledge a delivered message (and, with `multiple`, all before it)."""
-        tag = _delivery_tag(msg_result)
-        self._engine.settle(msg_result, methods.BasicAck(delivery_tag=tag, multiple=multiple))
+        _delivery_tag(msg_result)
+        self._engine.ack(msg_result, multiple)
 
     def basic_reject(self, msg_result: Result, requeue: bool = True) -> None:
         """Reject a delivered message: requeue it, or drop (dead-letter) it."""

@@ -67,14 +67,14 @@ class Channel:
 
     def dispatch(self, kind: str, payload: Any) -> None:
         """Feed one input through the state table."""
-        step = TRANSITIONS.get((self.state, kind))
+        step = _STEPS.get((self.state, kind))
         if step is None:
             raise UnexpectedFrame(
                 f"channel {self.number} in state {self.state.value} cannot take {kind}"
                 + (f" ({payload.NAME})" if isinstance(payload, methods.Method) else "")
             )
         action, self.state = step
-        getattr(self, action)(payload)
+        action(self, payload)
 
     # --- actions --------------------------------------------------------------------------
 
@@ -174,6 +174,12 @@ class Channel:
             self.state = ChannelState.CLOSING
             self.owner = None
             self.engine.send_method(self.number, methods.ChannelClose(200, "OK", 0, 0))
+
+
+_STEPS: dict[tuple[ChannelState, str], tuple[Any, ChannelState]] = {
+    key: (getattr(Channel, action), state) for key, (action, state) in TRANSITIONS.items()
+}
+"""The table with each action name resolved to its function once."""
 
 
 class ChannelPool:

@@ -31,6 +31,7 @@ _RECV_SIZE = 262144
 _HIGH_WATER = 4 * 1024 * 1024  # outgoing bytes above which a call blocks to drain the socket
 _LOW_WATER = 1024 * 1024
 _EAGER_WRITE = 65536  # queued bytes above which a call writes what the socket takes
+_BATCH_WRITE = 4096  # queued bytes a wait that need not block still writes (batched acks)
 
 
 class Client(Calls[int]):
@@ -296,16 +297,17 @@ class Client(Calls[int]):
 
     def set_callback(self, promise: int, callback: Callback) -> None:
         """Give a promise a callback (its results from now on go there)."""
-        live = self._engine.promises.live.get(promise)
-        if live is not None:
-            live.callback = callback
+        self._engine.promises.set_callback(promise, callback)
 
     def run_any_callbacks(self) -> None:
         """Run the callbacks of every promise that has results waiting."""
         promises = self._engine.promises
-        for number in list(promises.ready):
+        if not promises.callbacks_ready:
+            return
+        for number in list(promises.callbacks_ready):
             live = promises.live.get(number)
             if live is None or live.callback is None:
+                promises.callbacks_ready.discard(number)
                 continue
             callback = live.callback
             while (result := promises.take(number)) is not None:
@@ -338,9 +340,17 @@ class Client(Calls[int]):
         An error result raises its exception (unless `raise_errors=False` or the promise has a
         callback, which then receives it). Callbacks of other promises run meanwhile.
         """
-        numbers = [promise_numbers] if isinstance(promise_numbers, int) else list(promise_numbers)
+        if isinstance(promise_numbers, int):
+            result = self._take(promise_numbers, raise_errors)
+            if result is not None:
+                # Ready already: small writes (acks) wait for a batch or the next block.
+                if self._engine.outgoing_bytes >= _BATCH_WRITE:
+                    self._write()
+                return result
+            numbers = [promise_numbers]
+        else:
+            numbers = list(promise_numbers)
         deadline = None if timeout is None else time.monotonic() + timeout
-        self._write()
         while True:
             for number in numbers:
                 result = self._take(number, raise_errors)
@@ -348,7 +358,9 @@ class Client(Calls[int]):
                     return result
             self.run_any_callbacks()
             if deadline is not None and time.monotonic() >= deadline:
+                self._write()
                 return None
+            self._write()
             if (
                 self._sock is None
                 and not self._engine.closed

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import struct
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +41,7 @@ from puka_spec.exceptions import (
 
 from puka import connection_states
 from puka.__about__ import __version__
+from puka.channel_states import ChannelState
 from puka.channels import Channel, ChannelPool
 from puka.connection_states import ConnectionState
 from puka.errors import (
@@ -90,7 +92,9 @@ _CLIENT_CAPABILITIES = {
     "authentication_failure_close": True,
     "per_consumer_qos": True,
 }
+_ACK_FRAME = struct.Struct(">BHIHHQBB")  # a whole basic.ack frame
 _OPEN = ConnectionState.OPEN
+_CLOSED = ConnectionState.CLOSED
 
 
 class _Waiting(Operation):
@@ -200,7 +204,7 @@ class Engine:
                     self._channel_frame(channel, frame)
                 else:
                     self._connection_frame(frame)
-                if self.closed:
+                if self.state is _CLOSED:
                     return
         except AMQPError as error:
             self.protocol_violation(error)
@@ -712,20 +716,39 @@ class Engine:
         return publisher
 
     def settle(self, message: Result, method: methods.Method) -> None:
-        """basic.ack / reject / nack of a delivered message: sent on its channel."""
-        self._check_usable()
+        """basic.ack / reject / nack of a delivered message: sent on its channel.
+
+        A message whose channel is gone (the broker requeued it already) or that was already
+        settled is not sent again (that would close the channel with 406): it is counted in
+        `stale_acks` and dropped.
+        """
+        channel = self._settle_channel(message, bool(getattr(method, "multiple", False)))
+        if channel is not None:
+            self.send_method(channel.number, method)
+
+    def ack(self, message: Result, multiple: bool = False) -> None:
+        """basic.ack of a delivered message (the hot path of a consumer: one pack, no objects)."""
+        channel = self._settle_channel(message, multiple)
+        if channel is not None:
+            tag = message["delivery_tag"]
+            data = _ACK_FRAME.pack(1, channel.number, 13, 60, 80, tag, 1 if multiple else 0, 206)
+            self._out.append(data)
+            self._out_bytes += 21
+
+    def _settle_channel(self, message: Result, multiple: bool) -> Channel | None:
+        if self.state is not _OPEN:
+            self._check_usable()
         where = message._ack
         if where is None:
             raise ValueError("this result is not a message to acknowledge (or it was no_ack)")
         channel, tag = where
-        if channel.state.value != "open" or channel.engine is not self:
-            self.stale_acks += 1  # its channel is gone: the broker has requeued it already
-            return
-        multiple = bool(getattr(method, "multiple", False))
+        if channel.state is not ChannelState.OPEN or channel.engine is not self:
+            self.stale_acks += 1
+            return None
         if not self.channels.settled(channel, tag, multiple):
-            self.stale_acks += 1  # already settled: sending it again would close the channel
-            return
-        self.send_method(channel.number, method)
+            self.stale_acks += 1
+            return None
+        return channel
 
     def update_secret(
         self, new_secret: bytes, reason: str, callback: Callback | None = None

@@ -266,8 +266,19 @@ class Consume(ChannelHolder):
         self, channel: Channel, method: methods.Method, props: BasicProperties | None, body: bytes
     ) -> None:
         """Deliveries, consume-ok, cancels, and replies for side operations."""
-        if type(method) is methods.BasicDeliver:
-            result = message_result("basic.deliver", method, props, body)
+        if isinstance(method, methods.BasicDeliver):
+            result = Result(
+                "basic.deliver",
+                {
+                    "consumer_tag": method.consumer_tag,
+                    "delivery_tag": method.delivery_tag,
+                    "redelivered": method.redelivered,
+                    "exchange": method.exchange,
+                    "routing_key": method.routing_key,
+                    "body": body,
+                    "headers": properties_to_headers(props) if props is not None else {},
+                },
+            )
             if not self.no_ack:
                 channel.unacked.add(method.delivery_tag)
                 result._ack = (channel, method.delivery_tag)

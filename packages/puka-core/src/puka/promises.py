@@ -2,8 +2,8 @@
 
 A promise gets results (one, or many for a consume); each result is handed out once, either to
 the promise's callback (`fn(promise_number, result)`) or to `wait`. The registry knows which
-promises have results waiting (`ready`) and forgets a promise once it is finished and its last
-result handed out. A successful result nobody claims is kept for a while, then dropped: waiting
+promises with a callback have results waiting (`callbacks_ready`) and forgets a promise once it
+is finished and its last result handed out. A successful result nobody claims is kept for a while, then dropped: waiting
 on a forgotten promise number returns an empty success result, because only successes are
 ever forgotten (errors stay until claimed).
 """
@@ -49,7 +49,7 @@ class Promises:
     def __init__(self) -> None:
         self._next = 1
         self.live: dict[int, Promise] = {}
-        self.ready: set[int] = set()
+        self.callbacks_ready: set[int] = set()  # promises with a callback and results to run
         self._unclaimed_ok: dict[int, None] = {}
         self.on_ready: Callable[[Promise], None] | None = None
         """Called when a promise gets a result (adapters resolve their futures here)."""
@@ -80,9 +80,20 @@ class Promises:
                 and not result
             ):
                 self._remember_unclaimed(promise.number)
-        self.ready.add(promise.number)
+        if promise.callback is not None:
+            self.callbacks_ready.add(promise.number)
         if self.on_ready is not None:
             self.on_ready(promise)
+
+    def set_callback(self, number: int, callback: Callback) -> None:
+        """Give a live promise a callback; results already waiting go to it too."""
+        promise = self.live.get(number)
+        if promise is None:
+            return
+        promise.callback = callback
+        self._unclaimed_ok.pop(number, None)
+        if promise.results:
+            self.callbacks_ready.add(number)
 
     def _remember_unclaimed(self, number: int) -> None:
         unclaimed = self._unclaimed_ok
@@ -90,7 +101,6 @@ class Promises:
         if len(unclaimed) > UNCLAIMED_SUCCESSES_KEPT:
             oldest = next(iter(unclaimed))
             del unclaimed[oldest]
-            self.ready.discard(oldest)
             self.live.pop(oldest, None)
 
     def finish(self, promise: Promise) -> None:
@@ -113,7 +123,7 @@ class Promises:
             return None
         result = promise.results.popleft()
         if not promise.results:
-            self.ready.discard(number)
+            self.callbacks_ready.discard(number)
             if promise.done:
                 del self.live[number]
                 self._unclaimed_ok.pop(number, None)

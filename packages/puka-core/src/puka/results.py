@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from puka.channels import Channel
 
 __all__ = ["Result"]
 
@@ -22,7 +25,7 @@ class Result(dict[str, Any]):
         self.name = name
         self.is_error = False
         self.exception: BaseException | None = None
-        self._ack: tuple[Any, int] | None = None  # (channel, delivery tag) for basic_ack
+        self._ack: tuple[Channel, int] | None = None  # (channel, delivery tag) for basic_ack
 
     @classmethod
     def error(cls, exception: BaseException, fields: dict[str, Any] | None = None) -> Result:
