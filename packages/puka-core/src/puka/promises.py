@@ -3,9 +3,9 @@
 A promise gets results (one, or many for a consume); each result is handed out once, either to
 the promise's callback (`fn(promise_number, result)`) or to `wait`. The registry knows which
 promises with a callback have results waiting (`callbacks_ready`) and forgets a promise once it
-is finished and its last result handed out. A successful result nobody claims is kept for a while, then dropped: waiting
-on a forgotten promise number returns an empty success result, because only successes are
-ever forgotten (errors stay until claimed).
+is finished and its last result handed out. A successful result nobody claims is kept for a
+while, then dropped: waiting on a forgotten promise number returns an empty success result,
+because only successes are ever forgotten (errors stay until claimed).
 """
 
 from __future__ import annotations
