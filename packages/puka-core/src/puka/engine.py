@@ -643,8 +643,14 @@ class Engine:
         channel_of: int | None = None,
     ) -> Promise:
         """basic.publish; the promise settles on the broker's confirm (or once written)."""
-        self._check_usable()
         props = headers_to_properties(headers)
+        if self.state is _OPEN and not self._waiting and channel_of is None:
+            publisher = self.publisher
+            if publisher is not None:  # the hot path: straight to the publish channel
+                promise = self.promises.new(callback)
+                publisher.publish(promise, exchange, routing_key, mandatory, props, body)
+                return promise
+        self._check_usable()
         promise = self.promises.new(callback)
         if self.state is not _OPEN or self._waiting:
             self._waiting.append(
