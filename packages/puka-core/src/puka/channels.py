@@ -95,9 +95,6 @@ class Channel:
                 f"{method.NAME} on channel {self.number} while content of "
                 f"{self._content.NAME} is incomplete"
             )
-        if isinstance(method, methods.ChannelCloseOk):
-            self.engine.protocol_violation(UnexpectedFrame("channel.close-ok for an open channel"))
-            return
         if method.HAS_CONTENT:
             self._content = method
             self._props = None

@@ -19,7 +19,7 @@ from typing import Any
 
 from puka.api import Calls
 from puka.engine import DEFAULT_MAX_MESSAGE_SIZE, Engine
-from puka.errors import ClientClosed, ConnectFailed, ConnectTimeout
+from puka.errors import ChannelClosed, ClientClosed, ConnectFailed, ConnectTimeout
 from puka.promises import Callback, Promise
 from puka.results import Result
 from puka.tls import TLSCertificateError, tls_context
@@ -351,6 +351,11 @@ class Client(Calls[int]):
         else:
             numbers = list(promise_numbers)
         deadline = None if timeout is None else time.monotonic() + timeout
+        promises = self._engine.promises
+        if timeout is None and all(promises.is_finished_consume(n) for n in numbers):
+            raise ChannelClosed(f"consume {numbers[0]} is over (cancelled): it yields nothing more")
+        if self._sock is None and self._engine.state.value == "initial":
+            raise ClientClosed("the client is not connected: call connect() first")
         while True:
             for number in numbers:
                 result = self._take(number, raise_errors)

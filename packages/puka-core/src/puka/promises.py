@@ -51,6 +51,7 @@ class Promises:
         self.live: dict[int, Promise] = {}
         self.callbacks_ready: set[int] = set()  # promises with a callback and results to run
         self._unclaimed_ok: dict[int, None] = {}
+        self._finished_multi: dict[int, None] = {}  # consumes that ended, most recent kept
         self.on_ready: Callable[[Promise], None] | None = None
         """Called when a promise gets a result (adapters resolve their futures here)."""
 
@@ -109,6 +110,9 @@ class Promises:
             return
         promise.done = True
         promise.op = None
+        self._finished_multi[promise.number] = None
+        if len(self._finished_multi) > UNCLAIMED_SUCCESSES_KEPT:
+            del self._finished_multi[next(iter(self._finished_multi))]
         if not promise.results:
             self.live.pop(promise.number, None)
         if self.on_ready is not None:
@@ -118,7 +122,9 @@ class Promises:
         """Hand out the next result of promise `number`, or `None` if it has none yet."""
         promise = self.live.get(number)
         if promise is None:
-            return Result("ok") if self.issued(number) else None
+            if self.issued(number) and number not in self._finished_multi:
+                return Result("ok")
+            return None
         if not promise.results:
             return None
         result = promise.results.popleft()
@@ -128,6 +134,10 @@ class Promises:
                 del self.live[number]
                 self._unclaimed_ok.pop(number, None)
         return result
+
+    def is_finished_consume(self, number: int) -> bool:
+        """Whether `number` is a consume that ended and has nothing more to hand out."""
+        return number in self._finished_multi and number not in self.live
 
     def fail_all(self, exception: BaseException) -> None:
         """End every unfinished promise with `exception` (the connection is gone)."""
