@@ -30,7 +30,7 @@ S = ConnectionState
 
 TRANSITIONS: dict[tuple[ConnectionState, str], tuple[str, ConnectionState]] = {
     (S.AWAIT_START, "start"): ("on_start", S.AWAIT_TUNE),
-    (S.AWAIT_TUNE, "secure"): ("on_secure", S.AWAIT_TUNE),
+    (S.AWAIT_TUNE, "secure"): ("on_secure", S.CLOSED),  # PLAIN/EXTERNAL never need a challenge
     (S.AWAIT_TUNE, "tune"): ("on_tune", S.AWAIT_OPEN_OK),
     (S.AWAIT_TUNE, "close"): ("on_close", S.CLOSED),
     (S.AWAIT_TUNE, "heartbeat"): ("ignore", S.AWAIT_TUNE),
