@@ -14,7 +14,15 @@ Exceptions, results and URLs are the blocking client's: import them from `puka`.
 """
 
 from puka_asyncio.__about__ import __version__
-from puka_asyncio.client import AsyncClient, PromiseHandle, connect
+from puka_asyncio.client import AsyncClient, ConsumeHandle, PromiseFuture, PromiseHandle, connect
 from puka_asyncio.protocol import EngineProtocol
 
-__all__ = ["AsyncClient", "EngineProtocol", "PromiseHandle", "__version__", "connect"]
+__all__ = [
+    "AsyncClient",
+    "ConsumeHandle",
+    "EngineProtocol",
+    "PromiseFuture",
+    "PromiseHandle",
+    "__version__",
+    "connect",
+]

@@ -8,9 +8,10 @@
             client.basic_ack(message)
             break
 
-Every call returns a `PromiseHandle` at once: await it for the result (errors raise the same
-exceptions as `puka.Client`), or do not await it — the operation runs anyway and its outcome
-stays on the handle (`handle.future`). A consume's handle is an async iterator of messages.
+Every call returns at once: a `PromiseFuture` (an `asyncio.Future`) to await for the result
+(errors raise the same exceptions as `puka.Client`), or not to await — the operation runs
+anyway and its outcome stays on the future. A consume returns a `ConsumeHandle`, an async
+iterator of messages.
 """
 
 from __future__ import annotations
@@ -32,23 +33,52 @@ from puka.urls import ConnectionParameters, parse_url
 
 from puka_asyncio.protocol import EngineProtocol
 
-__all__ = ["AsyncClient", "PromiseHandle", "connect"]
+__all__ = ["AsyncClient", "ConsumeHandle", "PromiseFuture", "PromiseHandle", "connect"]
 
 
-class PromiseHandle:
-    """What an asyncio call returns: awaitable, and for a consume an async iterator.
+class PromiseFuture(asyncio.Future[Result]):
+    """What an asyncio call returns: a future of its result.
 
-    `int(handle)` is the promise number, so a handle can be passed wherever Puka takes a
-    promise (`basic_cancel(consume)`, `channel_of=consume`).
+    It is a real `asyncio.Future`, so `asyncio.gather` and `wait_for` take it as it is (no task
+    per call). `int(handle)` is the promise number, so it can be passed wherever Puka takes a
+    promise (`channel_of=tx`, `tx_commit(tx)`). Not awaiting it is fine: the operation runs
+    anyway and a failure stays on the future.
     """
 
-    __slots__ = ("_client", "_future", "_results", "_waiter", "done", "number")
+    number: int
 
-    def __init__(self, client: AsyncClient, number: int, multi: bool) -> None:
+    def __int__(self) -> int:
+        return self.number
+
+    def __index__(self) -> int:
+        return self.number
+
+    def _put(self, result: Result, final: bool) -> None:
+        if self.done():
+            return
+        if result.is_error and result.exception is not None:
+            self.set_exception(result.exception)
+        else:
+            self.set_result(result)
+
+    def _finish(self) -> None:
+        """Nothing to do: a future settles with its one result."""
+
+
+class ConsumeHandle:
+    """What `basic_consume` (and `tx_select`) return: an async iterator of results.
+
+    `async for message in handle` yields each message; leaving the loop (break, exception,
+    cancellation) cancels the consume on the broker. `await handle` returns the next result.
+    `int(handle)` is the promise number (`basic_cancel(handle)`, `channel_of=handle`).
+    """
+
+    __slots__ = ("_client", "_results", "_waiter", "done", "number")
+
+    def __init__(self, client: AsyncClient, number: int) -> None:
         self._client = client
         self.number = number
         self.done = False
-        self._future: asyncio.Future[Result] | None = None if multi else client.loop.create_future()
         self._results: deque[Result] = deque()
         self._waiter: asyncio.Future[None] | None = None
 
@@ -59,22 +89,10 @@ class PromiseHandle:
         return self.number
 
     def __repr__(self) -> str:
-        return f"<PromiseHandle {self.number}{' done' if self.done else ''}>"
-
-    @property
-    def future(self) -> asyncio.Future[Result] | None:
-        """The result's future (`None` for a consume, which has many results)."""
-        return self._future
+        return f"<ConsumeHandle {self.number}{' done' if self.done else ''}>"
 
     def _put(self, result: Result, final: bool) -> None:
-        if self._future is not None:
-            if not self._future.done():
-                if result.is_error and result.exception is not None:
-                    self._future.set_exception(result.exception)
-                else:
-                    self._future.set_result(result)
-        else:
-            self._results.append(result)
+        self._results.append(result)
         if final:
             self.done = True
         self._wake()
@@ -89,12 +107,10 @@ class PromiseHandle:
             waiter.set_result(None)
 
     def __await__(self) -> Generator[Any, None, Result]:
-        if self._future is not None:
-            return self._future.__await__()
         return self._next().__await__()
 
     async def _next(self) -> Result:
-        """The next result of a consume (or the end of it: `StopAsyncIteration`)."""
+        """The next result (or the end: `StopAsyncIteration`)."""
         while not self._results:
             if self.done:
                 raise StopAsyncIteration
@@ -119,8 +135,12 @@ class PromiseHandle:
             if not self.done and self._client.engine.state.value == "open":
                 # the loop was left (break, exception, cancellation): stop the consume
                 cancel = self._client.basic_cancel(self)
-                if cancel.future is not None:
-                    cancel.future.add_done_callback(_quiet)
+                if isinstance(cancel, PromiseFuture):
+                    cancel.add_done_callback(_quiet)
+
+
+PromiseHandle = PromiseFuture | ConsumeHandle
+"""What a call of the asyncio client returns."""
 
 
 def _quiet(future: asyncio.Future[Result]) -> None:
@@ -129,7 +149,7 @@ def _quiet(future: asyncio.Future[Result]) -> None:
         future.exception()
 
 
-class AsyncClient(Calls[PromiseHandle]):
+class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
     """An asyncio Puka client; create it with `await puka_asyncio.connect(...)`."""
 
     def __init__(
@@ -176,7 +196,12 @@ class AsyncClient(Calls[PromiseHandle]):
         return len(self._handles)
 
     def _wrap(self, promise: Promise) -> PromiseHandle:
-        handle = PromiseHandle(self, promise.number, promise.multi)
+        handle: PromiseHandle
+        if promise.multi:
+            handle = ConsumeHandle(self, promise.number)
+        else:
+            handle = PromiseFuture(loop=self.loop)
+            handle.number = promise.number
         self._handles[promise.number] = handle
         self._deliver(promise)  # it may already have a result (e.g. a call on a closed client)
         self._protocol.schedule_flush()
