@@ -203,26 +203,28 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
             handle = PromiseFuture(loop=self.loop)
             handle.number = promise.number
         self._handles[promise.number] = handle
-        self._deliver(promise)  # it may already have a result (e.g. a call on a closed client)
+        if promise.results:  # it may have a result already (e.g. a call on a closed client)
+            self._deliver(promise)
         self._protocol.schedule_flush()
         return handle
 
     def _deliver(self, promise: Promise) -> None:
-        handle = self._handles.get(promise.number)
+        number = promise.number
+        handle = self._handles.get(number)
         if handle is None:
             return
         promises = self._engine.promises
         callback = promise.callback
-        while (result := promises.take(promise.number)) is not None:
+        while (result := promises.take(number)) is not None:
             final = promise.done and not promise.results
             if callback is not None:
-                callback(promise.number, result)
+                callback(number, result)
             handle._put(result, final)
-            if promise.number not in promises.live:
+            if final:
                 break
         if promise.done and not promise.results:
             handle._finish()
-            del self._handles[promise.number]
+            del self._handles[number]
 
     async def drain(self) -> None:
         """Wait until the socket takes more: await it in a loop of unawaited publishes."""
