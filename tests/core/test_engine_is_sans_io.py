@@ -23,6 +23,9 @@ ENGINE_MODULES = [
     "messages",
     "errors",
     "urls",
+    "recovery",
+    "replay",
+    "topology",
 ]
 
 

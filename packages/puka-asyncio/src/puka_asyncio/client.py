@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import ssl as ssl_module
 from collections import deque
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Generator, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -27,9 +27,10 @@ from puka.api import Calls
 from puka.engine import DEFAULT_MAX_MESSAGE_SIZE, Engine
 from puka.errors import ConnectFailed, ConnectTimeout
 from puka.promises import Callback, Promise
+from puka.recovery import Recovery
 from puka.results import Result
 from puka.tls import TLSCertificateError, tls_context
-from puka.urls import ConnectionParameters, parse_url
+from puka.urls import ConnectionParameters, parse_urls
 
 from puka_asyncio.protocol import EngineProtocol
 
@@ -154,23 +155,27 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
 
     def __init__(
         self,
-        params: ConnectionParameters,
+        params: ConnectionParameters | list[ConnectionParameters],
         loop: asyncio.AbstractEventLoop,
         *,
         pubacks: bool | None = None,
         client_properties: dict[str, Any] | None = None,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        recovery: Recovery | None = None,
+        ssl: ssl_module.SSLContext | None = None,
     ) -> None:
-        self.params = params
         self.loop = loop
         self._engine = Engine(
             params,
             pubacks=pubacks,
             client_properties=client_properties,
             max_message_size=max_message_size,
+            recovery=recovery,
         )
+        self._ssl = ssl
         self._handles: dict[int, PromiseHandle] = {}
-        self._protocol = EngineProtocol(self._engine, loop, self._deliver)
+        self._reconnecting: asyncio.Task[None] | None = None
+        self._protocol = EngineProtocol(self._engine, loop, self._deliver, self._start_reconnect)
 
     def __repr__(self) -> str:
         return f"<puka_asyncio.AsyncClient {self.params.redacted_url()} {self._engine.state.value}>"
@@ -179,6 +184,46 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
     def engine(self) -> Engine:
         """The sans-I/O engine behind this client."""
         return self._engine
+
+    @property
+    def params(self) -> ConnectionParameters:
+        """The broker this client talks to (in a cluster: the node that answered last)."""
+        return self._engine.params
+
+    @property
+    def on_connection_lost(self) -> Any:
+        """`fn(error)`, called when the connection is lost and recovery starts."""
+        return self._engine.on_connection_lost
+
+    @on_connection_lost.setter
+    def on_connection_lost(self, fn: Any) -> None:
+        self._engine.on_connection_lost = fn
+
+    @property
+    def on_recovered(self) -> Any:
+        """`fn()`, called once a recovery has reconnected, redeclared and reconsumed."""
+        return self._engine.on_recovered
+
+    @on_recovered.setter
+    def on_recovered(self, fn: Any) -> None:
+        self._engine.on_recovered = fn
+
+    def _start_reconnect(self) -> None:
+        if self._reconnecting is None or self._reconnecting.done():
+            self._reconnecting = self.loop.create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        """Recovery wants a transport: open one to the engine's current node."""
+        engine = self._engine
+        try:
+            await _open(self, engine.params, self._ssl)
+        except ConnectFailed as error:
+            engine.transport_failed(error)
+            self._protocol.flush()
+            return
+        engine.transport_ready()
+        engine.handle_timer(self.loop.time())
+        self._protocol.flush()
 
     @property
     def blocked(self) -> bool:
@@ -207,6 +252,9 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
             self._deliver(promise)
         self._protocol.schedule_flush()
         return handle
+
+    def _sent(self) -> None:
+        self._protocol.schedule_flush()
 
     def _deliver(self, promise: Promise) -> None:
         number = promise.number
@@ -262,7 +310,7 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
 
 
 async def connect(
-    amqp_url: str = "amqp:///",
+    amqp_url: str | Sequence[str] = "amqp:///",
     pubacks: bool | None = None,
     client_properties: dict[str, Any] | None = None,
     heartbeat: int | None = None,
@@ -271,6 +319,7 @@ async def connect(
     connection_timeout: float | None = None,
     connection_name: str | None = None,
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    reconnect: bool | Recovery = False,
 ) -> AsyncClient:
     """Connect and complete the AMQP handshake; the same arguments as `puka.Client`."""
     overrides: dict[str, Any] = {}
@@ -280,20 +329,43 @@ async def connect(
         overrides["connection_timeout"] = connection_timeout
     if connection_name is not None:
         overrides["connection_name"] = connection_name
-    params = parse_url(amqp_url, **overrides)
-    loop = asyncio.get_running_loop()
+    addresses = parse_urls(amqp_url, **overrides)
     client = AsyncClient(
-        params,
-        loop,
+        addresses,
+        asyncio.get_running_loop(),
         pubacks=pubacks,
         client_properties=client_properties,
         max_message_size=max_message_size,
+        recovery=Recovery() if reconnect is True else (reconnect or None),
+        ssl=ssl,
     )
-    context = ssl
-    if context is None and params.tls:
-        context = tls_context(params)
+    engine = client.engine
+    handle = client._wrap(engine.connect())
+    error: ConnectFailed | None = None
+    for _ in addresses:
+        try:
+            await _open(client, engine.params, ssl)
+            error = None
+            break
+        except ConnectFailed as exc:
+            error = exc
+            engine.addresses.append(engine.addresses.pop(0))
+            engine.params = engine.addresses[0]
+    if error is not None:
+        engine.connection_lost(error)
+        client._protocol.flush()
+        raise error
+    await handle
+    return client
+
+
+async def _open(
+    client: AsyncClient, params: ConnectionParameters, ssl: ssl_module.SSLContext | None
+) -> None:
+    """Open a transport to `params` for `client`'s protocol; typed errors on failure."""
+    loop = client.loop
+    context = ssl if ssl is not None else (tls_context(params) if params.tls else None)
     where = f"{params.host}:{params.port}"
-    handle = client._wrap(client.engine.connect())
     try:
         await asyncio.wait_for(
             loop.create_connection(
@@ -306,22 +378,12 @@ async def connect(
             timeout=params.connection_timeout,
         )
     except (asyncio.TimeoutError, TimeoutError):
-        error: ConnectFailed = ConnectTimeout(
+        raise ConnectTimeout(
             f"TCP connection to {where} took over {params.connection_timeout:g} s"
-        )
-        client.engine.connection_lost(error)
-        client._protocol.flush()
-        raise error from None
+        ) from None
     except ssl_module.SSLCertVerificationError as exc:
-        tls_error = TLSCertificateError(
+        raise TLSCertificateError(
             exc.errno, f"TLS certificate of {where} did not verify: {exc.verify_message}"
-        )
-        client.engine.connection_lost(tls_error)
-        raise tls_error from None
+        ) from None
     except OSError as exc:
-        error = ConnectFailed(f"cannot connect to {where}: {exc.strerror or exc}")
-        client.engine.connection_lost(error)
-        client._protocol.flush()
-        raise error from None
-    await handle
-    return client
+        raise ConnectFailed(f"cannot connect to {where}: {exc.strerror or exc}") from None

@@ -25,11 +25,13 @@ class EngineProtocol(asyncio.Protocol):
         engine: Engine,
         loop: asyncio.AbstractEventLoop,
         deliver: Callable[[Promise], None],
+        reconnect: Callable[[], None] | None = None,
     ) -> None:
         self.engine = engine
         self.loop = loop
         self.transport: asyncio.Transport | None = None
         self._deliver = deliver
+        self._reconnect = reconnect
         self._ready: dict[int, Promise] = {}
         self._flush_scheduled = False
         self._timer: asyncio.TimerHandle | None = None
@@ -58,16 +60,20 @@ class EngineProtocol(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Fail everything in flight with a typed error."""
+        """Fail everything in flight with a typed error (or, with recovery, reconnect later)."""
         self.engine.connection_lost(exc)
         self.transport = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._paused = False
         self._dispatch()
         self._wake_drainers()
-        if not self.closed.done():
-            self.closed.set_result(None)
+        if self.engine.closed:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            if not self.closed.done():
+                self.closed.set_result(None)
+        else:
+            self._arm_timer()
 
     def pause_writing(self) -> None:
         """The transport's buffer is full: writers wait in `drain`."""
@@ -134,5 +140,10 @@ class EngineProtocol(asyncio.Protocol):
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
-        self.engine.handle_timer(self.loop.time())
+        engine = self.engine
+        engine.handle_timer(self.loop.time())
+        if engine.state.value == "recovering" and self.transport is not None:
+            self.transport.abort()  # heartbeat timeout: drop this transport, reconnect later
+        if engine.transport_wanted and self._reconnect is not None:
+            self._reconnect()
         self.flush()

@@ -17,6 +17,7 @@ from puka.drive import loop
 from puka.engine import Engine
 from puka.errors import *  # noqa: F403 - every exception is part of the API
 from puka.errors import __all__ as _errors
+from puka.recovery import Recovery
 from puka.results import Result
 from puka.tls import TLSCertificateError
 from puka.urls import ConnectionParameters, InvalidURL, parse_url, parse_urls
@@ -26,6 +27,7 @@ __all__ = [  # noqa: PLE0604 - extended from puka.errors
     "ConnectionParameters",
     "Engine",
     "InvalidURL",
+    "Recovery",
     "Result",
     "TLSCertificateError",
     "__version__",

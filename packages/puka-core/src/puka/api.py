@@ -30,6 +30,9 @@ class Calls(Generic[T]):
     def _wrap(self, promise: Promise) -> T:
         raise NotImplementedError
 
+    def _sent(self) -> None:
+        """A call queued bytes without a promise (an ack): the driver may want to flush."""
+
     # --- queues ---------------------------------------------------------------------------
 
     def queue_declare(
@@ -290,17 +293,20 @@ class Calls(Generic[T]):
         """Acknowledge a delivered message (and, with `multiple`, all before it)."""
         _delivery_tag(msg_result)
         self._engine.ack(msg_result, multiple)
+        self._sent()
 
     def basic_reject(self, msg_result: Result, requeue: bool = True) -> None:
         """Reject a delivered message: requeue it, or drop (dead-letter) it."""
         tag = _delivery_tag(msg_result)
         self._engine.settle(msg_result, methods.BasicReject(delivery_tag=tag, requeue=requeue))
+        self._sent()
 
     def basic_nack(self, msg_result: Result, multiple: bool = False, requeue: bool = True) -> None:
         """Negatively acknowledge a message (and, with `multiple`, all before it)."""
         tag = _delivery_tag(msg_result)
         method = methods.BasicNack(delivery_tag=tag, multiple=multiple, requeue=requeue)
         self._engine.settle(msg_result, method)
+        self._sent()
 
     # --- transactions ---------------------------------------------------------------------
 
@@ -346,6 +352,9 @@ class Calls(Generic[T]):
 
 
 def _delivery_tag(msg_result: Result) -> int:
+    """The tag to send: the one on the wire (a consume shifts the visible tag after a recovery)."""
     if not isinstance(msg_result, Result) or "delivery_tag" not in msg_result:
         raise ValueError("basic_ack/reject/nack take a message result from basic_get or a consume")
+    if msg_result._ack is not None:
+        return msg_result._ack[1]
     return int(msg_result["delivery_tag"])

@@ -14,16 +14,18 @@ import selectors
 import socket as socket_module
 import ssl as ssl_module
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from puka.api import Calls
+from puka.connection_states import ConnectionState
 from puka.engine import DEFAULT_MAX_MESSAGE_SIZE, Engine
 from puka.errors import ChannelClosed, ClientClosed, ConnectFailed, ConnectTimeout
 from puka.promises import Callback, Promise
+from puka.recovery import Recovery
 from puka.results import Result
 from puka.tls import TLSCertificateError, tls_context
-from puka.urls import ConnectionParameters, parse_url
+from puka.urls import ConnectionParameters, parse_urls
 
 __all__ = ["Client"]
 
@@ -43,11 +45,15 @@ class Client(Calls[int]):
     keyword arguments override the URL's query parameters. `ssl` is an `ssl.SSLContext` to use
     instead of the one built from the URL (`amqps://` verifies certificate and host name by
     default).
+
+    `amqp_url` may also be several URLs (a list, or one string separated by commas): the nodes
+    of a cluster, tried in turn. `reconnect=True` (or a `puka.Recovery` with other timings)
+    turns on automatic recovery; see `puka.recovery`.
     """
 
     def __init__(
         self,
-        amqp_url: str = "amqp:///",
+        amqp_url: str | Sequence[str] = "amqp:///",
         pubacks: bool | None = None,
         client_properties: dict[str, Any] | None = None,
         heartbeat: int | None = None,
@@ -56,6 +62,7 @@ class Client(Calls[int]):
         connection_timeout: float | None = None,
         connection_name: str | None = None,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        reconnect: bool | Recovery = False,
     ) -> None:
         overrides: dict[str, Any] = {}
         if heartbeat is not None:
@@ -64,12 +71,14 @@ class Client(Calls[int]):
             overrides["connection_timeout"] = connection_timeout
         if connection_name is not None:
             overrides["connection_name"] = connection_name
-        self.params: ConnectionParameters = parse_url(amqp_url, **overrides)
+        addresses = parse_urls(amqp_url, **overrides)
+        recovery = Recovery() if reconnect is True else (reconnect or None)
         self._engine = Engine(
-            self.params,
+            addresses,
             pubacks=pubacks,
             client_properties=client_properties,
             max_message_size=max_message_size,
+            recovery=recovery,
         )
         self._ssl_context = ssl
         self._sock: socket_module.socket | None = None
@@ -91,6 +100,29 @@ class Client(Calls[int]):
     # ------------------------------------------------------------------------------------
     # State
     # ------------------------------------------------------------------------------------
+
+    @property
+    def params(self) -> ConnectionParameters:
+        """The broker this client talks to (in a cluster: the node that answered last)."""
+        return self._engine.params
+
+    @property
+    def on_connection_lost(self) -> Any:
+        """`fn(error)`, called when the connection is lost and recovery starts."""
+        return self._engine.on_connection_lost
+
+    @on_connection_lost.setter
+    def on_connection_lost(self, fn: Any) -> None:
+        self._engine.on_connection_lost = fn
+
+    @property
+    def on_recovered(self) -> Any:
+        """`fn()`, called once a recovery has reconnected, redeclared and reconsumed."""
+        return self._engine.on_recovered
+
+    @on_recovered.setter
+    def on_recovered(self, fn: Any) -> None:
+        self._engine.on_recovered = fn
 
     @property
     def engine(self) -> Engine:
@@ -134,9 +166,16 @@ class Client(Calls[int]):
         engine = self._engine
         if self._sock is not None or engine.closed:
             return self._wrap(engine.connect(callback))
-        try:
-            self._sock = self._open_socket()
-        except ConnectFailed as error:
+        error: ConnectFailed | None = None
+        for _ in engine.addresses:
+            try:
+                self._sock = self._open_socket()
+                break
+            except ConnectFailed as exc:
+                error = exc
+                engine.addresses.append(engine.addresses.pop(0))
+                engine.params = engine.addresses[0]
+        if self._sock is None:
             promise = engine.connect(callback)
             engine.connection_lost(error)
             return promise.number
@@ -366,13 +405,7 @@ class Client(Calls[int]):
                 self._write()
                 return None
             self._write()
-            if (
-                self._sock is None
-                and not self._engine.closed
-                and self._engine.state.value == "initial"
-            ):
-                raise ClientClosed("wait() before connect(): call connect() first")
-            if self._sock is None:
+            if self._sock is None and not self._recovering:
                 # nothing can change any more: every promise was failed when the socket died
                 for number in numbers:
                     result = self._take(number, raise_errors)
@@ -401,7 +434,7 @@ class Client(Calls[int]):
         self._write()
         while not self._loop_break:
             self.run_any_callbacks()
-            if self._loop_break or self._sock is None:
+            if self._loop_break or (self._sock is None and not self._recovering):
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 break
@@ -414,10 +447,28 @@ class Client(Calls[int]):
 
     # ------------------------------------------------------------------------------------
 
+    @property
+    def _recovering(self) -> bool:
+        return self._engine.state is ConnectionState.RECOVERING or self._engine.transport_wanted
+
+    def _reconnect(self) -> None:
+        """Recovery wants a transport: open one to the engine's current node."""
+        self._close_socket()
+        try:
+            self._sock = self._open_socket()
+        except ConnectFailed as error:
+            self._engine.transport_failed(error)
+            return
+        self._engine.transport_ready()
+        self._engine.handle_timer(time.monotonic())
+        self._write()
+
     def _io_step(self, deadline: float | None) -> None:
         """One round: wait for the socket or the next timer, then read, write, run timers."""
         sock = self._sock
         if sock is None:
+            if self._recovering:
+                self._recovery_step(deadline)
             return
         if self._selector is None:
             self._selector = selectors.DefaultSelector()
@@ -442,8 +493,22 @@ class Client(Calls[int]):
         timer = self._engine.next_timer()
         if timer is not None and time.monotonic() >= timer:
             self._engine.handle_timer(time.monotonic())
-            if self._engine.closed:
+            if self._engine.closed or self._recovering:
                 self._close_socket()
                 return
         if self.needs_write():
             self._write()
+
+    def _recovery_step(self, deadline: float | None) -> None:
+        """No socket while recovering: sleep until the next attempt, then make it."""
+        engine = self._engine
+        if not engine.transport_wanted:
+            timer = engine.next_timer()
+            until = (
+                timer if deadline is None or (timer is not None and timer < deadline) else deadline
+            )
+            if until is not None:
+                time.sleep(max(0.0, until - time.monotonic()))
+            engine.handle_timer(time.monotonic())
+        if engine.transport_wanted:
+            self._reconnect()

@@ -23,6 +23,7 @@ class ConnectionState(Enum):
     AWAIT_OPEN_OK = "await-open-ok"  # tune-ok and open sent
     OPEN = "open"
     CLOSING = "closing"  # we sent connection.close
+    RECOVERING = "recovering"  # lost; waiting to reconnect (no transport, so no input)
     CLOSED = "closed"
 
 

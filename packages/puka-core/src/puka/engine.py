@@ -35,6 +35,7 @@ from puka_spec.exceptions import (
     ChannelError,
     CommandInvalid,
     HardError,
+    NotAllowed,
     UnexpectedFrame,
     error_for,
 )
@@ -56,7 +57,10 @@ from puka.messages import headers_to_properties
 from puka.operations import ChannelHolder, Consume, Get, Operation, Rpc, SideRpc, Transaction
 from puka.promises import Callback, Promise, Promises
 from puka.publisher import Publisher
+from puka.recovery import RECOVERABLE_REPLY_CODES, Recovery
+from puka.replay import Replay
 from puka.results import Result
+from puka.topology import Topology
 from puka.urls import ConnectionParameters
 
 __all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "Engine"]
@@ -112,13 +116,32 @@ class Engine:
 
     def __init__(
         self,
-        params: ConnectionParameters,
+        params: ConnectionParameters | list[ConnectionParameters],
         *,
         pubacks: bool | None = None,
         client_properties: dict[str, Any] | None = None,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        recovery: Recovery | None = None,
     ) -> None:
-        self.params = params
+        self.addresses = list(params) if isinstance(params, list) else [params]
+        if not self.addresses:
+            raise ValueError("no broker address to connect to")
+        self.params = self.addresses[0]
+        """The broker this engine talks (or last talked) to."""
+        self.recovery = recovery
+        self.topology = Topology()
+        self.consumes: set[Consume] = set()
+        self.recovery_errors: list[AMQPError] = []
+        self.recoveries = 0
+        self.transport_wanted = False
+        """Set while recovering: the driver should open a transport to `params` now."""
+        self.on_connection_lost: Callable[[BaseException], Any] | None = None
+        self.on_recovered: Callable[[], Any] | None = None
+        self._was_open = False
+        self._recovering = False
+        self._attempt = 0
+        self._address = 0
+        self._reconnect_at: float | None = None
         self.pubacks = pubacks
         self.max_message_size = max_message_size
         self.state = ConnectionState.INITIAL
@@ -210,8 +233,19 @@ class Engine:
             self.protocol_violation(error)
 
     def connection_lost(self, exc: BaseException | None = None) -> None:
-        """The transport is gone: every promise in flight fails."""
-        if self.closed:
+        """The transport is gone: every promise in flight fails (or, with recovery, most)."""
+        if self.closed or self.state is ConnectionState.RECOVERING:
+            return
+        if self._recovering and self.state is not _OPEN:
+            self.transport_failed(exc or ConnectionLost("the broker closed the connection"))
+            return
+        if self.state is _OPEN and self.recovery is not None:
+            self._begin_recovery(
+                ConnectionLost(
+                    f"connection to {self.params.host}:{self.params.port} lost"
+                    + (f": {exc}" if exc else "")
+                )
+            )
             return
         if self.state is ConnectionState.CLOSING and self._close_promise is not None:
             # we were closing anyway: the close succeeded as far as the user is concerned
@@ -235,6 +269,8 @@ class Engine:
         """When `handle_timer` should next run (in the driver's clock), or `None`."""
         if self.state is ConnectionState.CLOSED:
             return None
+        if self.state is ConnectionState.RECOVERING:
+            return self._reconnect_at
         deadline = self._connect_deadline if self.state is not _OPEN else None
         if self._next_tick is not None and (deadline is None or self._next_tick < deadline):
             return self._next_tick
@@ -246,10 +282,18 @@ class Engine:
         if state is ConnectionState.CLOSED:
             return
         self._clock = now
+        if state is ConnectionState.RECOVERING:
+            if self._reconnect_at is not None and now >= self._reconnect_at:
+                self._reconnect_at = None
+                self.transport_wanted = True
+            return
         if state is not _OPEN and state is not ConnectionState.CLOSING:
             if self._connect_deadline is None:
                 self._connect_deadline = now + self.params.connection_timeout
             elif now >= self._connect_deadline:
+                if self._recovering:
+                    self.transport_failed(ConnectTimeout("handshake timed out"))
+                    return
                 self._end(
                     ConnectTimeout(
                         f"no AMQP connection to {self.params.host}:{self.params.port} within "
@@ -268,7 +312,7 @@ class Engine:
         else:
             self._silent_ticks += 1
             if self._silent_ticks >= 4:  # two heartbeat intervals without a byte
-                self._end(
+                self._lost(
                     HeartbeatTimeout(
                         f"nothing from {self.params.host}:{self.params.port} for "
                         f"{2 * self.heartbeat} s (heartbeat {self.heartbeat} s)"
@@ -405,6 +449,13 @@ class Engine:
 
     def _on_open_ok(self, method: methods.ConnectionOpenOk) -> None:
         self._connect_deadline = None
+        self._was_open = True
+        if self._recovering:
+            self._recovering = False
+            self._attempt = 0
+            replay = Replay(self, self.promises.new(), self._restart_consumes)
+            self._start(replay)
+            return
         if self._connect_promise is not None:
             result = Result("connection.open_ok", {"server_properties": self.server_properties})
             self.promises.resolve(self._connect_promise, result)
@@ -414,8 +465,17 @@ class Engine:
 
     def _on_close(self, method: methods.ConnectionClose) -> None:
         self.send_method(0, methods.ConnectionCloseOk())
+        error = self.error_from_close(method)
+        if self.recovery is not None and method.reply_code in RECOVERABLE_REPLY_CODES:
+            if self._was_open and not self._recovering:
+                self.state = _OPEN  # _begin_recovery starts from an open connection
+                self._begin_recovery(error)
+                return
+            if self._recovering:
+                self.transport_failed(error)
+                return
         self.state = ConnectionState.CLOSED  # set by the table too; _end needs it now
-        self._end(self.error_from_close(method))
+        self._end(error)
 
     def _on_close_ok(self, method: methods.ConnectionCloseOk) -> None:
         if self._close_promise is not None:
@@ -479,6 +539,106 @@ class Engine:
         self.channels.clear()
         self.promises.fail_all(error)
 
+    # --- recovery -----------------------------------------------------------------------
+
+    def _lost(self, error: ConnectionLost) -> None:
+        """The connection died under us (heartbeat timeout): recover, or end."""
+        if self.recovery is not None and self.state is _OPEN:
+            self._begin_recovery(error)
+        elif self._recovering:
+            self.transport_failed(error)
+        else:
+            self._end(error)
+
+    def _begin_recovery(self, cause: BaseException) -> None:
+        log.warning("connection to %s lost (%s): recovering", self.params.redacted_url(), cause)
+        lost = ConnectionLost(f"the connection was lost ({cause}); the outcome is unknown")
+        lost.__cause__ = cause
+        survivors = {op for op in self.consumes if not op.promise.done}
+        survivors.update(
+            op for op in self._waiting if isinstance(op, Consume) and not op.promise.done
+        )
+        self.state = ConnectionState.RECOVERING
+        publisher, self.publisher = self.publisher, None
+        if publisher is not None:
+            publisher.fail_all(lost)
+        for op in survivors:
+            op.detach(lost)
+        for promise in list(self.promises.live.values()):
+            if not promise.done and promise.op not in survivors:
+                self.promises.resolve(promise, Result.error(lost))
+        self._waiting.clear()
+        self.channels.clear()
+        self.consumes = survivors
+        self._out.clear()
+        self._out_bytes = 0
+        self.written.clear()
+        self._secret_promises.clear()
+        self._next_tick = self._connect_deadline = None
+        self.blocked = False
+        self._attempt = 0
+        self._schedule_reconnect()
+        if self.on_connection_lost is not None:
+            self.on_connection_lost(cause)
+
+    def _fail_recovering(self, promise: Promise) -> None:
+        """Calls made while reconnecting fail at once: nothing is buffered in secret."""
+        error = ConnectionLost("the connection is being recovered: call again once it is back")
+        self.promises.resolve(promise, Result.error(error))
+
+    def _schedule_reconnect(self) -> None:
+        assert self.recovery is not None
+        self._reconnect_at = self._clock + self.recovery.delay(self._attempt)
+        self._attempt += 1
+        if self.recovery.shuffle and len(self.addresses) > 1:
+            import random  # noqa: PLC0415 - only for shuffled clusters
+
+            self._address = random.randrange(len(self.addresses))  # noqa: S311
+        self.params = self.addresses[self._address % len(self.addresses)]
+
+    def transport_ready(self) -> None:
+        """The driver opened a new transport (after `transport_wanted`): handshake again."""
+        self.transport_wanted = False
+        self._recovering = True
+        self._reader = FrameReader(FRAME_MIN_SIZE)
+        self.channels = ChannelPool(self)
+        self.frame_max = FRAME_MIN_SIZE
+        self._out.clear()
+        self._out_bytes = 0
+        self._received_since_tick = self._sent_since_tick = False
+        self._silent_ticks = 0
+        self._next_tick = None
+        self._connect_deadline = None
+        self.state = ConnectionState.AWAIT_START
+        self.send_raw(PROTOCOL_HEADER)
+
+    def transport_failed(self, error: BaseException) -> None:
+        """A reconnection attempt failed: try the next broker after a back-off, or give up."""
+        log.info("reconnection to %s failed: %s", self.params.redacted_url(), error)
+        self.transport_wanted = False
+        recovery = self.recovery
+        if recovery is None or (recovery.max_attempts and self._attempt >= recovery.max_attempts):
+            self._recovering = False
+            self.state = ConnectionState.RECOVERING
+            self._end(error)
+            return
+        if isinstance(error, (AccessRefused, NotAllowed)):  # credentials or vhost: give up
+            self._recovering = False
+            self._end(error)
+            return
+        self.state = ConnectionState.RECOVERING
+        self._address += 1
+        self._schedule_reconnect()
+
+    def _restart_consumes(self, renamed: dict[str, str]) -> None:
+        for op in list(self.consumes):
+            op.recover(renamed)
+            self._submit(op)
+        self.recoveries += 1
+        log.warning("recovered: connected to %s", self.params.redacted_url())
+        if self.on_recovered is not None:
+            self.on_recovered()
+
     def publisher_gone(self, publisher: Publisher) -> None:
         """The publish channel was closed by the broker; the next publish opens another."""
         if self.publisher is publisher:
@@ -496,6 +656,9 @@ class Engine:
             )
 
     def _submit(self, op: Operation) -> Promise:
+        if self.state is ConnectionState.RECOVERING or self._recovering:
+            self._fail_recovering(op.promise)
+            return op.promise
         if self.state is _OPEN and not self._waiting:
             self._start(op)
         else:
@@ -652,6 +815,9 @@ class Engine:
                 return promise
         self._check_usable()
         promise = self.promises.new(callback)
+        if self.state is ConnectionState.RECOVERING or self._recovering:
+            self._fail_recovering(promise)
+            return promise
         if self.state is not _OPEN or self._waiting:
             self._waiting.append(
                 _Waiting(
@@ -735,8 +901,8 @@ class Engine:
     def ack(self, message: Result, multiple: bool = False) -> None:
         """basic.ack of a delivered message (the hot path of a consumer: one pack, no objects)."""
         channel = self._settle_channel(message, multiple)
-        if channel is not None:
-            tag = message["delivery_tag"]
+        if channel is not None and message._ack is not None:
+            tag = message._ack[1]
             data = _ACK_FRAME.pack(1, channel.number, 13, 60, 80, tag, 1 if multiple else 0, 206)
             self._out.append(data)
             self._out_bytes += 21

@@ -108,6 +108,7 @@ class Rpc(Operation):
         """The reply."""
         if method.KEY not in self.method.RESPONSES:
             super().on_method(channel, method, props, body)
+        self.engine.topology.record(self.method, method)
         self.finish(method_result(method))
 
 
@@ -207,6 +208,7 @@ class ChannelHolder(Operation):
 
     def end(self, *, close_channel: bool = False) -> None:
         """No more results: the promise is finished and the channel given back (or closed)."""
+        self.engine.consumes.discard(self)
         self.engine.promises.finish(self.promise)
         channel, self.channel = self.channel, None
         if channel is None:
@@ -218,6 +220,12 @@ class ChannelHolder(Operation):
 
     def on_channel_closed(self, channel: Channel, error: AMQPError) -> None:
         """Our channel died: we and every side operation fail with `error`."""
+        self.engine.consumes.discard(self)
+        self.detach(error)
+        self.fail(error)
+
+    def detach(self, error: BaseException) -> None:
+        """Lose the channel (it died, or the connection did): side operations fail."""
         self.channel = None
         for waiter in self.expecting:
             if waiter is not None:
@@ -226,7 +234,6 @@ class ChannelHolder(Operation):
         if self.closing is not None:
             self.closing.fail(error)
             self.closing = None
-        self.fail(error)
 
 
 class Consume(ChannelHolder):
@@ -244,9 +251,12 @@ class Consume(ChannelHolder):
         self.prefetch_count = prefetch_count
         self.no_ack = all(c.no_ack for c in consumes)
         self.tags: list[str] = []
+        self.tag_offset = 0  # added to wire delivery tags so they stay monotonic across recoveries
+        self.last_tag = 0
 
     def start(self, channel: Channel) -> None:
         """Pipeline qos and the consumes."""
+        self.engine.consumes.add(self)
         if self.prefetch_count:
             self.send_own(methods.BasicQos(0, self.prefetch_count, False))
         for consume in self.consumes:
@@ -267,11 +277,13 @@ class Consume(ChannelHolder):
     ) -> None:
         """Deliveries, consume-ok, cancels, and replies for side operations."""
         if isinstance(method, methods.BasicDeliver):
+            tag = method.delivery_tag
+            self.last_tag = tag + self.tag_offset
             result = Result(
                 "basic.deliver",
                 {
                     "consumer_tag": method.consumer_tag,
-                    "delivery_tag": method.delivery_tag,
+                    "delivery_tag": self.last_tag,
                     "redelivered": method.redelivered,
                     "exchange": method.exchange,
                     "routing_key": method.routing_key,
@@ -280,8 +292,8 @@ class Consume(ChannelHolder):
                 },
             )
             if not self.no_ack:
-                channel.unacked.add(method.delivery_tag)
-                result._ack = (channel, method.delivery_tag)
+                channel.unacked.add(tag)
+                result._ack = (channel, tag)
             self.engine.promises.resolve(self.promise, result, final=False)
             return
         if isinstance(method, methods.BasicCancel):  # the broker cancelled a consumer
@@ -302,6 +314,13 @@ class Consume(ChannelHolder):
                 self.closing.answered(method)
                 self.closing = None
                 self.end()
+
+    def recover(self, renamed: dict[str, str]) -> None:
+        """Prepare to consume again on a new connection (queues may have new names)."""
+        self.tags = []
+        self.tag_offset = self.last_tag
+        for consume in self.consumes:
+            consume.queue = renamed.get(consume.queue, consume.queue)
 
     def _server_cancel(self, tag: str) -> None:
         if tag in self.tags:
