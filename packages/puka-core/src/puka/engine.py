@@ -205,7 +205,8 @@ class Engine:
         data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
         self._out.clear()
         self._out_bytes = 0
-        self._sent_since_tick = True
+        if data is not HEARTBEAT_FRAME:  # our own heartbeat does not prove we are busy
+            self._sent_since_tick = True
         if self.written:
             written, self.written = self.written, []
             resolve = self.promises.resolve

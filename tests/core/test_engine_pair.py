@@ -1,0 +1,226 @@
+"""The engine against the in-memory fake broker: whole scenarios, bytes fed in random splits."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from puka import Engine, NoRoute, NotFound, PreconditionFailed, PublishNacked, parse_url
+from puka.errors import ClientClosed, ConnectionLost
+from puka.results import Result
+from puka_spec import methods
+from puka_spec.exceptions import AccessRefused, ConnectionForced
+
+from .fake_broker import FakeBroker
+
+
+class Pair:
+    """An engine wired to a fake broker; `pump` moves bytes both ways in random slices."""
+
+    def __init__(
+        self, seed: int = 0, url: str = "amqp://guest:guest@localhost/", **kw: object
+    ) -> None:
+        self.rng = random.Random(seed)
+        self.broker = FakeBroker(seed=seed)
+        self.engine = Engine(parse_url(url), **kw)  # type: ignore[arg-type]
+        self.engine.handle_timer(0.0)
+
+    def _slices(self, data: bytes) -> list[bytes]:
+        out, pos = [], 0
+        while pos < len(data):
+            step = self.rng.randint(1, 64)
+            out.append(data[pos : pos + step])
+            pos += step
+        return out
+
+    def pump(self) -> None:
+        for _ in range(200):
+            to_broker = self.engine.data_to_send()
+            for piece in self._slices(to_broker):
+                self.broker.receive_data(piece)
+            to_client = self.broker.data_to_send()
+            for piece in self._slices(to_client):
+                self.engine.receive_data(piece)
+            if not to_broker and not to_client:
+                return
+        raise AssertionError("the pair never went quiet")
+
+    def wait(self, promise: object) -> Result:
+        self.pump()
+        result = self.engine.promises.take(promise.number)  # type: ignore[attr-defined]
+        assert result is not None, "no result"
+        return result
+
+    def open(self) -> None:
+        result = self.wait(self.engine.connect())
+        assert result.name == "connection.open_ok"
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_declare_publish_get_round_trip(seed: int) -> None:
+    pair = Pair(seed)
+    pair.open()
+    engine = pair.engine
+    assert pair.wait(engine.rpc(methods.QueueDeclare(queue="q")))["queue"] == "q"
+    body = bytes(range(256)) * 40  # every byte value; the pair splits the stream at random
+    confirm = pair.wait(engine.publish("", "q", False, {"content_type": "x/y", "x-n": 1}, body))
+    assert not confirm.is_error
+    got = pair.wait(engine.get("q", False))
+    assert got["body"] == body
+    assert got["headers"] == {"content_type": "x/y", "x-n": 1}
+    engine.ack(got)
+    pair.pump()
+    assert not pair.broker.channels[got._ack[0].number].unacked  # type: ignore[index]
+
+
+def test_calls_before_the_handshake_are_queued() -> None:
+    pair = Pair(1)
+    connect = pair.engine.connect()
+    declare = pair.engine.rpc(methods.QueueDeclare(queue="early"))
+    publish = pair.engine.publish("", "early", False, None, b"x")
+    pair.pump()
+    assert pair.engine.promises.take(connect.number) is not None
+    assert pair.wait(declare)["queue"] == "early"
+    assert not pair.wait(publish).is_error
+    assert len(pair.broker.queues["early"].messages) == 1
+
+
+def test_pipelined_declares_use_many_channels_and_recycle_them() -> None:
+    pair = Pair(2)
+    pair.open()
+    promises = [pair.engine.rpc(methods.QueueDeclare(queue=f"q{i}")) for i in range(50)]
+    pair.pump()
+    assert all(pair.engine.promises.take(p.number) for p in promises)
+    assert len(pair.engine.channels) == 50
+    assert len(pair.broker.queues) >= 50
+    again = [pair.engine.rpc(methods.QueueDeclare(queue=f"q{i}", passive=True)) for i in range(50)]
+    pair.pump()
+    assert all(pair.engine.promises.take(p.number) for p in again)
+    assert len(pair.engine.channels) == 50  # reused, not opened again
+
+
+def test_a_channel_error_fails_only_its_operation() -> None:
+    pair = Pair(3)
+    pair.open()
+    pair.wait(pair.engine.rpc(methods.QueueDeclare(queue="d", durable=True)))
+    bad = pair.engine.rpc(methods.QueueDeclare(queue="d"))
+    good = pair.engine.rpc(methods.QueueDeclare(queue="other"))
+    missing = pair.engine.rpc(methods.QueueDeclare(queue="nope", passive=True))
+    pair.pump()
+    assert isinstance(pair.engine.promises.take(bad.number).exception, PreconditionFailed)  # type: ignore[union-attr]
+    assert pair.engine.promises.take(good.number)["queue"] == "other"  # type: ignore[index]
+    assert isinstance(pair.engine.promises.take(missing.number).exception, NotFound)  # type: ignore[union-attr]
+    assert pair.wait(pair.engine.rpc(methods.QueueDeclare(queue="d", durable=True)))["queue"] == "d"
+
+
+def test_confirms_batched_nacked_and_returned() -> None:
+    pair = Pair(4)
+    pair.open()
+    pair.wait(pair.engine.rpc(methods.QueueDeclare(queue="q")))
+    pair.broker.confirm_batch = 3
+    promises = [pair.engine.publish("", "q", False, None, b"%d" % i) for i in range(6)]
+    pair.pump()
+    assert all(not pair.engine.promises.take(p.number).is_error for p in promises)  # type: ignore[union-attr]
+    pair.broker.confirm_batch = 1
+    pair.broker.nack_next = 1
+    nacked = pair.wait(pair.engine.publish("", "q", False, None, b"n"))
+    assert isinstance(nacked.exception, PublishNacked)
+    returned = pair.wait(pair.engine.publish("", "no-such-queue", True, None, b"r"))
+    assert isinstance(returned.exception, NoRoute)
+    assert returned["body"] == b"r"
+    assert not pair.wait(pair.engine.publish("", "q", True, None, b"ok")).is_error
+
+
+def test_publish_to_a_missing_exchange_fails_in_flight_publishes_only() -> None:
+    pair = Pair(5)
+    pair.open()
+    pair.wait(pair.engine.rpc(methods.QueueDeclare(queue="q")))
+    failed = pair.wait(pair.engine.publish("missing-exchange", "q", False, None, b"x"))
+    assert isinstance(failed.exception, NotFound)
+    assert not pair.wait(pair.engine.publish("", "q", False, None, b"later")).is_error
+
+
+def test_consume_prefetch_ack_cancel() -> None:
+    pair = Pair(6)
+    pair.open()
+    pair.wait(pair.engine.rpc(methods.QueueDeclare(queue="q")))
+    for i in range(10):
+        pair.engine.publish("", "q", False, None, b"%d" % i)
+    consume = pair.engine.consume([methods.BasicConsume(queue="q")], 3)
+    pair.pump()
+    got = []
+    while (result := pair.engine.promises.take(consume.number)) is not None:
+        got.append(result)
+    assert [m["body"] for m in got] == [b"0", b"1", b"2"]  # prefetch 3
+    for message in got:
+        pair.engine.ack(message)
+    pair.pump()
+    while (result := pair.engine.promises.take(consume.number)) is not None:
+        got.append(result)
+    assert len(got) == 6
+    cancel = pair.engine.on_holder(consume.number, "cancel", methods.BasicCancel(consumer_tag=""))
+    assert pair.wait(cancel).name == "basic.cancel_ok"
+    assert pair.engine.promises.is_finished_consume(consume.number) or consume.done
+
+
+def test_server_cancel_is_delivered_distinctly() -> None:
+    pair = Pair(7)
+    pair.open()
+    pair.wait(pair.engine.rpc(methods.QueueDeclare(queue="q")))
+    consume = pair.engine.consume([methods.BasicConsume(queue="q", consumer_tag="tag-1")], 0)
+    pair.pump()
+    pair.broker.delete_queue("q")
+    pair.pump()
+    result = pair.engine.promises.take(consume.number)
+    assert result is not None
+    assert result.name == "basic.cancel"
+    assert result.is_error
+
+
+def test_wrong_password_and_missing_vhost() -> None:
+    pair = Pair(8, url="amqp://guest:s3cret@localhost/")
+    result = pair.wait(pair.engine.connect())
+    assert isinstance(result.exception, AccessRefused)
+    assert "s3cret" not in str(result.exception)
+    with pytest.raises(ClientClosed):
+        pair.engine.rpc(methods.QueueDeclare(queue="q"))
+    pair = Pair(9, url="amqp://guest:guest@localhost/nope")
+    result = pair.wait(pair.engine.connect())
+    assert result.exception is not None
+    assert result.exception.reply_code == 530  # type: ignore[attr-defined]
+
+
+def test_broker_close_and_transport_loss_fail_everything_pending() -> None:
+    pair = Pair(10)
+    pair.open()
+    pending = pair.engine.rpc(methods.QueueDeclare(queue="q", passive=True))
+    pair.broker.close_connection()
+    pair.engine.receive_data(pair.broker.data_to_send())
+    assert isinstance(pair.engine.promises.take(pending.number).exception, ConnectionForced)  # type: ignore[union-attr]
+    pair = Pair(11)
+    pair.open()
+    pending = pair.engine.publish("", "q", False, None, b"x")
+    pair.engine.connection_lost(OSError("reset"))
+    assert isinstance(pair.engine.promises.take(pending.number).exception, ConnectionLost)  # type: ignore[union-attr]
+
+
+def test_heartbeats_are_sent_and_a_silent_broker_is_dead() -> None:
+    from puka.errors import HeartbeatTimeout
+
+    pair = Pair(12, url="amqp://guest:guest@localhost/?heartbeat=2")
+    pair.open()
+    assert pair.engine.heartbeat == 2
+    now = 0.0
+    for _ in range(6):  # idle: the engine sends heartbeats every second
+        now += 1.0
+        pair.engine.handle_timer(now)
+        pair.broker.send_heartbeat()
+        pair.pump()
+    assert pair.broker.heartbeats_received >= 4
+    pending = pair.engine.rpc(methods.QueueDeclare(queue="q", passive=True))
+    for _ in range(6):  # the broker goes silent
+        now += 1.0
+        pair.engine.handle_timer(now)
+    result = pair.engine.promises.take(pending.number)
+    assert result is not None
+    assert isinstance(result.exception, HeartbeatTimeout)
