@@ -396,15 +396,14 @@ class Client(Calls[int]):
         if self._sock is None and self._engine.state.value == "initial":
             raise ClientClosed("the client is not connected: call connect() first")
         while True:
+            self._write()  # may settle unconfirmed publishes: look at the results after it
             for number in numbers:
                 result = self._take(number, raise_errors)
                 if result is not None:
                     return result
             self.run_any_callbacks()
             if deadline is not None and time.monotonic() >= deadline:
-                self._write()
                 return None
-            self._write()
             if self._sock is None and not self._recovering:
                 # nothing can change any more: every promise was failed when the socket died
                 for number in numbers:

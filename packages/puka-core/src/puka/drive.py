@@ -25,11 +25,9 @@ def loop(clients: Iterable[Client], timeout: float | None = None) -> None:
     selector = selectors.DefaultSelector()
     try:
         while True:
-            live = []
-            for client in clients:
+            for client in clients:  # callbacks first: one may break another's loop
                 client.run_any_callbacks()
-                if not client._loop_break and client.socket() is not None:
-                    live.append(client)
+            live = [c for c in clients if not c._loop_break and c.socket() is not None]
             if not live:
                 return
             now = time.monotonic()

@@ -874,6 +874,19 @@ class Engine:
                 return
         publisher.publish(promise, exchange, routing_key, mandatory, props, body)
 
+    def republish(
+        self,
+        promise: Promise,
+        exchange: str,
+        routing_key: str,
+        mandatory: bool,
+        props: bytes,
+        body: bytes,
+    ) -> None:
+        """Send again a publish whose channel another publish killed (see `Publisher`)."""
+        if self.state is _OPEN:
+            self._publish(promise, exchange, routing_key, mandatory, props, body, None)
+
     def _new_publisher(self) -> Publisher | None:
         placeholder = _PublisherSlot()
         channel = self.channels.acquire(placeholder)

@@ -162,16 +162,26 @@ class SideRpc(Operation):
         self.channel = None
 
 
+# The XML lists no <response> for basic.recover, although basic.recover-ok answers it.
+_MISSING_RESPONSES = {methods.BasicRecover.KEY: (methods.BasicRecoverOk.KEY,)}
+
+
+def _responses(method: methods.Method) -> tuple[int, ...]:
+    return method.RESPONSES or _MISSING_RESPONSES.get(method.KEY, ())
+
+
 class ChannelHolder(Operation):
     """An operation that keeps its channel while side operations run on it.
 
-    Replies to synchronous methods arrive in request order, so `expecting` says who gets the
-    next one: a side operation (qos, recover, commit, …) or the holder itself (`None`).
+    `expecting` lists who waits for which reply: a side operation (qos, recover, commit, …) or
+    the holder itself (`None`), with the keys of the methods that answer. A reply goes to the
+    first that waits for its kind: RabbitMQ sends consume-ok from the queue, so a qos-ok sent
+    after it can overtake it; replies of one kind do keep their order.
     """
 
     def __init__(self, engine: Engine, promise: Promise) -> None:
         super().__init__(engine, promise)
-        self.expecting: deque[SideRpc | None] = deque()
+        self.expecting: deque[tuple[SideRpc | None, tuple[int, ...]]] = deque()
         self.closing: SideRpc | None = None
 
     @property
@@ -184,20 +194,24 @@ class ChannelHolder(Operation):
         if self.channel is None or self.promise.done:
             op.fail(ChannelClosed("the consume or transaction holding this channel is over"))
             return
-        self.expecting.append(op)
+        self.expecting.append((op, _responses(op.method)))
         op.start_on(self.channel)
 
     def send_own(self, method: methods.Method) -> None:
         """Send one of our own synchronous methods."""
         if self.channel is not None:
             self.engine.send_method(self.channel.number, method)
-            self.expecting.append(None)
+            self.expecting.append((None, _responses(method)))
 
     def reply(self, channel: Channel, method: methods.Method) -> None:
         """Route a synchronous reply to whoever asked first."""
-        if not method.SYNCHRONOUS or not self.expecting:
+        key = method.KEY
+        index = next((i for i, (_, keys) in enumerate(self.expecting) if key in keys), -1)
+        if index < 0:
             super().on_method(channel, method, None, b"")
-        waiter = self.expecting.popleft()
+            return
+        waiter = self.expecting[index][0]
+        del self.expecting[index]
         if waiter is not None:
             waiter.answered(method)
         else:
@@ -227,7 +241,7 @@ class ChannelHolder(Operation):
     def detach(self, error: BaseException) -> None:
         """Lose the channel (it died, or the connection did): side operations fail."""
         self.channel = None
-        for waiter in self.expecting:
+        for waiter, _ in self.expecting:
             if waiter is not None:
                 waiter.fail(error)
         self.expecting.clear()

@@ -14,6 +14,7 @@ in flight on it fail; the next publish opens a new channel.
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -47,6 +48,8 @@ class Publisher:
         self.order: deque[int] = deque()  # tags in publish order, settled ones removed lazily
         self.mandatory: deque[tuple[int, str, str]] = deque()
         self.returned: dict[int, Result] = {}
+        # what each unconfirmed publish sent, to send again if another publish kills the channel
+        self.messages: dict[int, tuple[str, str, bool, bytes, bytes]] = {}
         self._payloads: dict[tuple[str, str, bool], bytes] = {}
         self.unknown_confirms = 0  # acks/nacks for tags not in flight (counted, ignored)
         if confirm:
@@ -81,6 +84,7 @@ class Publisher:
         tag = self.next_tag
         self.next_tag = tag + 1
         self.by_tag[tag] = promise
+        self.messages[tag] = (exchange, routing_key, mandatory, properties, body)
         self.order.append(tag)
         promise.op = self
         if mandatory:
@@ -115,13 +119,16 @@ class Publisher:
         if multiple:
             if not order or order[0] > tag:
                 self.unknown_confirms += 1
+            messages = self.messages
             while order and order[0] <= tag:
                 settled = order.popleft()
+                messages.pop(settled, None)
                 promise = by_tag.pop(settled, None)
                 if promise is not None:
                     resolve(promise, self._outcome(settled, error))
         else:
             promise = by_tag.pop(tag, None)
+            self.messages.pop(tag, None)
             if promise is None:
                 self.unknown_confirms += 1
                 return
@@ -165,16 +172,48 @@ class Publisher:
         self.returned[tag] = error_result
 
     def on_channel_closed(self, channel: Channel, error: AMQPError) -> None:
-        """The broker closed the publish channel: the publishes in flight failed."""
-        self.fail_all(error)
+        """The broker closed the publish channel because of one publish.
+
+        When the error names the exchange (404 no exchange, 403 access refused), only the
+        publishes to that exchange fail; the others in flight are sent again on a new channel
+        (those before the culprit may have been enqueued already: at-least-once, never lost).
+        Otherwise every publish in flight fails with the error.
+        """
+        culprit = _exchange_named(error)
         self.engine.publisher_gone(self)
+        if culprit is None:
+            self.fail_all(error)
+            return
+        pending = [(self.by_tag[t], self.messages[t]) for t in self.order if t in self.by_tag]
+        self.by_tag, self.messages = {}, {}
+        self.order.clear()
+        self.mandatory.clear()
+        self.returned.clear()
+        resolve = self.engine.promises.resolve
+        for promise, (exchange, routing_key, mandatory, properties, body) in pending:
+            if exchange == culprit:
+                resolve(promise, Result.error(error))
+            else:
+                self.engine.republish(promise, exchange, routing_key, mandatory, properties, body)
 
     def fail_all(self, error: BaseException) -> None:
         """Fail every publish in flight with `error`."""
         resolve = self.engine.promises.resolve
         pending, self.by_tag = self.by_tag, {}
+        self.messages = {}
         self.order.clear()
         self.mandatory.clear()
         self.returned.clear()
         for promise in pending.values():
             resolve(promise, Result.error(error))
+
+
+_NAMED_EXCHANGE = re.compile(r"exchange '((?:[^'\\]|\\.)*)' in vhost")
+
+
+def _exchange_named(error: AMQPError) -> str | None:
+    """The exchange a publish error is about, if the broker named it."""
+    if (error.class_id, error.method_id) != (60, 40) or error.reply_code not in (403, 404):
+        return None
+    match = _NAMED_EXCHANGE.search(error.reply_text)
+    return match.group(1) if match else None
