@@ -1,0 +1,111 @@
+"""Losing the connection: a silent broker (heartbeat timeout), a cut link, a mute listener.
+
+A proxy between the client and the shared broker plays the broken network, so the broker
+itself is never hurt.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import puka
+import pytest
+
+from tests.integration.helpers import SOON, close_quietly, url_with_query, wait_ok
+from tests.integration.proxy import FreezableProxy
+
+
+def _via(amqp_url: str, port: int) -> str:
+    """``amqp_url`` pointed at 127.0.0.1:``port`` (credentials, vhost and query kept)."""
+    parts = urlsplit(amqp_url)
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = f"{userinfo}@127.0.0.1:{port}" if userinfo else f"127.0.0.1:{port}"
+    return parts._replace(netloc=netloc).geturl()
+
+
+@pytest.fixture
+def proxy(amqp_url: str) -> Iterator[FreezableProxy]:
+    parts = urlsplit(amqp_url)
+    with FreezableProxy(parts.hostname or "localhost", parts.port or 5672) as running:
+        yield running
+
+
+@pytest.fixture
+def proxied(amqp_url: str, proxy: FreezableProxy) -> Iterator[Any]:
+    """A client connected through the proxy, with 1 s heartbeats."""
+    client = puka.Client(_via(amqp_url, proxy.port), heartbeat=1)
+    try:
+        wait_ok(client, client.connect())
+        yield client
+    finally:
+        close_quietly(client)
+
+
+def test_proxy_itself_works(proxied: Any) -> None:
+    queue = wait_ok(proxied, proxied.queue_declare(exclusive=True))["queue"]
+    wait_ok(proxied, proxied.basic_publish(exchange="", routing_key=queue, body=b"via proxy"))
+    assert wait_ok(proxied, proxied.basic_get(queue=queue, no_ack=True))["body"] == b"via proxy"
+
+
+def test_silent_broker_is_heartbeat_timeout(proxied: Any, proxy: FreezableProxy) -> None:
+    queue = wait_ok(proxied, proxied.queue_declare(exclusive=True))["queue"]
+    consume = proxied.basic_consume(queue=queue)
+    assert proxied.wait(consume, timeout=0.5) is None
+    proxy.freeze()
+    started = time.monotonic()
+    with pytest.raises(puka.HeartbeatTimeout) as caught:
+        proxied.wait(consume, timeout=20)
+    elapsed = time.monotonic() - started
+    assert isinstance(caught.value, puka.ConnectionLost)
+    assert elapsed < 10, f"a dead peer with 1 s heartbeats took {elapsed:.1f} s to notice"
+    with pytest.raises(puka.ClientClosed):
+        proxied.wait(proxied.queue_declare(exclusive=True), timeout=SOON)
+
+
+def test_cut_connection_is_connection_lost(proxied: Any, proxy: FreezableProxy) -> None:
+    queue = wait_ok(proxied, proxied.queue_declare(exclusive=True))["queue"]
+    consume = proxied.basic_consume(queue=queue)
+    assert proxied.wait(consume, timeout=0.3) is None
+    proxy.freeze()
+    # in flight when the link dies: its outcome is unknown
+    publish = proxied.basic_publish(exchange="", routing_key=queue, body=b"limbo")
+    assert proxied.wait(publish, timeout=0.3) is None
+    proxy.cut()
+    with pytest.raises(puka.ConnectionLost):
+        proxied.wait(publish, timeout=SOON)
+    with pytest.raises((puka.ConnectionLost, puka.ClientClosed)):
+        proxied.wait(consume, timeout=SOON)
+    with pytest.raises(puka.ClientClosed):
+        proxied.wait(proxied.queue_declare(exclusive=True), timeout=SOON)
+
+
+def test_cut_connection_reaches_callbacks(proxied: Any, proxy: FreezableProxy) -> None:
+    seen: list[Any] = []
+    queue = wait_ok(proxied, proxied.queue_declare(exclusive=True))["queue"]
+    proxied.basic_consume(queue=queue, callback=lambda _p, r: seen.append(r))
+    proxied.loop(timeout=0.3)
+    proxy.cut()
+    deadline = time.monotonic() + SOON
+    while not seen and time.monotonic() < deadline:
+        proxied.loop(timeout=0.1)
+    assert len(seen) == 1, "the lost connection did not reach the consume's callback"
+    assert seen[0].is_error is True
+    assert isinstance(seen[0].exception, (puka.ConnectionLost, puka.ClientClosed))
+
+
+def test_mute_listener_is_connect_failed_after_connection_timeout() -> None:
+    """TCP connects, but nothing ever answers the AMQP header: the connect must time out."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)  # never accepted: the kernel completes the TCP handshake anyway
+        port = listener.getsockname()[1]
+        url = url_with_query(f"amqp://guest:guest@127.0.0.1:{port}/", "connection_timeout=1000")
+        client = puka.Client(url)
+        started = time.monotonic()
+        with pytest.raises(puka.ConnectFailed):
+            client.wait(client.connect(), timeout=SOON)
+        assert time.monotonic() - started < SOON / 2
