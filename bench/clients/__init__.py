@@ -1,0 +1,91 @@
+"""The clients the benchmark compares, and how each one is written.
+
+This registry is all the orchestrator imports: the client modules themselves (which import
+their libraries) are loaded only by the child process of a run. Each module exposes `RUNNERS`,
+a dict from workload key to a function taking a `common.Context`. A workload a client cannot
+do in a correct way is listed in `unsupported` with the reason, shown as "n/a (reason)".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    """One client as it appears in the results."""
+
+    key: str
+    label: str
+    module: str
+    distribution: str  # whose version is reported ("" for none)
+    style: str  # how the client is written, for the report
+    unsupported: dict[str, str] = field(default_factory=dict)
+
+
+RAW = "raw"
+PUKA = "puka"
+
+CLIENTS: tuple[ClientInfo, ...] = (
+    ClientInfo(
+        RAW,
+        "raw socket (ceiling)",
+        "clients.raw",
+        "",
+        "pre-encoded frames written with sendall; replies parsed with struct, no objects",
+    ),
+    ClientInfo(
+        PUKA,
+        "puka",
+        "clients.puka_blocking",
+        "puka",
+        "puka.Client; promises pipelined, wait/wait_for_all",
+    ),
+    ClientInfo(
+        "puka-asyncio",
+        "puka-asyncio",
+        "clients.puka_async",
+        "puka-asyncio",
+        "puka_asyncio; asyncio.gather of call futures, async for over consumes",
+    ),
+    ClientInfo(
+        "pika",
+        "pika BlockingConnection",
+        "clients.pika_blocking",
+        "pika",
+        "BlockingChannel; basic_consume + start_consuming",
+        {
+            "confirm-pipelined": "BlockingChannel waits for each confirm; see pika Select",
+            "declare-pipelined": "BlockingChannel waits for each reply; see pika Select",
+        },
+    ),
+    ClientInfo(
+        "pika-select",
+        "pika SelectConnection",
+        "clients.pika_select",
+        "pika",
+        "SelectConnection callbacks; publishes in batches between I/O rounds",
+    ),
+    ClientInfo(
+        "aio-pika",
+        "aio-pika",
+        "clients.aio_pika_client",
+        "aio-pika",
+        "aio_pika.connect; default_exchange.publish, queue.consume callbacks",
+    ),
+    ClientInfo(
+        "aiormq",
+        "aiormq",
+        "clients.aiormq_client",
+        "aiormq",
+        "aiormq.connect; channel.basic_publish, basic_consume callbacks",
+    ),
+    ClientInfo(
+        "py-amqp",
+        "py-amqp",
+        "clients.py_amqp",
+        "amqp",
+        "amqp.Connection; drain_events, confirms through channel.events",
+    ),
+)
+CLIENTS_BY_KEY = {c.key: c for c in CLIENTS}
