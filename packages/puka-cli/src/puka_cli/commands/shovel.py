@@ -1,0 +1,315 @@
+"""`puka shovel`: move messages from a queue to an exchange or queue, never losing one.
+
+Each message is consumed without acknowledgement, published to the destination with a
+publisher confirm, and acknowledged on the source only once the destination confirmed it. If
+anything fails in between, the broker requeues the unacknowledged messages on the source: a
+message may be delivered twice (at-least-once), never lost. Ctrl-C stops taking messages,
+waits for the confirms of those in flight (acknowledging them), requeues the rest and exits
+with status 130.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import deque
+from typing import Any
+
+import puka
+
+from puka_cli.commands.consume import add_limits
+from puka_cli.consuming import queues_empty
+from puka_cli.context import Context, Interrupt, close
+from puka_cli.errors import CliError, UsageError, describe
+from puka_cli.exit_codes import ExitCode, exit_code_for
+from puka_cli.options import add_common, non_negative_float, positive_int
+
+__all__ = ["Shovel", "register", "run"]
+
+EXAMPLES = """\
+examples:
+  puka shovel orders orders-copy --until-empty          queue to queue, same broker
+  puka shovel orders -e archive -r orders --dest-url amqp://backup-host/
+  puka shovel orders orders-v2 --reconnect              keep going through connection losses
+"""
+
+_SLICE = 0.05  # longest wait between checks (Ctrl-C, limits, rate)
+_SETTLE_TIMEOUT = 30.0  # how long to wait for in-flight confirms when stopping
+
+
+def register(subparsers: Any) -> None:
+    """Add `shovel` to the command line."""
+    parser = add_common(
+        subparsers,
+        "shovel",
+        help="move messages from a queue to another queue or exchange (acks after confirms)",
+        epilog=EXAMPLES,
+    )
+    parser.add_argument("source", metavar="QUEUE", help="the source queue")
+    parser.add_argument(
+        "destination",
+        nargs="?",
+        metavar="DEST_QUEUE",
+        help="destination queue (through the default exchange); or use -e/-r",
+    )
+    parser.add_argument("-e", "--exchange", metavar="EXCHANGE", help="destination exchange")
+    parser.add_argument(
+        "-r",
+        "--routing-key",
+        metavar="KEY",
+        help="destination routing key (default: DEST_QUEUE, else each message's own)",
+    )
+    parser.add_argument(
+        "--dest-url",
+        metavar="URL",
+        help="destination broker (default: the source's, over the same connection)",
+    )
+    add_limits(parser)
+    parser.add_argument(
+        "--prefetch",
+        type=positive_int,
+        default=100,
+        metavar="N",
+        help="messages in flight at a time (default: 100)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=non_negative_float,
+        default=0.0,
+        metavar="MSG/S",
+        help="move at most this many messages a second (default: no limit)",
+    )
+    parser.add_argument(
+        "--reconnect",
+        action="store_true",
+        help="when a connection is lost, reconnect and go on (default: exit with status 75)",
+    )
+    parser.set_defaults(func=run)
+
+
+class Totals:
+    """What the sessions of one `puka shovel` moved, across reconnections."""
+
+    def __init__(self) -> None:
+        self.moved = 0
+
+
+class Shovel:
+    """One shovel session: a source consume, a destination publisher, the messages between."""
+
+    def __init__(
+        self,
+        args: Any,
+        source: puka.Client,
+        dest: puka.Client,
+        interrupt: Interrupt,
+        totals: Totals,
+    ) -> None:
+        self.args = args
+        self.source = source
+        self.dest = dest
+        self.interrupt = interrupt
+        self.totals = totals  # .moved: confirmed by the destination and acknowledged
+        self.backlog: deque[puka.Result] = deque()  # delivered, not yet published
+        self.in_flight: dict[int, puka.Result] = {}  # publish promise -> source message
+        self.error: BaseException | None = None
+        self.started = 0  # published in this session
+        self.consume: int | None = None
+        self.last_activity = time.monotonic()
+        self._next_send = time.monotonic()
+
+    @property
+    def clients(self) -> list[puka.Client]:
+        """The distinct clients (one if source and destination share a connection)."""
+        return [self.source] if self.dest is self.source else [self.source, self.dest]
+
+    # --- callbacks ------------------------------------------------------------------------
+
+    def on_delivery(self, promise: int, result: puka.Result) -> None:
+        """A message from the source (or the consume's error)."""
+        if result.is_error:
+            if self.error is None:
+                self.error = result.exception or CliError("the source consume failed")
+            return
+        self.last_activity = time.monotonic()
+        self.backlog.append(result)
+        if not self.interrupt.requested and self.error is None:
+            self._publish_backlog()  # straight on, without waiting for the loop to return
+
+    def on_confirm(self, promise: int, result: puka.Result) -> None:
+        """The destination confirmed (or refused) a message: settle it on the source."""
+        message = self.in_flight.pop(promise, None)
+        if message is None:
+            return
+        if result.is_error:
+            with contextlib.suppress(puka.PukaError, puka.AMQPError):
+                self.source.basic_nack(message, requeue=True)
+            if self.error is None:
+                error = result.exception or CliError("the destination refused a message")
+                if isinstance(error, puka.NoRoute):
+                    error = CliError("a message was unroutable at the destination (312 NO_ROUTE)")
+                self.error = error
+            return
+        with contextlib.suppress(puka.PukaError, puka.AMQPError):
+            # If the source connection is gone, the broker requeued the message already: it
+            # will come again (a duplicate at the destination, never a loss).
+            self.source.basic_ack(message)
+            self.totals.moved += 1
+
+    # --- the loop -------------------------------------------------------------------------
+
+    def _target(self, message: puka.Result) -> tuple[str, str]:
+        args = self.args
+        exchange = args.exchange if args.exchange is not None else ""
+        if args.routing_key is not None:
+            key = args.routing_key
+        elif args.destination is not None:
+            key = args.destination
+        else:
+            key = message.get("routing_key", "")
+        return exchange, key
+
+    def _limit_reached(self) -> bool:
+        count = self.args.count
+        return count is not None and self.totals.moved + len(self.in_flight) >= count
+
+    def _publish_backlog(self) -> None:
+        rate = self.args.rate
+        while self.backlog and not self._limit_reached():
+            if rate:
+                now = time.monotonic()
+                if now < self._next_send:
+                    return
+                self._next_send = max(self._next_send + 1.0 / rate, now - 1.0)
+            message = self.backlog.popleft()
+            exchange, key = self._target(message)
+            promise = self.dest.basic_publish(
+                exchange=exchange,
+                routing_key=key,
+                mandatory=True,
+                headers=message.get("headers") or None,
+                body=message["body"],
+                callback=self.on_confirm,
+            )
+            self.in_flight[promise] = message
+            self.started += 1
+
+    def _stop_reason(self) -> str | None:
+        args = self.args
+        if self.error is not None:
+            return "error"
+        if self.interrupt.requested:
+            return "interrupted"
+        if args.count is not None and self.totals.moved >= args.count:
+            return "count"
+        idle = not self.backlog and not self.in_flight
+        quiet = time.monotonic() - self.last_activity
+        if idle and args.idle_timeout is not None and quiet >= args.idle_timeout:
+            return "idle"
+        if idle and args.until_empty and quiet >= 0.1 and queues_empty(self.source, [args.source]):
+            self.source.loop(timeout=0.05)  # anything still in transit
+            if not self.backlog:
+                return "empty"
+        return None
+
+    def run(self, progress: Any) -> str:
+        """Shovel until a limit, an error or Ctrl-C; returns why it stopped."""
+        args = self.args
+        self.consume = self.source.basic_consume(
+            queue=args.source, prefetch_count=args.prefetch, callback=self.on_delivery
+        )
+        while True:
+            self._publish_backlog()
+            reason = self._stop_reason()
+            if reason is not None:
+                break
+            timeout = _SLICE
+            if args.rate and self.backlog:
+                timeout = min(_SLICE, max(0.0, self._next_send - time.monotonic()))
+            puka.loop(self.clients, timeout=timeout)
+            progress.update(self.totals.moved)
+        self.finish()
+        progress.update(self.totals.moved, force=True)
+        return reason
+
+    def finish(self) -> None:
+        """Stop consuming, settle what is in flight, requeue the rest."""
+        source = self.source
+        if source.engine.closed or self.dest.engine.closed:
+            return  # the broker requeues every unacknowledged message of a lost connection
+        with contextlib.suppress(puka.PukaError, puka.AMQPError):
+            if self.consume is not None:
+                source.wait(source.basic_cancel(self.consume))
+        deadline = time.monotonic() + _SETTLE_TIMEOUT
+        while self.in_flight and time.monotonic() < deadline and not self.dest.engine.closed:
+            puka.loop(self.clients, timeout=_SLICE)
+        if self.backlog and not source.engine.closed:
+            # every message delivered before these is settled now: one nack covers them
+            with contextlib.suppress(puka.PukaError, puka.AMQPError):
+                source.basic_nack(self.backlog[-1], multiple=True, requeue=True)
+            self.backlog.clear()
+
+
+def run(ctx: Context) -> int:
+    """Shovel messages; with `--reconnect`, start again after a connection loss."""
+    args = ctx.args
+    if args.destination is None and args.exchange is None:
+        raise UsageError("give a destination: DEST_QUEUE or -e/--exchange")
+    if args.destination is not None and args.exchange not in (None, ""):
+        raise UsageError("give DEST_QUEUE or -e/--exchange, not both")
+    progress = ctx.progress("shovelled", args.count)
+    totals = Totals()
+    attempt = 0
+    with Interrupt() as interrupt:
+        while True:
+            error: BaseException | None
+            try:
+                reason, error = _session(ctx, interrupt, progress, totals)
+            except Exception as exc:
+                reason, error = "error", exc
+            if reason != "error" or error is None:
+                break
+            if not (args.reconnect and exit_code_for(error) in _RETRY_CODES):
+                progress.finish()
+                raise error
+            attempt += 1
+            delay = min(5.0, 0.25 * 2 ** min(attempt, 5))
+            ctx.warn(f"{describe(error)}; reconnecting in {delay:g} s")
+            _sleep(delay, interrupt)
+            if interrupt.requested:
+                reason = "interrupted"
+                break
+    progress.finish()
+    ctx.output.result(
+        {"moved": totals.moved, "source": args.source, "stopped": reason},
+        f"moved {totals.moved} message(s) from {args.source!r}" if ctx.verbose else None,
+    )
+    return 130 if reason == "interrupted" else 0
+
+
+_RETRY_CODES = (ExitCode.TEMPFAIL, ExitCode.UNAVAILABLE)
+
+
+def _sleep(delay: float, interrupt: Interrupt) -> None:
+    deadline = time.monotonic() + delay
+    while not interrupt.requested and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _session(
+    ctx: Context, interrupt: Interrupt, progress: Any, totals: Totals
+) -> tuple[str, BaseException | None]:
+    """One connection (or two) worth of shovelling; returns why it stopped, and the error."""
+    args = ctx.args
+    separate = args.dest_url is not None
+    source = ctx.client(role="source" if separate else None)
+    dest = source
+    try:
+        if separate:
+            dest = ctx.client(url=args.dest_url, role="destination")
+        shovel = Shovel(args, source, dest, interrupt, totals)
+        reason = shovel.run(progress)
+        return reason, shovel.error
+    finally:
+        for client in {id(c): c for c in (source, dest)}.values():
+            close(client)

@@ -1,0 +1,157 @@
+"""shovel: moves everything, never loses a message (connection killed, Ctrl-C)."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from subprocess import Popen
+
+import puka
+
+from tests.broker_node import RabbitmqCtl
+from tests.cli.helpers import Names, Run, declare, drain, message_count, publish_many
+
+
+def _fill(client: puka.Client, queue: str, count: int) -> list[bytes]:
+    bodies = [b"%d" % i for i in range(count)]
+    for start in range(0, count, 1000):
+        publish_many(client, queue, bodies[start : start + 1000])
+    return bodies
+
+
+def _kill_connection(
+    rabbitmqctl: RabbitmqCtl, name: str, admin: puka.Client, dest: str, timeout: float = 20.0
+) -> None:
+    """Close (from the broker) every connection named `name` once it has moved a message."""
+    deadline = time.monotonic() + timeout
+    while message_count(admin, dest) == 0:  # rabbitmqctl is slow: list once it surely runs
+        assert time.monotonic() < deadline, "the shovel never started"
+        time.sleep(0.02)
+    marker = f'{{"connection_name","{name}"}}'
+    while True:
+        listing = rabbitmqctl("list_connections", "-q", "pid", "client_properties")
+        pids = [line.split("\t")[0] for line in listing.splitlines() if marker in line]
+        if pids:
+            break
+        assert time.monotonic() < deadline, f"no connection named {name!r}"
+        time.sleep(0.1)
+    for pid in pids:
+        rabbitmqctl("close_connection", pid, "closed by the puka CLI tests")
+
+
+def test_shovel_queue_to_queue_in_order(
+    cli: Callable[..., Run], names: Names, admin: puka.Client
+) -> None:
+    source, dest = names.queue(), names.queue()
+    declare(admin, source)
+    declare(admin, dest)
+    bodies = _fill(admin, source, 500)
+    run = cli("shovel", source, dest, "--until-empty", "-F", "jsonl")
+    assert run.code == 0, run.stderr
+    assert run.json_lines() == [{"moved": 500, "source": source, "stopped": "empty"}]
+    assert message_count(admin, source) == 0
+    assert [m["body"] for m in drain(admin, dest)] == bodies
+
+
+def test_shovel_to_an_exchange_over_a_second_connection(
+    cli: Callable[..., Run], names: Names, admin: puka.Client, amqp_url: str
+) -> None:
+    source, dest = names.queue(), names.queue()
+    declare(admin, source)
+    declare(admin, dest)
+    admin.wait(admin.queue_bind(queue=dest, exchange="amq.direct", routing_key=dest))
+    publish_many(admin, source, [b"a", b"b", b"c"], message_id="kept")
+    run = cli("shovel", source, "-e", "amq.direct", "-r", dest, "-c", "2", "--dest-url", amqp_url)
+    assert run.code == 0, run.stderr
+    moved = drain(admin, dest)
+    assert [m["body"] for m in moved] == [b"a", b"b"]
+    assert moved[0]["headers"]["message_id"] == "kept"
+    assert [m["body"] for m in drain(admin, source)] == [b"c"]
+
+
+def test_unroutable_destination_keeps_the_message(
+    cli: Callable[..., Run], names: Names, admin: puka.Client
+) -> None:
+    source = names.queue()
+    declare(admin, source)
+    publish_many(admin, source, [b"stay"])
+    run = cli("shovel", source, "-e", "amq.direct", "-r", "nobody-listens", "--until-empty")
+    assert run.code == 1 and "NO_ROUTE" in run.stderr
+    assert [m["body"] for m in drain(admin, source)] == [b"stay"]
+
+
+def test_killed_shovel_restarted_loses_nothing(
+    cli: Callable[..., Run],
+    spawn: Callable[..., Popen[bytes]],
+    names: Names,
+    admin: puka.Client,
+    rabbitmqctl: RabbitmqCtl,
+    unique_name: Callable[[str], str],
+) -> None:
+    source, dest = names.queue(), names.queue()
+    declare(admin, source)
+    declare(admin, dest)
+    bodies = _fill(admin, source, 3000)
+    name = unique_name("shovel-conn")
+    process = spawn(
+        "shovel", source, dest, "--until-empty", "--rate", "500", "--connection-name", name
+    )
+    _kill_connection(rabbitmqctl, name, admin, dest)
+    assert process.wait(timeout=20) == 75
+    assert process.stderr is not None
+    assert "CONNECTION_FORCED" in process.stderr.read().decode()
+    assert 0 < message_count(admin, dest) < 3000  # it was killed mid-run
+
+    rerun = cli("shovel", source, dest, "--until-empty")
+    assert rerun.code == 0, rerun.stderr
+    assert message_count(admin, source) == 0
+    received = [m["body"] for m in drain(admin, dest)]
+    assert set(received) == set(bodies)  # none lost (a few may come twice: at-least-once)
+    assert len(received) - len(bodies) <= 100  # at most the prefetch window
+
+
+def test_shovel_reconnects_by_itself(
+    spawn: Callable[..., Popen[bytes]],
+    names: Names,
+    admin: puka.Client,
+    rabbitmqctl: RabbitmqCtl,
+    unique_name: Callable[[str], str],
+) -> None:
+    source, dest = names.queue(), names.queue()
+    declare(admin, source)
+    declare(admin, dest)
+    bodies = _fill(admin, source, 3000)
+    name = unique_name("shovel-conn")
+    process = spawn(
+        "shovel", source, dest, "--until-empty", "--rate", "500", "--reconnect",
+        "--connection-name", name,
+    )  # fmt: skip
+    _kill_connection(rabbitmqctl, name, admin, dest)  # about 2 s into a 6 s run
+    assert process.wait(timeout=30) == 0
+    assert process.stderr is not None
+    assert "reconnecting" in process.stderr.read().decode()
+    assert message_count(admin, source) == 0
+    assert {m["body"] for m in drain(admin, dest)} == set(bodies)
+
+
+def test_ctrl_c_settles_what_is_in_flight(
+    spawn: Callable[..., Popen[bytes]], names: Names, admin: puka.Client
+) -> None:
+    source, dest = names.queue(), names.queue()
+    declare(admin, source)
+    declare(admin, dest)
+    bodies = _fill(admin, source, 2000)
+    process = spawn("shovel", source, dest, "--rate", "500", "--prefetch", "50")
+    deadline = time.monotonic() + 10
+    while message_count(admin, dest) < 50:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=15) == 130
+    moved = drain(admin, dest)
+    left = drain(admin, source)
+    # every message is in exactly one of the queues: in-flight ones were confirmed and acked,
+    # the ones not yet published went back to the source
+    assert sorted(m["body"] for m in moved + left) == sorted(bodies)
+    assert [m["body"] for m in left] == sorted((m["body"] for m in left), key=int)
