@@ -34,6 +34,8 @@ from puka.urls import ConnectionParameters, parse_urls
 
 from puka_asyncio.protocol import EngineProtocol
 
+_EAGER_WRITE = 65536  # queued bytes above which a call writes at once
+
 __all__ = ["AsyncClient", "ConsumeHandle", "PromiseFuture", "PromiseHandle", "connect"]
 
 
@@ -70,11 +72,13 @@ class ConsumeHandle:
     """What `basic_consume` (and `tx_select`) return: an async iterator of results.
 
     `async for message in handle` yields each message; leaving the loop (break, exception,
-    cancellation) cancels the consume on the broker. `await handle` returns the next result.
+    cancellation) cancels the consume on the broker, and requeues the messages the broker had
+    already delivered (up to `prefetch_count`) that the loop never handed out.
+    `await handle` returns the next result.
     `int(handle)` is the promise number (`basic_cancel(handle)`, `channel_of=handle`).
     """
 
-    __slots__ = ("_client", "_results", "_waiter", "done", "number")
+    __slots__ = ("_abandoned", "_cancelling", "_client", "_results", "_waiter", "done", "number")
 
     def __init__(self, client: AsyncClient, number: int) -> None:
         self._client = client
@@ -82,6 +86,8 @@ class ConsumeHandle:
         self.done = False
         self._results: deque[Result] = deque()
         self._waiter: asyncio.Future[None] | None = None
+        self._cancelling = False  # basic_cancel was called on it
+        self._abandoned = False  # its async for was left early
 
     def __int__(self) -> int:
         return self.number
@@ -101,6 +107,8 @@ class ConsumeHandle:
     def _finish(self) -> None:
         self.done = True
         self._wake()
+        if self._abandoned:
+            self._requeue_unseen()
 
     def _wake(self) -> None:
         waiter, self._waiter = self._waiter, None
@@ -133,11 +141,30 @@ class ConsumeHandle:
                 except StopAsyncIteration:
                     return
         finally:
-            if not self.done and self._client.engine.state.value == "open":
-                # the loop was left (break, exception, cancellation): stop the consume
+            # the loop was left (break, exception, cancellation, or the end): stop the consume
+            # unless it is over or being cancelled already (a second basic.cancel in flight
+            # would take over the first one's reply), and requeue what it never handed out
+            # once it is over
+            self._abandoned = True
+            if self.done:
+                self._requeue_unseen()
+            elif not self._cancelling and self._client.engine.state.value == "open":
                 cancel = self._client.basic_cancel(self)
                 if isinstance(cancel, PromiseFuture):
                     cancel.add_done_callback(_quiet)
+
+    def _requeue_unseen(self) -> None:
+        """Requeue the messages delivered to an abandoned consume that were never handed out.
+
+        The broker sent them (up to `prefetch_count`) before it saw the cancel; nobody can ack
+        them, so they would stay unacknowledged, and their channel parked, until the connection
+        closes. Called once the consume is over: every delivery is in `_results` by then.
+        """
+        client = self._client
+        unseen, self._results = self._results, deque()
+        for result in unseen:
+            if result._ack is not None and client.engine.state.value == "open":
+                client.basic_reject(result, requeue=True)
 
 
 PromiseHandle = PromiseFuture | ConsumeHandle
@@ -235,6 +262,13 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
         """What the broker said about itself."""
         return self._engine.server_properties
 
+    def basic_cancel(self, consume_promise: Any, callback: Callback | None = None) -> PromiseHandle:
+        """Stop a consume; afterwards its promise yields no more messages."""
+        consume = self._handles.get(self._promise_number(consume_promise))
+        if isinstance(consume, ConsumeHandle):
+            consume._cancelling = True  # leaving its async for then sends no second cancel
+        return super().basic_cancel(consume_promise, callback)
+
     @property
     def pending_handles(self) -> int:
         """Handles whose operation has not finished (for leak checks)."""
@@ -250,7 +284,10 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
         self._handles[promise.number] = handle
         if promise.results:  # it may have a result already (e.g. a call on a closed client)
             self._deliver(promise)
-        self._protocol.schedule_flush()
+        if self._engine.outgoing_bytes > _EAGER_WRITE:
+            self._protocol.flush()  # a big backlog goes out now, not after the whole batch
+        else:
+            self._protocol.schedule_flush()
         return handle
 
     def _sent(self) -> None:
@@ -352,10 +389,19 @@ async def connect(
             engine.addresses.append(engine.addresses.pop(0))
             engine.params = engine.addresses[0]
     if error is not None:
+        if isinstance(handle, PromiseFuture):  # the error is raised here, not through it
+            handle.add_done_callback(_quiet)
         engine.connection_lost(error)
         client._protocol.flush()
         raise error
-    await handle
+    try:
+        await handle
+    except BaseException:
+        # the handshake failed, or the caller gave up (cancelled, timed out): drop the socket
+        transport = client._protocol.transport
+        if transport is not None and not transport.is_closing():
+            transport.abort()
+        raise
     return client
 
 

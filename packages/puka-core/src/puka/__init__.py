@@ -11,6 +11,8 @@ and leave the client usable; publishes are confirmed by default.
     client.wait(client.basic_publish(exchange="", routing_key="test", body=b"Hello"))
 """
 
+import logging
+
 from puka.__about__ import __version__
 from puka.client import Client
 from puka.drive import loop
@@ -36,3 +38,6 @@ __all__ = [  # noqa: PLE0604 - extended from puka.errors
     "parse_urls",
     *_errors,
 ]
+
+# A library logs, the application decides where it goes: no "No handlers" last-resort output.
+logging.getLogger("puka").addHandler(logging.NullHandler())

@@ -229,6 +229,8 @@ class ChannelPool:
     def settled(self, channel: Channel, delivery_tag: int, multiple: bool) -> bool:
         """A delivery was acked, rejected or nacked; `False` if the tag is not outstanding."""
         unacked = channel.unacked
+        if delivery_tag not in unacked:
+            return False  # already settled: sending it (even with multiple) earns a 406
         if multiple:
             settled = {t for t in unacked if t <= delivery_tag}
             if not settled:

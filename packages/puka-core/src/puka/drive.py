@@ -23,6 +23,7 @@ def loop(clients: Iterable[Client], timeout: float | None = None) -> None:
         client._loop_break = False
         client.on_write()
     selector = selectors.DefaultSelector()
+    first = True
     try:
         while True:
             for client in clients:  # callbacks first: one may break another's loop
@@ -31,8 +32,9 @@ def loop(clients: Iterable[Client], timeout: float | None = None) -> None:
             if not live:
                 return
             now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                return
+            if deadline is not None and now >= deadline and not first:
+                return  # (the first round always looks at the sockets, even with timeout 0)
+            first = False
             until = deadline
             for client in live:
                 timer = client.engine.next_timer()

@@ -205,6 +205,9 @@ class ChannelHolder(Operation):
 
     def reply(self, channel: Channel, method: methods.Method) -> None:
         """Route a synchronous reply to whoever asked first."""
+        if isinstance(method, methods.BasicReturn):  # a mandatory publish via channel_of=
+            self.engine.unpaired_returns += 1  # unconfirmed publishes have no promise left
+            return
         key = method.KEY
         index = next((i for i, (_, keys) in enumerate(self.expecting) if key in keys), -1)
         if index < 0:
