@@ -46,8 +46,9 @@ TRANSITIONS: dict[tuple[ConnectionState, str], tuple[str, ConnectionState]] = {
     (S.OPEN, "blocked"): ("on_blocked", S.OPEN),
     (S.OPEN, "unblocked"): ("on_unblocked", S.OPEN),
     (S.OPEN, "update-secret-ok"): ("on_update_secret_ok", S.OPEN),
-    # Once we have sent connection.close, only close-ok (or a crossing close) matters.
-    (S.CLOSING, "channel"): ("ignore", S.CLOSING),
+    # After our connection.close the broker still answers what was sent before it (confirms,
+    # replies): close() promises to wait for those, so channel frames are still handled.
+    (S.CLOSING, "channel"): ("on_channel_frame", S.CLOSING),
     (S.CLOSING, "heartbeat"): ("ignore", S.CLOSING),
     (S.CLOSING, "blocked"): ("ignore", S.CLOSING),
     (S.CLOSING, "unblocked"): ("ignore", S.CLOSING),

@@ -365,12 +365,12 @@ class Engine:
         getattr(self, "_" + action)(method)
 
     def _channel_frame(self, number: int, frame: Any) -> None:
-        if self.state is not _OPEN:
-            if self.state is ConnectionState.CLOSING:
-                return
+        if self.state is not _OPEN and self.state is not ConnectionState.CLOSING:
             raise ChannelError(f"frame on channel {number} before the connection is open")
         channel = self.channels.by_number.get(number)
         if channel is None:
+            if self.state is ConnectionState.CLOSING:
+                return  # a channel we already forgot, answering after our close
             raise ChannelError(f"frame on channel {number}, which is not open")
         kind = type(frame)
         if kind is MethodFrame:
@@ -844,7 +844,11 @@ class Engine:
         channel_of: int | None,
     ) -> None:
         if channel_of is not None:
-            holder = self._holder_of(channel_of)
+            try:
+                holder = self._holder_of(channel_of)
+            except ValueError as exc:
+                self.promises.resolve(promise, Result.error(ChannelClosed(str(exc))))
+                return
             if holder.channel is None:
                 self.promises.resolve(
                     promise, Result.error(ChannelClosed("that channel is closed"))

@@ -158,6 +158,8 @@ class SideRpc(Operation):
 
     def answered(self, method: methods.Method) -> None:
         """Our reply arrived (routed here by the consume)."""
+        if isinstance(method, methods.BasicRecoverOk) and self.channel is not None:
+            self.channel.unacked.clear()  # redelivered under new tags: the old ones are stale
         self.engine.promises.resolve(self.promise, method_result(method))
         self.channel = None
 
