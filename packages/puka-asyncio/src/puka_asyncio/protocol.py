@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import cast
 
 from puka.engine import Engine
 from puka.promises import Promise
@@ -45,8 +46,9 @@ class EngineProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Start the AMQP handshake."""
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # not `isinstance(transport, asyncio.Transport)`: uvloop's transports implement the
+        # interface without deriving from the asyncio classes
+        self.transport = cast("asyncio.Transport", transport)
         self.engine.handle_timer(self.loop.time())
         self.flush()
 
