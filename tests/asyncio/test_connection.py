@@ -80,12 +80,6 @@ async def test_async_with_closes_on_exception(amqp_url: str) -> None:
     assert client.engine.closed
 
 
-@pytest.mark.xfail(
-    reason="puka-core: Engine.close() sends connection.close at once; the broker does not "
-    "confirm the last publishes before its close-ok, so they fail with ClientClosed (the "
-    "blocking client too), although close() promises to wait for what was sent before",
-    raises=puka.ClientClosed,
-)
 async def test_close_waits_for_what_was_sent_before(make_client: ClientFactory) -> None:
     client = await make_client()
     queue = await exclusive_queue(client)

@@ -212,6 +212,12 @@ class Engine:
             resolve = self.promises.resolve
             for promise in written:
                 resolve(promise, Result("ok"))
+            if self._close_requested:
+                self._close_if_idle()
+                if self._out:
+                    data += b"".join(self._out)
+                    self._out.clear()
+                    self._out_bytes = 0
         return data
 
     def receive_data(self, data: bytes) -> None:
@@ -232,6 +238,9 @@ class Engine:
                     return
         except AMQPError as error:
             self.protocol_violation(error)
+            return
+        if self._close_requested:
+            self._close_if_idle()
 
     def connection_lost(self, exc: BaseException | None = None) -> None:
         """The transport is gone: every promise in flight fails (or, with recovery, most)."""
@@ -461,8 +470,7 @@ class Engine:
             result = Result("connection.open_ok", {"server_properties": self.server_properties})
             self.promises.resolve(self._connect_promise, result)
         self.channel_freed()
-        if self._close_requested:
-            self._send_close()
+        self._close_if_idle()
 
     def _on_close(self, method: methods.ConnectionClose) -> None:
         self.send_method(0, methods.ConnectionCloseOk())
@@ -709,11 +717,25 @@ class Engine:
             self.promises.resolve(promise, Result("connection.close_ok"))
             return self._close_promise
         self._close_promise = promise
-        if self.state is _OPEN:
-            self._send_close()
-        else:
-            self._close_requested = True
+        self._close_requested = True
+        self._close_if_idle()
         return promise
+
+    def _close_if_idle(self) -> None:
+        """Send connection.close once what was sent before it is answered.
+
+        The broker does not send the confirms of the last publishes before its close-ok, so
+        close() waits for publishes and operations in flight (not for consumes) first.
+        """
+        if not self._close_requested or self.state is not _OPEN:
+            return
+        if self.publisher is not None and self.publisher.in_flight:
+            return
+        for promise in self.promises.live.values():
+            if not promise.done and not promise.multi and promise is not self._close_promise:
+                return
+        self._close_requested = False
+        self._send_close()
 
     def _send_close(self) -> None:
         for op in self._waiting:
