@@ -7,9 +7,16 @@ is one `pack`/`unpack_from` plus a slice per string.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 
 from spec_model import FIXED_TYPES, Field, Method
+
+REPEATING_PROPERTIES = frozenset(
+    ("content-type", "content-encoding", "reply-to", "expiration", "type", "user-id", "app-id")
+)
+"""Short-string properties whose values repeat from message to message: their encoders go through
+the `puka_spec.table.SHORTSTRS` cache. Message and correlation ids are unique, so they do not."""
 
 
 @dataclass
@@ -47,16 +54,31 @@ def _bits_expr(bits: list[Field]) -> str:
     return " | ".join(terms) if terms else "0"
 
 
+def _bytes_literal(data: bytes) -> str:
+    return 'b"' + "".join(f"\\x{b:02x}" for b in data) + '"'
+
+
 def encode_lines(method: Method, structs: Structs) -> list[str]:
-    """The body of `encode(self) -> bytes` (class and method ids included)."""
-    pre: list[str] = []
+    """The body of `encode(self) -> bytes` (class and method ids included).
+
+    Fixed-width runs become one `pack` (or a bytes constant when every value in them is a constant:
+    the method ids and reserved fields), a lone bit octet an `OCTETS` lookup, and short strings
+    come from the `SHORTSTRS` cache (length octet included).
+    """
     parts: list[str] = []
     fmt = "HH"
     args = [str(method.class_index), str(method.index)]
 
     def flush() -> None:
         nonlocal fmt, args
-        if fmt:
+        if not fmt:
+            return
+        if all(a.isdigit() for a in args):
+            data = struct.pack(">" + fmt, *(int(a) for a in args))
+            parts.append(_bytes_literal(data))
+        elif fmt == "B" and " if self." in args[0]:  # a bit octet: always 0..255
+            parts.append(f"OCTETS[{args[0]}]")
+        else:
             parts.append(f"{structs.name(fmt)}.pack({', '.join(args)})")
         fmt, args = "", []
 
@@ -74,16 +96,10 @@ def encode_lines(method: Method, structs: Structs) -> list[str]:
                 fmt += "B"
                 args.append("0")
                 continue
-            var = f"{f.py_name}_b"
-            pre.append(f'{var} = self.{f.py_name}.encode("utf-8")')
-            pre.append(f"if len({var}) > 255:")
-            pre.append(
-                f'    raise EncodingError("{method.full_name} {f.name} is longer than 255 bytes")'
-            )
-            fmt += "B"
-            args.append(f"len({var})")
             flush()
-            parts.append(var)
+            value = f"self.{f.py_name}"
+            what = f"{method.full_name} {f.name}"
+            parts.append(f'SHORTSTRS.get({value}) or encode_shortstr({value}, "{what}")')
         elif f.type == "longstr":
             if f.reserved:
                 fmt += "I"
@@ -101,12 +117,16 @@ def encode_lines(method: Method, structs: Structs) -> list[str]:
             raise ValueError(f"unknown type {f.type}")
     flush()
     if len(parts) == 1:
-        return [*pre, f"return {parts[0]}"]
-    return [*pre, f'return b"".join(({", ".join(parts)},))']
+        return [f"return {parts[0]}"]
+    return [f'return b"".join(({", ".join(parts)},))']
 
 
 def decode_lines(method: Method, structs: Structs) -> list[str]:
-    """The body of `decode(cls, buf, offset)`; `offset` is just past the method id."""
+    """The body of `decode(cls, buf, offset)`; `offset` is just past the method id.
+
+    The offset always moves past what was read, even when a string slice comes back short, so a
+    caller detects a payload that was too short by the returned offset.
+    """
     lines: list[str] = ["m = _new(cls)"] if method.args else []
     fmt = ""
     targets: list[str] = []
@@ -114,18 +134,19 @@ def decode_lines(method: Method, structs: Structs) -> list[str]:
     after: list[str] = []  # statements that run after the pending unpack (bit extraction)
     sizes = {"B": 1, "H": 2, "I": 4, "Q": 8}
 
-    def flush() -> None:
+    def flush(length: str = "") -> None:
+        """Emit the pending unpack; `length`: the string whose length it ends with follows."""
         nonlocal fmt, targets, size, after
+        step = f"{size} + {length}" if length else str(size)
         if fmt:
             if all(t == "_" for t in targets):
-                lines.append(f"offset += {size}")
+                pass
             elif fmt == "B":  # one octet: indexing beats unpack_from
                 lines.append(f"{targets[0]} = buf[offset]")
-                lines.append("offset += 1")
             else:
                 lhs = ", ".join(targets) + ("," if len(targets) == 1 else "")
                 lines.append(f"{lhs} = {structs.name(fmt)}.unpack_from(buf, offset)")
-                lines.append(f"offset += {size}")
+            lines.append(f"offset += {step}")
             lines.extend(after)
         fmt, targets, size, after = "", [], 0, []
 
@@ -145,7 +166,7 @@ def decode_lines(method: Method, structs: Structs) -> list[str]:
             nbits += 1
             fixed("B", var)
             after.extend(
-                f"m.{b.py_name} = bool({var} & {1 << i})"
+                f"m.{b.py_name} = ({var} & {1 << i}) != 0"
                 for i, b in enumerate(item)
                 if not b.reserved
             )
@@ -157,15 +178,13 @@ def decode_lines(method: Method, structs: Structs) -> list[str]:
             code = "B" if f.type == "shortstr" else "I"
             var = f"{f.py_name}_n"
             fixed(code, var)
-            flush()
+            flush(var)
             if f.reserved:
-                lines.append(f"offset += {var}")
                 continue
-            value = f"buf[offset : offset + {var}]"
+            value = f"buf[offset - {var} : offset]"
             if f.type == "shortstr":
                 value += ".decode()"
             lines.append(f"m.{f.py_name} = {value}")
-            lines.append(f"offset += {var}")
         elif f.type == "table":
             flush()
             lines.append(f"m.{f.py_name}, offset = decode_table_unchecked(buf, offset)")

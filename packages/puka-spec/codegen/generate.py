@@ -20,7 +20,7 @@ import jinja2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from codec_plan import Structs, decode_lines, encode_lines
+from codec_plan import REPEATING_PROPERTIES, Structs, decode_lines, encode_lines
 from spec_model import HERE, OVERLAY_XML, SPEC_XML, Spec, load
 
 OUT = HERE.parent / "src" / "puka_spec"
@@ -82,6 +82,7 @@ def render(spec: Spec) -> dict[str, str]:
         "props": basic.properties,
         "prop_flags": [0x8000 >> i for i in range(len(basic.properties))],
         "unknown_flags": 0xFFFF & ~used_flags,
+        "repeating_properties": REPEATING_PROPERTIES,
     }
     out = {}
     for name in MODULES:

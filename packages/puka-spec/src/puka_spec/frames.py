@@ -22,6 +22,7 @@ from puka_spec.constants import (
     FRAME_MIN_SIZE,
 )
 from puka_spec.exceptions import (
+    AMQPError,
     AMQPNotImplemented,
     FrameError,
     UnexpectedFrame,
@@ -50,7 +51,13 @@ _END_AND_FRAME = struct.Struct(">BBHI")  # frame-end of the previous frame + the
 _END_AND_CONTENT_HEADER = struct.Struct(">BBHIHHQ")
 _CONTENT_HEADER = struct.Struct(">HHQ")
 _IDS = struct.Struct(">HH")
+_U32 = struct.Struct(">I")
 _END = b"\xce"
+
+_new = object.__new__
+_METHODS = METHODS
+_BASIC = BasicProperties.CLASS_ID
+_decode_properties = BasicProperties.decode
 
 HEARTBEAT_FRAME = b"\x08\x00\x00\x00\x00\x00\x00\xce"
 """A whole heartbeat frame."""
@@ -155,20 +162,16 @@ def encode_content(
     payload = method if isinstance(method, bytes) else method.encode()
     props = properties if isinstance(properties, bytes) else properties.encode()
     size = len(body)
-    parts: list[bytes | memoryview] = [
-        _FRAME.pack(FRAME_METHOD, channel, len(payload)),
-        payload,
-        _END_AND_CONTENT_HEADER.pack(
-            FRAME_END, FRAME_HEADER, channel, 12 + len(props), 60, 0, size
-        ),
-        props,
-    ]
-    chunk = frame_max - 8 if frame_max else size
-    if size <= chunk:
-        if size:
-            parts.append(_END_AND_FRAME.pack(FRAME_END, FRAME_BODY, channel, size))
-            parts.append(body)
-    else:
+    method_head = _FRAME.pack(FRAME_METHOD, channel, len(payload))
+    header_head = _END_AND_CONTENT_HEADER.pack(
+        FRAME_END, FRAME_HEADER, channel, 12 + len(props), 60, 0, size
+    )
+    if 0 < size <= frame_max - 8:  # the body fits in one frame: the common case
+        body_head = _END_AND_FRAME.pack(FRAME_END, FRAME_BODY, channel, size)
+        return b"".join((method_head, payload, header_head, props, body_head, body, _END))
+    parts: list[bytes | memoryview] = [method_head, payload, header_head, props]
+    if size:
+        chunk = frame_max - 8 if frame_max else size
         view = memoryview(body)
         for start in range(0, size, chunk):
             piece = view[start : start + chunk]
@@ -189,22 +192,11 @@ def decode_method(payload: bytes) -> Method:
     Raises `AMQPNotImplemented` for an unknown method and `FrameError` for malformed arguments.
     """
     try:
-        class_id, method_id = _IDS.unpack_from(payload, 0)
-    except struct.error:
-        raise FrameError(f"method frame of {len(payload)} bytes has no method id") from None
-    cls = METHODS.get((class_id << 16) | method_id)
-    if cls is None:
-        raise AMQPNotImplemented(f"unknown method {class_id}.{method_id}", class_id, method_id)
-    try:
-        method, end = cls.decode(payload, 4)
-    except (IndexError, struct.error) as exc:
-        raise FrameError(f"malformed {cls.NAME}: {exc}", class_id, method_id) from None
-    except UnicodeDecodeError:
-        raise FrameError(f"malformed UTF-8 in a {cls.NAME} string", class_id, method_id) from None
-    except FrameError as exc:
-        raise FrameError(f"malformed {cls.NAME}: {exc.reply_text}", class_id, method_id) from None
+        method, end = _METHODS[_U32.unpack_from(payload, 0)[0]].decode(payload, 4)
+    except _DECODE_ERRORS:
+        raise _method_error(payload) from None
     if end > len(payload):
-        raise FrameError(f"{cls.NAME} arguments run past the end of the frame", class_id, method_id)
+        raise _method_error(payload)
     return method
 
 
@@ -212,19 +204,65 @@ def decode_header(payload: bytes) -> tuple[int, int, BasicProperties]:
     """Decode a content header payload: (class id, body size, properties)."""
     try:
         class_id, _weight, body_size = _CONTENT_HEADER.unpack_from(payload, 0)
-    except struct.error:
-        raise FrameError(f"content header of {len(payload)} bytes is too short") from None
-    if class_id != BasicProperties.CLASS_ID:
-        raise UnexpectedFrame(f"content header for class {class_id}, which has no content")
-    try:
-        properties, end = BasicProperties.decode(payload, 12)
-    except (IndexError, struct.error) as exc:
-        raise FrameError(f"malformed content header: {exc}") from None
-    except UnicodeDecodeError:
-        raise FrameError("malformed UTF-8 in a content header property") from None
-    if end > len(payload):
-        raise FrameError("content header properties run past the end of the frame")
+        properties, end = _decode_properties(payload, 12)
+    except _DECODE_ERRORS:
+        raise _header_error(payload) from None
+    if end > len(payload) or class_id != _BASIC:
+        raise _header_error(payload)
     return class_id, body_size, properties
+
+
+# The decoders above, and `FrameReader.read_frame` (which decodes in place, in its buffer), take
+# the fast path: decode, then check the end offset. Generated decoders advance the offset past
+# everything they read, so reading past the payload shows as an end offset beyond it. Any failure
+# is then explained by the functions below, which decode the payload again, step by step, and
+# return the typed error to raise: the slow path runs only on malformed input.
+
+_DECODE_ERRORS = (KeyError, IndexError, struct.error, UnicodeDecodeError, FrameError)
+
+
+def _method_error(payload: bytes) -> AMQPError:
+    """The error a malformed method payload raises."""
+    try:
+        class_id, method_id = _IDS.unpack_from(payload, 0)
+    except struct.error:
+        return FrameError(f"method frame of {len(payload)} bytes has no method id")
+    cls = _METHODS.get((class_id << 16) | method_id)
+    if cls is None:
+        return AMQPNotImplemented(f"unknown method {class_id}.{method_id}", class_id, method_id)
+    try:
+        _method, end = cls.decode(payload, 4)
+    except (IndexError, struct.error) as exc:
+        return FrameError(f"malformed {cls.NAME}: {exc}", class_id, method_id)
+    except UnicodeDecodeError:
+        return FrameError(f"malformed UTF-8 in a {cls.NAME} string", class_id, method_id)
+    except FrameError as exc:
+        return FrameError(f"malformed {cls.NAME}: {exc.reply_text}", class_id, method_id)
+    if end > len(payload):
+        text = f"{cls.NAME} arguments run past the end of the frame"
+        return FrameError(text, class_id, method_id)
+    return FrameError(f"malformed {cls.NAME}", class_id, method_id)  # pragma: no cover
+
+
+def _header_error(payload: bytes) -> AMQPError:
+    """The error a malformed content header payload raises."""
+    try:
+        class_id, _weight, _body_size = _CONTENT_HEADER.unpack_from(payload, 0)
+    except struct.error:
+        return FrameError(f"content header of {len(payload)} bytes is too short")
+    if class_id != _BASIC:
+        return UnexpectedFrame(f"content header for class {class_id}, which has no content")
+    try:
+        _properties, end = _decode_properties(payload, 12)
+    except (IndexError, struct.error) as exc:
+        return FrameError(f"malformed content header: {exc}")
+    except UnicodeDecodeError:
+        return FrameError("malformed UTF-8 in a content header property")
+    except FrameError as exc:
+        return exc
+    if end > len(payload):
+        return FrameError("content header properties run past the end of the frame")
+    return FrameError("malformed content header")  # pragma: no cover
 
 
 class FrameReader:
@@ -271,29 +309,55 @@ class FrameReader:
             return None
         kind, channel, size = _FRAME.unpack_from(buf, pos)
         end = pos + 7 + size
-        if size > self._max_payload:
-            if kind not in _FRAME_TYPES:
-                raise _bad_frame_type(kind, buf[pos : pos + 8])
-            raise FrameError(f"frame of {size} bytes exceeds frame_max {self.frame_max}")
-        if len(buf) <= end:
-            if kind not in _FRAME_TYPES:
-                raise _bad_frame_type(kind, buf[pos : pos + 8])
+        if size > self._max_payload or len(buf) <= end:
+            self._not_whole(kind, size)  # raises for a bad type or size, else: wait for more
             return None
         if buf[end] != 206:  # FRAME_END
             raise FrameError(f"frame-end octet is 0x{buf[end]:02x}, not 0xce")
         self._pos = end + 1
+        frame: Frame
+        if kind == 1:  # FRAME_METHOD: decode_method, in place
+            try:
+                method, stop = _METHODS[_U32.unpack_from(buf, pos + 7)[0]].decode(buf, pos + 11)
+            except _DECODE_ERRORS:
+                raise _method_error(buf[pos + 7 : end]) from None
+            if stop > end:
+                raise _method_error(buf[pos + 7 : end])
+            frame = _new(MethodFrame)
+            frame.channel = channel
+            frame.method = method
+            return frame
+        if kind == 2:  # FRAME_HEADER: decode_header, in place
+            try:
+                class_id, _weight, body_size = _CONTENT_HEADER.unpack_from(buf, pos + 7)
+                properties, stop = _decode_properties(buf, pos + 19)
+            except _DECODE_ERRORS:
+                raise _header_error(buf[pos + 7 : end]) from None
+            if stop > end or class_id != _BASIC:
+                raise _header_error(buf[pos + 7 : end])
+            frame = _new(HeaderFrame)
+            frame.channel = channel
+            frame.class_id = class_id
+            frame.body_size = body_size
+            frame.properties = properties
+            return frame
         if kind == 3:  # FRAME_BODY
-            return BodyFrame(channel, buf[pos + 7 : end])
-        if kind == 1:  # FRAME_METHOD
-            return MethodFrame(channel, decode_method(buf[pos + 7 : end]))
-        if kind == 2:  # FRAME_HEADER
-            class_id, body_size, properties = decode_header(buf[pos + 7 : end])
-            return HeaderFrame(channel, class_id, body_size, properties)
+            frame = _new(BodyFrame)
+            frame.channel = channel
+            frame.payload = buf[pos + 7 : end]
+            return frame
         if kind == 8:  # FRAME_HEARTBEAT
             if size:
                 raise FrameError(f"heartbeat frame with a {size}-byte payload")
             return HeartbeatFrame(channel)
         raise _bad_frame_type(kind, buf[pos : pos + 8])
+
+    def _not_whole(self, kind: int, size: int) -> None:
+        """`read_frame` for a frame too large or not yet whole: refuse it or wait for more."""
+        if kind not in _FRAME_TYPES:
+            raise _bad_frame_type(kind, self._buf[self._pos : self._pos + 8])
+        if size > self._max_payload:
+            raise FrameError(f"frame of {size} bytes exceeds frame_max {self.frame_max}")
 
 
 _FRAME_TYPES = frozenset((FRAME_METHOD, FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT))

@@ -15,8 +15,14 @@ from __future__ import annotations
 import struct
 from typing import ClassVar
 
-from puka_spec.exceptions import EncodingError
-from puka_spec.table import FieldTable, decode_table_unchecked, encode_table
+from puka_spec.table import (
+    OCTETS,
+    SHORTSTRS,
+    FieldTable,
+    decode_table_unchecked,
+    encode_shortstr,
+    encode_table,
+)
 
 __all__ = [
     "METHODS",
@@ -89,18 +95,16 @@ __all__ = [
 
 _new = object.__new__
 
-_S_B = struct.Struct(">B")
 _S_BB = struct.Struct(">BB")
 _S_HB = struct.Struct(">HB")
 _S_HH = struct.Struct(">HH")
 _S_HHB = struct.Struct(">HHB")
 _S_HHBB = struct.Struct(">HHBB")
-_S_HHHB = struct.Struct(">HHHB")
+_S_HHH = struct.Struct(">HHH")
 _S_HHHIH = struct.Struct(">HHHIH")
 _S_HHI = struct.Struct(">HHI")
 _S_HHIHB = struct.Struct(">HHIHB")
 _S_HHQB = struct.Struct(">HHQB")
-_S_HHQBB = struct.Struct(">HHQBB")
 _S_HIH = struct.Struct(">HIH")
 _S_I = struct.Struct(">I")
 _S_IHB = struct.Struct(">IHB")
@@ -205,13 +209,11 @@ class ConnectionStart(Method):
         offset += 2
         m.server_properties, offset = decode_table_unchecked(buf, offset)
         (mechanisms_n,) = _S_I.unpack_from(buf, offset)
-        offset += 4
-        m.mechanisms = buf[offset : offset + mechanisms_n]
-        offset += mechanisms_n
+        offset += 4 + mechanisms_n
+        m.mechanisms = buf[offset - mechanisms_n : offset]
         (locales_n,) = _S_I.unpack_from(buf, offset)
-        offset += 4
-        m.locales = buf[offset : offset + locales_n]
-        offset += locales_n
+        offset += 4 + locales_n
+        m.locales = buf[offset - locales_n : offset]
         return m, offset
 
 
@@ -250,22 +252,16 @@ class ConnectionStartOk(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        mechanism_b = self.mechanism.encode("utf-8")
-        if len(mechanism_b) > 255:
-            raise EncodingError("connection.start-ok mechanism is longer than 255 bytes")
-        locale_b = self.locale.encode("utf-8")
-        if len(locale_b) > 255:
-            raise EncodingError("connection.start-ok locale is longer than 255 bytes")
         return b"".join(
             (
-                _S_HH.pack(10, 11),
+                b"\x00\x0a\x00\x0b",
                 encode_table(self.client_properties),
-                _S_B.pack(len(mechanism_b)),
-                mechanism_b,
+                SHORTSTRS.get(self.mechanism)
+                or encode_shortstr(self.mechanism, "connection.start-ok mechanism"),
                 _S_I.pack(len(self.response)),
                 self.response,
-                _S_B.pack(len(locale_b)),
-                locale_b,
+                SHORTSTRS.get(self.locale)
+                or encode_shortstr(self.locale, "connection.start-ok locale"),
             )
         )
 
@@ -275,17 +271,14 @@ class ConnectionStartOk(Method):
         m = _new(cls)
         m.client_properties, offset = decode_table_unchecked(buf, offset)
         mechanism_n = buf[offset]
-        offset += 1
-        m.mechanism = buf[offset : offset + mechanism_n].decode()
-        offset += mechanism_n
+        offset += 1 + mechanism_n
+        m.mechanism = buf[offset - mechanism_n : offset].decode()
         (response_n,) = _S_I.unpack_from(buf, offset)
-        offset += 4
-        m.response = buf[offset : offset + response_n]
-        offset += response_n
+        offset += 4 + response_n
+        m.response = buf[offset - response_n : offset]
         locale_n = buf[offset]
-        offset += 1
-        m.locale = buf[offset : offset + locale_n].decode()
-        offset += locale_n
+        offset += 1 + locale_n
+        m.locale = buf[offset - locale_n : offset].decode()
         return m, offset
 
 
@@ -322,9 +315,8 @@ class ConnectionSecure(Method):
         """Read the arguments at `offset`; return the method and the offset after it."""
         m = _new(cls)
         (challenge_n,) = _S_I.unpack_from(buf, offset)
-        offset += 4
-        m.challenge = buf[offset : offset + challenge_n]
-        offset += challenge_n
+        offset += 4 + challenge_n
+        m.challenge = buf[offset - challenge_n : offset]
         return m, offset
 
 
@@ -361,9 +353,8 @@ class ConnectionSecureOk(Method):
         """Read the arguments at `offset`; return the method and the offset after it."""
         m = _new(cls)
         (response_n,) = _S_I.unpack_from(buf, offset)
-        offset += 4
-        m.response = buf[offset : offset + response_n]
-        offset += response_n
+        offset += 4 + response_n
+        m.response = buf[offset - response_n : offset]
         return m, offset
 
 
@@ -472,14 +463,12 @@ class ConnectionOpen(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        virtual_host_b = self.virtual_host.encode("utf-8")
-        if len(virtual_host_b) > 255:
-            raise EncodingError("connection.open virtual-host is longer than 255 bytes")
         return b"".join(
             (
-                _S_HHB.pack(10, 40, len(virtual_host_b)),
-                virtual_host_b,
-                _S_BB.pack(0, 0),
+                b"\x00\x0a\x00\x28",
+                SHORTSTRS.get(self.virtual_host)
+                or encode_shortstr(self.virtual_host, "connection.open virtual-host"),
+                b"\x00\x00",
             )
         )
 
@@ -488,12 +477,10 @@ class ConnectionOpen(Method):
         """Read the arguments at `offset`; return the method and the offset after it."""
         m = _new(cls)
         virtual_host_n = buf[offset]
-        offset += 1
-        m.virtual_host = buf[offset : offset + virtual_host_n].decode()
-        offset += virtual_host_n
+        offset += 1 + virtual_host_n
+        m.virtual_host = buf[offset - virtual_host_n : offset].decode()
         reserved_1_n = buf[offset]
-        offset += 1
-        offset += reserved_1_n
+        offset += 1 + reserved_1_n
         offset += 1
         return m, offset
 
@@ -516,14 +503,13 @@ class ConnectionOpenOk(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        return _S_HHB.pack(10, 41, 0)
+        return b"\x00\x0a\x00\x29\x00"
 
     @classmethod
     def decode(cls, buf: bytes, offset: int) -> tuple[ConnectionOpenOk, int]:
         """Read the arguments at `offset`; return the method and the offset after it."""
         reserved_1_n = buf[offset]
-        offset += 1
-        offset += reserved_1_n
+        offset += 1 + reserved_1_n
         return cls(), offset
 
 
@@ -558,13 +544,11 @@ class ConnectionClose(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        reply_text_b = self.reply_text.encode("utf-8")
-        if len(reply_text_b) > 255:
-            raise EncodingError("connection.close reply-text is longer than 255 bytes")
         return b"".join(
             (
-                _S_HHHB.pack(10, 50, self.reply_code, len(reply_text_b)),
-                reply_text_b,
+                _S_HHH.pack(10, 50, self.reply_code),
+                SHORTSTRS.get(self.reply_text)
+                or encode_shortstr(self.reply_text, "connection.close reply-text"),
                 _S_HH.pack(self.class_id, self.method_id),
             )
         )
@@ -574,9 +558,8 @@ class ConnectionClose(Method):
         """Read the arguments at `offset`; return the method and the offset after it."""
         m = _new(cls)
         m.reply_code, reply_text_n = _S_HB.unpack_from(buf, offset)
-        offset += 3
-        m.reply_text = buf[offset : offset + reply_text_n].decode()
-        offset += reply_text_n
+        offset += 3 + reply_text_n
+        m.reply_text = buf[offset - reply_text_n : offset].decode()
         m.class_id, m.method_id = _S_HH.unpack_from(buf, offset)
         offset += 4
         return m, offset
@@ -600,7 +583,7 @@ class ConnectionCloseOk(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        return _S_HH.pack(10, 51)
+        return b"\x00\x0a\x00\x33"
 
     @classmethod
     def decode(cls, buf: bytes, offset: int) -> tuple[ConnectionCloseOk, int]:
@@ -629,13 +612,11 @@ class ConnectionBlocked(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        reason_b = self.reason.encode("utf-8")
-        if len(reason_b) > 255:
-            raise EncodingError("connection.blocked reason is longer than 255 bytes")
         return b"".join(
             (
-                _S_HHB.pack(10, 60, len(reason_b)),
-                reason_b,
+                b"\x00\x0a\x00\x3c",
+                SHORTSTRS.get(self.reason)
+                or encode_shortstr(self.reason, "connection.blocked reason"),
             )
         )
 
@@ -644,9 +625,8 @@ class ConnectionBlocked(Method):
         """Read the arguments at `offset`; return the method and the offset after it."""
         m = _new(cls)
         reason_n = buf[offset]
-        offset += 1
-        m.reason = buf[offset : offset + reason_n].decode()
-        offset += reason_n
+        offset += 1 + reason_n
+        m.reason = buf[offset - reason_n : offset].decode()
         return m, offset
 
 
@@ -668,7 +648,7 @@ class ConnectionUnblocked(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        return _S_HH.pack(10, 61)
+        return b"\x00\x0a\x00\x3d"
 
     @classmethod
     def decode(cls, buf: bytes, offset: int) -> tuple[ConnectionUnblocked, int]:
@@ -704,15 +684,12 @@ class ConnectionUpdateSecret(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        reason_b = self.reason.encode("utf-8")
-        if len(reason_b) > 255:
-            raise EncodingError("connection.update-secret reason is longer than 255 bytes")
         return b"".join(
             (
                 _S_HHI.pack(10, 70, len(self.new_secret)),
                 self.new_secret,
-                _S_B.pack(len(reason_b)),
-                reason_b,
+                SHORTSTRS.get(self.reason)
+                or encode_shortstr(self.reason, "connection.update-secret reason"),
             )
         )
 
@@ -721,13 +698,11 @@ class ConnectionUpdateSecret(Method):
         """Read the arguments at `offset`; return the method and the offset after it."""
         m = _new(cls)
         (new_secret_n,) = _S_I.unpack_from(buf, offset)
-        offset += 4
-        m.new_secret = buf[offset : offset + new_secret_n]
-        offset += new_secret_n
+        offset += 4 + new_secret_n
+        m.new_secret = buf[offset - new_secret_n : offset]
         reason_n = buf[offset]
-        offset += 1
-        m.reason = buf[offset : offset + reason_n].decode()
-        offset += reason_n
+        offset += 1 + reason_n
+        m.reason = buf[offset - reason_n : offset].decode()
         return m, offset
 
 
@@ -749,7 +724,7 @@ class ConnectionUpdateSecretOk(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        return _S_HH.pack(10, 71)
+        return b"\x00\x0a\x00\x47"
 
     @classmethod
     def decode(cls, buf: bytes, offset: int) -> tuple[ConnectionUpdateSecretOk, int]:
@@ -775,14 +750,13 @@ class ChannelOpen(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        return _S_HHB.pack(20, 10, 0)
+        return b"\x00\x14\x00\x0a\x00"
 
     @classmethod
     def decode(cls, buf: bytes, offset: int) -> tuple[ChannelOpen, int]:
         """Read the arguments at `offset`; return the method and the offset after it."""
         reserved_1_n = buf[offset]
-        offset += 1
-        offset += reserved_1_n
+        offset += 1 + reserved_1_n
         return cls(), offset
 
 
@@ -804,14 +778,13 @@ class ChannelOpenOk(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        return _S_HHI.pack(20, 11, 0)
+        return b"\x00\x14\x00\x0b\x00\x00\x00\x00"
 
     @classmethod
     def decode(cls, buf: bytes, offset: int) -> tuple[ChannelOpenOk, int]:
         """Read the arguments at `offset`; return the method and the offset after it."""
         (reserved_1_n,) = _S_I.unpack_from(buf, offset)
-        offset += 4
-        offset += reserved_1_n
+        offset += 4 + reserved_1_n
         return cls(), offset
 
 
@@ -844,7 +817,7 @@ class ChannelFlow(Method):
         m = _new(cls)
         bits0 = buf[offset]
         offset += 1
-        m.active = bool(bits0 & 1)
+        m.active = (bits0 & 1) != 0
         return m, offset
 
 
@@ -877,7 +850,7 @@ class ChannelFlowOk(Method):
         m = _new(cls)
         bits0 = buf[offset]
         offset += 1
-        m.active = bool(bits0 & 1)
+        m.active = (bits0 & 1) != 0
         return m, offset
 
 
@@ -912,13 +885,11 @@ class ChannelClose(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        reply_text_b = self.reply_text.encode("utf-8")
-        if len(reply_text_b) > 255:
-            raise EncodingError("channel.close reply-text is longer than 255 bytes")
         return b"".join(
             (
-                _S_HHHB.pack(20, 40, self.reply_code, len(reply_text_b)),
-                reply_text_b,
+                _S_HHH.pack(20, 40, self.reply_code),
+                SHORTSTRS.get(self.reply_text)
+                or encode_shortstr(self.reply_text, "channel.close reply-text"),
                 _S_HH.pack(self.class_id, self.method_id),
             )
         )
@@ -928,9 +899,8 @@ class ChannelClose(Method):
         """Read the arguments at `offset`; return the method and the offset after it."""
         m = _new(cls)
         m.reply_code, reply_text_n = _S_HB.unpack_from(buf, offset)
-        offset += 3
-        m.reply_text = buf[offset : offset + reply_text_n].decode()
-        offset += reply_text_n
+        offset += 3 + reply_text_n
+        m.reply_text = buf[offset - reply_text_n : offset].decode()
         m.class_id, m.method_id = _S_HH.unpack_from(buf, offset)
         offset += 4
         return m, offset
@@ -954,7 +924,7 @@ class ChannelCloseOk(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        return _S_HH.pack(20, 41)
+        return b"\x00\x14\x00\x29"
 
     @classmethod
     def decode(cls, buf: bytes, offset: int) -> tuple[ChannelCloseOk, int]:
@@ -1018,25 +988,19 @@ class ExchangeDeclare(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        exchange_b = self.exchange.encode("utf-8")
-        if len(exchange_b) > 255:
-            raise EncodingError("exchange.declare exchange is longer than 255 bytes")
-        type_b = self.type.encode("utf-8")
-        if len(type_b) > 255:
-            raise EncodingError("exchange.declare type is longer than 255 bytes")
         return b"".join(
             (
-                _S_HHHB.pack(40, 10, 0, len(exchange_b)),
-                exchange_b,
-                _S_B.pack(len(type_b)),
-                type_b,
-                _S_B.pack(
+                b"\x00\x28\x00\x0a\x00\x00",
+                SHORTSTRS.get(self.exchange)
+                or encode_shortstr(self.exchange, "exchange.declare exchange"),
+                SHORTSTRS.get(self.type) or encode_shortstr(self.type, "exchange.declare type"),
+                OCTETS[
                     (1 if self.passive else 0)
                     | (2 if self.durable else 0)
                     | (4 if self.auto_delete else 0)
                     | (8 if self.internal else 0)
                     | (16 if self.no_wait else 0)
-                ),
+                ],
                 encode_table(self.arguments),
             )
         )
@@ -1046,20 +1010,18 @@ class ExchangeDeclare(Method):
         """Read the arguments at `offset`; return the method and the offset after it."""
         m = _new(cls)
         _, exchange_n = _S_HB.unpack_from(buf, offset)
-        offset += 3
-        m.exchange = buf[offset : offset + exchange_n].decode()
-        offset += exchange_n
+        offset += 3 + exchange_n
+        m.exchange = buf[offset - exchange_n : offset].decode()
         type_n = buf[offset]
-        offset += 1
-        m.type = buf[offset : offset + type_n].decode()
-        offset += type_n
+        offset += 1 + type_n
+        m.type = buf[offset - type_n : offset].decode()
         bits0 = buf[offset]
         offset += 1
-        m.passive = bool(bits0 & 1)
-        m.durable = bool(bits0 & 2)
-        m.auto_delete = bool(bits0 & 4)
-        m.internal = bool(bits0 & 8)
-        m.no_wait = bool(bits0 & 16)
+        m.passive = (bits0 & 1) != 0
+        m.durable = (bits0 & 2) != 0
+        m.auto_delete = (bits0 & 4) != 0
+        m.internal = (bits0 & 8) != 0
+        m.no_wait = (bits0 & 16) != 0
         m.arguments, offset = decode_table_unchecked(buf, offset)
         return m, offset
 
@@ -1082,7 +1044,7 @@ class ExchangeDeclareOk(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        return _S_HH.pack(40, 11)
+        return b"\x00\x28\x00\x0b"
 
     @classmethod
     def decode(cls, buf: bytes, offset: int) -> tuple[ExchangeDeclareOk, int]:
@@ -1121,14 +1083,12 @@ class ExchangeDelete(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        exchange_b = self.exchange.encode("utf-8")
-        if len(exchange_b) > 255:
-            raise EncodingError("exchange.delete exchange is longer than 255 bytes")
         return b"".join(
             (
-                _S_HHHB.pack(40, 20, 0, len(exchange_b)),
-                exchange_b,
-                _S_B.pack((1 if self.if_unused else 0) | (2 if self.no_wait else 0)),
+                b"\x00\x28\x00\x14\x00\x00",
+                SHORTSTRS.get(self.exchange)
+                or encode_shortstr(self.exchange, "exchange.delete exchange"),
+                OCTETS[(1 if self.if_unused else 0) | (2 if self.no_wait else 0)],
             )
         )
 
@@ -1137,13 +1097,12 @@ class ExchangeDelete(Method):
         """Read the arguments at `offset`; return the method and the offset after it."""
         m = _new(cls)
         _, exchange_n = _S_HB.unpack_from(buf, offset)
-        offset += 3
-        m.exchange = buf[offset : offset + exchange_n].decode()
-        offset += exchange_n
+        offset += 3 + exchange_n
+        m.exchange = buf[offset - exchange_n : offset].decode()
         bits0 = buf[offset]
         offset += 1
-        m.if_unused = bool(bits0 & 1)
-        m.no_wait = bool(bits0 & 2)
+        m.if_unused = (bits0 & 1) != 0
+        m.no_wait = (bits0 & 2) != 0
         return m, offset
 
 
@@ -1165,7 +1124,7 @@ class ExchangeDeleteOk(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        return _S_HH.pack(40, 21)
+        return b"\x00\x28\x00\x15"
 
     @classmethod
     def decode(cls, buf: bytes, offset: int) -> tuple[ExchangeDeleteOk, int]:
@@ -1211,24 +1170,15 @@ class ExchangeBind(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        destination_b = self.destination.encode("utf-8")
-        if len(destination_b) > 255:
-            raise EncodingError("exchange.bind destination is longer than 255 bytes")
-        source_b = self.source.encode("utf-8")
-        if len(source_b) > 255:
-            raise EncodingError("exchange.bind source is longer than 255 bytes")
-        routing_key_b = self.routing_key.encode("utf-8")
-        if len(routing_key_b) > 255:
-            raise EncodingError("exchange.bind routing-key is longer than 255 bytes")
         return b"".join(
             (
-                _S_HHHB.pack(40, 30, 0, len(destination_b)),
-                destination_b,
-                _S_B.pack(len(source_b)),
-                source_b,
-                _S_B.pack(len(routing_key_b)),
-                routing_key_b,
-                _S_B.pack(1 if self.no_wait else 0),
+                b"\x00\x28\x00\x1e\x00\x00",
+                SHORTSTRS.get(self.destination)
+                or encode_shortstr(self.destination, "exchange.bind destination"),
+                SHORTSTRS.get(self.source) or encode_shortstr(self.source, "exchange.bind source"),
+                SHORTSTRS.get(self.routing_key)
+                or encode_shortstr(self.routing_key, "exchange.bind routing-key"),
+                OCTETS[(1 if self.no_wait else 0)],
                 encode_table(self.arguments),
             )
         )
@@ -1238,20 +1188,17 @@ class ExchangeBind(Method):
         """Read the arguments at `offset`; return the method and the offset after it."""
         m = _new(cls)
         _, destination_n = _S_HB.unpack_from(buf, offset)
-        offset += 3
-        m.destination = buf[offset : offset + destination_n].decode()
-        offset += destination_n
+        offset += 3 + destination_n
+        m.destination = buf[offset - destination_n : offset].decode()
         source_n = buf[offset]
-        offset += 1
-        m.source = buf[offset : offset + source_n].decode()
-        offset += source_n
+        offset += 1 + source_n
+        m.source = buf[offset - source_n : offset].decode()
         routing_key_n = buf[offset]
-        offset += 1
-        m.routing_key = buf[offset : offset + routing_key_n].decode()
-        offset += routing_key_n
+        offset += 1 + routing_key_n
+        m.routing_key = buf[offset - routing_key_n : offset].decode()
         bits0 = buf[offset]
         offset += 1
-        m.no_wait = bool(bits0 & 1)
+        m.no_wait = (bits0 & 1) != 0
         m.arguments, offset = decode_table_unchecked(buf, offset)
         return m, offset
 
@@ -1274,7 +1221,7 @@ class ExchangeBindOk(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        return _S_HH.pack(40, 31)
+        return b"\x00\x28\x00\x1f"
 
     @classmethod
     def decode(cls, buf: bytes, offset: int) -> tuple[ExchangeBindOk, int]:
@@ -1320,24 +1267,16 @@ class ExchangeUnbind(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        destination_b = self.destination.encode("utf-8")
-        if len(destination_b) > 255:
-            raise EncodingError("exchange.unbind destination is longer than 255 bytes")
-        source_b = self.source.encode("utf-8")
-        if len(source_b) > 255:
-            raise EncodingError("exchange.unbind source is longer than 255 bytes")
-        routing_key_b = self.routing_key.encode("utf-8")
-        if len(routing_key_b) > 255:
-            raise EncodingError("exchange.unbind routing-key is longer than 255 bytes")
         return b"".join(
             (
-                _S_HHHB.pack(40, 40, 0, len(destination_b)),
-                destination_b,
-                _S_B.pack(len(source_b)),
-                source_b,
-                _S_B.pack(len(routing_key_b)),
-                routing_key_b,
-                _S_B.pack(1 if self.no_wait else 0),
+                b"\x00\x28\x00\x28\x00\x00",
+                SHORTSTRS.get(self.destination)
+                or encode_shortstr(self.destination, "exchange.unbind destination"),
+                SHORTSTRS.get(self.source)
+                or encode_shortstr(self.source, "exchange.unbind source"),
+                SHORTSTRS.get(self.routing_key)
+                or encode_shortstr(self.routing_key, "exchange.unbind routing-key"),
+                OCTETS[(1 if self.no_wait else 0)],
                 encode_table(self.arguments),
             )
         )
@@ -1347,20 +1286,17 @@ class ExchangeUnbind(Method):
         """Read the arguments at `offset`; return the method and the offset after it."""
         m = _new(cls)
         _, destination_n = _S_HB.unpack_from(buf, offset)
-        offset += 3
-        m.destination = buf[offset : offset + destination_n].decode()
-        offset += destination_n
+        offset += 3 + destination_n
+        m.destination = buf[offset - destination_n : offset].decode()
         source_n = buf[offset]
-        offset += 1
-        m.source = buf[offset : offset + source_n].decode()
-        offset += source_n
+        offset += 1 + source_n
+        m.source = buf[offset - source_n : offset].decode()
         routing_key_n = buf[offset]
-        offset += 1
-        m.routing_key = buf[offset : offset + routing_key_n].decode()
-        offset += routing_key_n
+        offset += 1 + routing_key_n
+        m.routing_key = buf[offset - routing_key_n : offset].decode()
         bits0 = buf[offset]
         offset += 1
-        m.no_wait = bool(bits0 & 1)
+        m.no_wait = (bits0 & 1) != 0
         m.arguments, offset = decode_table_unchecked(buf, offset)
         return m, offset
 
@@ -1383,7 +1319,7 @@ class ExchangeUnbindOk(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        return _S_HH.pack(40, 51)
+        return b"\x00\x28\x00\x33"
 
     @classmethod
     def decode(cls, buf: bytes, offset: int) -> tuple[ExchangeUnbindOk, int]:
@@ -1435,20 +1371,17 @@ class QueueDeclare(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        queue_b = self.queue.encode("utf-8")
-        if len(queue_b) > 255:
-            raise EncodingError("queue.declare queue is longer than 255 bytes")
         return b"".join(
             (
-                _S_HHHB.pack(50, 10, 0, len(queue_b)),
-                queue_b,
-                _S_B.pack(
+                b"\x00\x32\x00\x0a\x00\x00",
+                SHORTSTRS.get(self.queue) or encode_shortstr(self.queue, "queue.declare queue"),
+                OCTETS[
                     (1 if self.passive else 0)
                     | (2 if self.durable else 0)
                     | (4 if self.exclusive else 0)
                     | (8 if self.auto_delete else 0)
                     | (16 if self.no_wait else 0)
-                ),
+                ],
                 encode_table(self.arguments),
             )
         )
@@ -1458,16 +1391,15 @@ class QueueDeclare(Method):
         """Read the arguments at `offset`; return the method and the offset after it."""
         m = _new(cls)
         _, queue_n = _S_HB.unpack_from(buf, offset)
-        offset += 3
-        m.queue = buf[offset : offset + queue_n].decode()
-        offset += queue_n
+        offset += 3 + queue_n
+        m.queue = buf[offset - queue_n : offset].decode()
         bits0 = buf[offset]
         offset += 1
-        m.passive = bool(bits0 & 1)
-        m.durable = bool(bits0 & 2)
-        m.exclusive = bool(bits0 & 4)
-        m.auto_delete = bool(bits0 & 8)
-        m.no_wait = bool(bits0 & 16)
+        m.passive = (bits0 & 1) != 0
+        m.durable = (bits0 & 2) != 0
+        m.exclusive = (bits0 & 4) != 0
+        m.auto_delete = (bits0 & 8) != 0
+        m.no_wait = (bits0 & 16) != 0
         m.arguments, offset = decode_table_unchecked(buf, offset)
         return m, offset
 
@@ -1499,13 +1431,10 @@ class QueueDeclareOk(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        queue_b = self.queue.encode("utf-8")
-        if len(queue_b) > 255:
-            raise EncodingError("queue.declare-ok queue is longer than 255 bytes")
         return b"".join(
             (
-                _S_HHB.pack(50, 11, len(queue_b)),
-                queue_b,
+                b"\x00\x32\x00\x0b",
+                SHORTSTRS.get(self.queue) or encode_shortstr(self.queue, "queue.declare-ok queue"),
                 _S_II.pack(self.message_count, self.consumer_count),
             )
         )
@@ -1515,9 +1444,8 @@ class QueueDeclareOk(Method):
         """Read the arguments at `offset`; return the method and the offset after it."""
         m = _new(cls)
         queue_n = buf[offset]
-        offset += 1
-        m.queue = buf[offset : offset + queue_n].decode()
-        offset += queue_n
+        offset += 1 + queue_n
+        m.queue = buf[offset - queue_n : offset].decode()
         m.message_count, m.consumer_count = _S_II.unpack_from(buf, offset)
         offset += 8
         return m, offset
@@ -1561,24 +1489,15 @@ class QueueBind(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        queue_b = self.queue.encode("utf-8")
-        if len(queue_b) > 255:
-            raise EncodingError("queue.bind queue is longer than 255 bytes")
-        exchange_b = self.exchange.encode("utf-8")
-        if len(exchange_b) > 255:
-            raise EncodingError("queue.bind exchange is longer than 255 bytes")
-        routing_key_b = self.routing_key.encode("utf-8")
-        if len(routing_key_b) > 255:
-            raise EncodingError("queue.bind routing-key is longer than 255 bytes")
         return b"".join(
             (
-                _S_HHHB.pack(50, 20, 0, len(queue_b)),
-                queue_b,
-                _S_B.pack(len(exchange_b)),
-                exchange_b,
-                _S_B.pack(len(routing_key_b)),
-                routing_key_b,
-                _S_B.pack(1 if self.no_wait else 0),
+                b"\x00\x32\x00\x14\x00\x00",
+                SHORTSTRS.get(self.queue) or encode_shortstr(self.queue, "queue.bind queue"),
+                SHORTSTRS.get(self.exchange)
+                or encode_shortstr(self.exchange, "queue.bind exchange"),
+                SHORTSTRS.get(self.routing_key)
+                or encode_shortstr(self.routing_key, "queue.bind routing-key"),
+                OCTETS[(1 if self.no_wait else 0)],
                 encode_table(self.arguments),
             )
         )
@@ -1588,20 +1507,17 @@ class QueueBind(Method):
         """Read the arguments at `offset`; return the method and the offset after it."""
         m = _new(cls)
         _, queue_n = _S_HB.unpack_from(buf, offset)
-        offset += 3
-        m.queue = buf[offset : offset + queue_n].decode()
-        offset += queue_n
+        offset += 3 + queue_n
+        m.queue = buf[offset - queue_n : offset].decode()
         exchange_n = buf[offset]
-        offset += 1
-        m.exchange = buf[offset : offset + exchange_n].decode()
-        offset += exchange_n
+        offset += 1 + exchange_n
+        m.exchange = buf[offset - exchange_n : offset].decode()
         routing_key_n = buf[offset]
-        offset += 1
-        m.routing_key = buf[offset : offset + routing_key_n].decode()
-        offset += routing_key_n
+        offset += 1 + routing_key_n
+        m.routing_key = buf[offset - routing_key_n : offset].decode()
         bits0 = buf[offset]
         offset += 1
-        m.no_wait = bool(bits0 & 1)
+        m.no_wait = (bits0 & 1) != 0
         m.arguments, offset = decode_table_unchecked(buf, offset)
         return m, offset
 
@@ -1624,7 +1540,7 @@ class QueueBindOk(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        return _S_HH.pack(50, 21)
+        return b"\x00\x32\x00\x15"
 
     @classmethod
     def decode(cls, buf: bytes, offset: int) -> tuple[QueueBindOk, int]:
@@ -1667,23 +1583,14 @@ class QueueUnbind(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        queue_b = self.queue.encode("utf-8")
-        if len(queue_b) > 255:
-            raise EncodingError("queue.unbind queue is longer than 255 bytes")
-        exchange_b = self.exchange.encode("utf-8")
-        if len(exchange_b) > 255:
-            raise EncodingError("queue.unbind exchange is longer than 255 bytes")
-        routing_key_b = self.routing_key.encode("utf-8")
-        if len(routing_key_b) > 255:
-            raise EncodingError("queue.unbind routing-key is longer than 255 bytes")
         return b"".join(
             (
-                _S_HHHB.pack(50, 50, 0, len(queue_b)),
-                queue_b,
-                _S_B.pack(len(exchange_b)),
-                exchange_b,
-                _S_B.pack(len(routing_key_b)),
-                routing_key_b,
+                b"\x00\x32\x00\x32\x00\x00",
+                SHORTSTRS.get(self.queue) or encode_shortstr(self.queue, "queue.unbind queue"),
+                SHORTSTRS.get(self.exchange)
+                or encode_shortstr(self.exchange, "queue.unbind exchange"),
+                SHORTSTRS.get(self.routing_key)
+                or encode_shortstr(self.routing_key, "queue.unbind routing-key"),
                 encode_table(self.arguments),
             )
         )
@@ -1693,17 +1600,14 @@ class QueueUnbind(Method):
         """Read the arguments at `offset`; return the method and the offset after it."""
         m = _new(cls)
         _, queue_n = _S_HB.unpack_from(buf, offset)
-        offset += 3
-        m.queue = buf[offset : offset + queue_n].decode()
-        offset += queue_n
+        offset += 3 + queue_n
+        m.queue = buf[offset - queue_n : offset].decode()
         exchange_n = buf[offset]
-        offset += 1
-        m.exchange = buf[offset : offset + exchange_n].decode()
-        offset += exchange_n
+        offset += 1 + exchange_n
+        m.exchange = buf[offset - exchange_n : offset].decode()
         routing_key_n = buf[offset]
-        offset += 1
-        m.routing_key = buf[offset : offset + routing_key_n].decode()
-        offset += routing_key_n
+        offset += 1 + routing_key_n
+        m.routing_key = buf[offset - routing_key_n : offset].decode()
         m.arguments, offset = decode_table_unchecked(buf, offset)
         return m, offset
 
@@ -1726,7 +1630,7 @@ class QueueUnbindOk(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        return _S_HH.pack(50, 51)
+        return b"\x00\x32\x00\x33"
 
     @classmethod
     def decode(cls, buf: bytes, offset: int) -> tuple[QueueUnbindOk, int]:
@@ -1759,14 +1663,11 @@ class QueuePurge(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        queue_b = self.queue.encode("utf-8")
-        if len(queue_b) > 255:
-            raise EncodingError("queue.purge queue is longer than 255 bytes")
         return b"".join(
             (
-                _S_HHHB.pack(50, 30, 0, len(queue_b)),
-                queue_b,
-                _S_B.pack(1 if self.no_wait else 0),
+                b"\x00\x32\x00\x1e\x00\x00",
+                SHORTSTRS.get(self.queue) or encode_shortstr(self.queue, "queue.purge queue"),
+                OCTETS[(1 if self.no_wait else 0)],
             )
         )
 
@@ -1775,12 +1676,11 @@ class QueuePurge(Method):
         """Read the arguments at `offset`; return the method and the offset after it."""
         m = _new(cls)
         _, queue_n = _S_HB.unpack_from(buf, offset)
-        offset += 3
-        m.queue = buf[offset : offset + queue_n].decode()
-        offset += queue_n
+        offset += 3 + queue_n
+        m.queue = buf[offset - queue_n : offset].decode()
         bits0 = buf[offset]
         offset += 1
-        m.no_wait = bool(bits0 & 1)
+        m.no_wait = (bits0 & 1) != 0
         return m, offset
 
 
@@ -1851,18 +1751,15 @@ class QueueDelete(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        queue_b = self.queue.encode("utf-8")
-        if len(queue_b) > 255:
-            raise EncodingError("queue.delete queue is longer than 255 bytes")
         return b"".join(
             (
-                _S_HHHB.pack(50, 40, 0, len(queue_b)),
-                queue_b,
-                _S_B.pack(
+                b"\x00\x32\x00\x28\x00\x00",
+                SHORTSTRS.get(self.queue) or encode_shortstr(self.queue, "queue.delete queue"),
+                OCTETS[
                     (1 if self.if_unused else 0)
                     | (2 if self.if_empty else 0)
                     | (4 if self.no_wait else 0)
-                ),
+                ],
             )
         )
 
@@ -1871,14 +1768,13 @@ class QueueDelete(Method):
         """Read the arguments at `offset`; return the method and the offset after it."""
         m = _new(cls)
         _, queue_n = _S_HB.unpack_from(buf, offset)
-        offset += 3
-        m.queue = buf[offset : offset + queue_n].decode()
-        offset += queue_n
+        offset += 3 + queue_n
+        m.queue = buf[offset - queue_n : offset].decode()
         bits0 = buf[offset]
         offset += 1
-        m.if_unused = bool(bits0 & 1)
-        m.if_empty = bool(bits0 & 2)
-        m.no_wait = bool(bits0 & 4)
+        m.if_unused = (bits0 & 1) != 0
+        m.if_empty = (bits0 & 2) != 0
+        m.no_wait = (bits0 & 4) != 0
         return m, offset
 
 
@@ -1953,7 +1849,7 @@ class BasicQos(Method):
         m = _new(cls)
         m.prefetch_size, m.prefetch_count, bits0 = _S_IHB.unpack_from(buf, offset)
         offset += 7
-        m.global_ = bool(bits0 & 1)
+        m.global_ = (bits0 & 1) != 0
         return m, offset
 
 
@@ -1975,7 +1871,7 @@ class BasicQosOk(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        return _S_HH.pack(60, 11)
+        return b"\x00\x3c\x00\x0b"
 
     @classmethod
     def decode(cls, buf: bytes, offset: int) -> tuple[BasicQosOk, int]:
@@ -2027,24 +1923,18 @@ class BasicConsume(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        queue_b = self.queue.encode("utf-8")
-        if len(queue_b) > 255:
-            raise EncodingError("basic.consume queue is longer than 255 bytes")
-        consumer_tag_b = self.consumer_tag.encode("utf-8")
-        if len(consumer_tag_b) > 255:
-            raise EncodingError("basic.consume consumer-tag is longer than 255 bytes")
         return b"".join(
             (
-                _S_HHHB.pack(60, 20, 0, len(queue_b)),
-                queue_b,
-                _S_B.pack(len(consumer_tag_b)),
-                consumer_tag_b,
-                _S_B.pack(
+                b"\x00\x3c\x00\x14\x00\x00",
+                SHORTSTRS.get(self.queue) or encode_shortstr(self.queue, "basic.consume queue"),
+                SHORTSTRS.get(self.consumer_tag)
+                or encode_shortstr(self.consumer_tag, "basic.consume consumer-tag"),
+                OCTETS[
                     (1 if self.no_local else 0)
                     | (2 if self.no_ack else 0)
                     | (4 if self.exclusive else 0)
                     | (8 if self.no_wait else 0)
-                ),
+                ],
                 encode_table(self.arguments),
             )
         )
@@ -2054,19 +1944,17 @@ class BasicConsume(Method):
         """Read the arguments at `offset`; return the method and the offset after it."""
         m = _new(cls)
         _, queue_n = _S_HB.unpack_from(buf, offset)
-        offset += 3
-        m.queue = buf[offset : offset + queue_n].decode()
-        offset += queue_n
+        offset += 3 + queue_n
+        m.queue = buf[offset - queue_n : offset].decode()
         consumer_tag_n = buf[offset]
-        offset += 1
-        m.consumer_tag = buf[offset : offset + consumer_tag_n].decode()
-        offset += consumer_tag_n
+        offset += 1 + consumer_tag_n
+        m.consumer_tag = buf[offset - consumer_tag_n : offset].decode()
         bits0 = buf[offset]
         offset += 1
-        m.no_local = bool(bits0 & 1)
-        m.no_ack = bool(bits0 & 2)
-        m.exclusive = bool(bits0 & 4)
-        m.no_wait = bool(bits0 & 8)
+        m.no_local = (bits0 & 1) != 0
+        m.no_ack = (bits0 & 2) != 0
+        m.exclusive = (bits0 & 4) != 0
+        m.no_wait = (bits0 & 8) != 0
         m.arguments, offset = decode_table_unchecked(buf, offset)
         return m, offset
 
@@ -2092,13 +1980,11 @@ class BasicConsumeOk(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        consumer_tag_b = self.consumer_tag.encode("utf-8")
-        if len(consumer_tag_b) > 255:
-            raise EncodingError("basic.consume-ok consumer-tag is longer than 255 bytes")
         return b"".join(
             (
-                _S_HHB.pack(60, 21, len(consumer_tag_b)),
-                consumer_tag_b,
+                b"\x00\x3c\x00\x15",
+                SHORTSTRS.get(self.consumer_tag)
+                or encode_shortstr(self.consumer_tag, "basic.consume-ok consumer-tag"),
             )
         )
 
@@ -2107,9 +1993,8 @@ class BasicConsumeOk(Method):
         """Read the arguments at `offset`; return the method and the offset after it."""
         m = _new(cls)
         consumer_tag_n = buf[offset]
-        offset += 1
-        m.consumer_tag = buf[offset : offset + consumer_tag_n].decode()
-        offset += consumer_tag_n
+        offset += 1 + consumer_tag_n
+        m.consumer_tag = buf[offset - consumer_tag_n : offset].decode()
         return m, offset
 
 
@@ -2141,14 +2026,12 @@ class BasicCancel(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        consumer_tag_b = self.consumer_tag.encode("utf-8")
-        if len(consumer_tag_b) > 255:
-            raise EncodingError("basic.cancel consumer-tag is longer than 255 bytes")
         return b"".join(
             (
-                _S_HHB.pack(60, 30, len(consumer_tag_b)),
-                consumer_tag_b,
-                _S_B.pack(1 if self.no_wait else 0),
+                b"\x00\x3c\x00\x1e",
+                SHORTSTRS.get(self.consumer_tag)
+                or encode_shortstr(self.consumer_tag, "basic.cancel consumer-tag"),
+                OCTETS[(1 if self.no_wait else 0)],
             )
         )
 
@@ -2157,12 +2040,11 @@ class BasicCancel(Method):
         """Read the arguments at `offset`; return the method and the offset after it."""
         m = _new(cls)
         consumer_tag_n = buf[offset]
-        offset += 1
-        m.consumer_tag = buf[offset : offset + consumer_tag_n].decode()
-        offset += consumer_tag_n
+        offset += 1 + consumer_tag_n
+        m.consumer_tag = buf[offset - consumer_tag_n : offset].decode()
         bits0 = buf[offset]
         offset += 1
-        m.no_wait = bool(bits0 & 1)
+        m.no_wait = (bits0 & 1) != 0
         return m, offset
 
 
@@ -2187,13 +2069,11 @@ class BasicCancelOk(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        consumer_tag_b = self.consumer_tag.encode("utf-8")
-        if len(consumer_tag_b) > 255:
-            raise EncodingError("basic.cancel-ok consumer-tag is longer than 255 bytes")
         return b"".join(
             (
-                _S_HHB.pack(60, 31, len(consumer_tag_b)),
-                consumer_tag_b,
+                b"\x00\x3c\x00\x1f",
+                SHORTSTRS.get(self.consumer_tag)
+                or encode_shortstr(self.consumer_tag, "basic.cancel-ok consumer-tag"),
             )
         )
 
@@ -2202,9 +2082,8 @@ class BasicCancelOk(Method):
         """Read the arguments at `offset`; return the method and the offset after it."""
         m = _new(cls)
         consumer_tag_n = buf[offset]
-        offset += 1
-        m.consumer_tag = buf[offset : offset + consumer_tag_n].decode()
-        offset += consumer_tag_n
+        offset += 1 + consumer_tag_n
+        m.consumer_tag = buf[offset - consumer_tag_n : offset].decode()
         return m, offset
 
 
@@ -2243,19 +2122,14 @@ class BasicPublish(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        exchange_b = self.exchange.encode("utf-8")
-        if len(exchange_b) > 255:
-            raise EncodingError("basic.publish exchange is longer than 255 bytes")
-        routing_key_b = self.routing_key.encode("utf-8")
-        if len(routing_key_b) > 255:
-            raise EncodingError("basic.publish routing-key is longer than 255 bytes")
         return b"".join(
             (
-                _S_HHHB.pack(60, 40, 0, len(exchange_b)),
-                exchange_b,
-                _S_B.pack(len(routing_key_b)),
-                routing_key_b,
-                _S_B.pack((1 if self.mandatory else 0) | (2 if self.immediate else 0)),
+                b"\x00\x3c\x00\x28\x00\x00",
+                SHORTSTRS.get(self.exchange)
+                or encode_shortstr(self.exchange, "basic.publish exchange"),
+                SHORTSTRS.get(self.routing_key)
+                or encode_shortstr(self.routing_key, "basic.publish routing-key"),
+                OCTETS[(1 if self.mandatory else 0) | (2 if self.immediate else 0)],
             )
         )
 
@@ -2264,17 +2138,15 @@ class BasicPublish(Method):
         """Read the arguments at `offset`; return the method and the offset after it."""
         m = _new(cls)
         _, exchange_n = _S_HB.unpack_from(buf, offset)
-        offset += 3
-        m.exchange = buf[offset : offset + exchange_n].decode()
-        offset += exchange_n
+        offset += 3 + exchange_n
+        m.exchange = buf[offset - exchange_n : offset].decode()
         routing_key_n = buf[offset]
-        offset += 1
-        m.routing_key = buf[offset : offset + routing_key_n].decode()
-        offset += routing_key_n
+        offset += 1 + routing_key_n
+        m.routing_key = buf[offset - routing_key_n : offset].decode()
         bits0 = buf[offset]
         offset += 1
-        m.mandatory = bool(bits0 & 1)
-        m.immediate = bool(bits0 & 2)
+        m.mandatory = (bits0 & 1) != 0
+        m.immediate = (bits0 & 2) != 0
         return m, offset
 
 
@@ -2309,23 +2181,15 @@ class BasicReturn(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        reply_text_b = self.reply_text.encode("utf-8")
-        if len(reply_text_b) > 255:
-            raise EncodingError("basic.return reply-text is longer than 255 bytes")
-        exchange_b = self.exchange.encode("utf-8")
-        if len(exchange_b) > 255:
-            raise EncodingError("basic.return exchange is longer than 255 bytes")
-        routing_key_b = self.routing_key.encode("utf-8")
-        if len(routing_key_b) > 255:
-            raise EncodingError("basic.return routing-key is longer than 255 bytes")
         return b"".join(
             (
-                _S_HHHB.pack(60, 50, self.reply_code, len(reply_text_b)),
-                reply_text_b,
-                _S_B.pack(len(exchange_b)),
-                exchange_b,
-                _S_B.pack(len(routing_key_b)),
-                routing_key_b,
+                _S_HHH.pack(60, 50, self.reply_code),
+                SHORTSTRS.get(self.reply_text)
+                or encode_shortstr(self.reply_text, "basic.return reply-text"),
+                SHORTSTRS.get(self.exchange)
+                or encode_shortstr(self.exchange, "basic.return exchange"),
+                SHORTSTRS.get(self.routing_key)
+                or encode_shortstr(self.routing_key, "basic.return routing-key"),
             )
         )
 
@@ -2334,17 +2198,14 @@ class BasicReturn(Method):
         """Read the arguments at `offset`; return the method and the offset after it."""
         m = _new(cls)
         m.reply_code, reply_text_n = _S_HB.unpack_from(buf, offset)
-        offset += 3
-        m.reply_text = buf[offset : offset + reply_text_n].decode()
-        offset += reply_text_n
+        offset += 3 + reply_text_n
+        m.reply_text = buf[offset - reply_text_n : offset].decode()
         exchange_n = buf[offset]
-        offset += 1
-        m.exchange = buf[offset : offset + exchange_n].decode()
-        offset += exchange_n
+        offset += 1 + exchange_n
+        m.exchange = buf[offset - exchange_n : offset].decode()
         routing_key_n = buf[offset]
-        offset += 1
-        m.routing_key = buf[offset : offset + routing_key_n].decode()
-        offset += routing_key_n
+        offset += 1 + routing_key_n
+        m.routing_key = buf[offset - routing_key_n : offset].decode()
         return m, offset
 
 
@@ -2386,23 +2247,16 @@ class BasicDeliver(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        consumer_tag_b = self.consumer_tag.encode("utf-8")
-        if len(consumer_tag_b) > 255:
-            raise EncodingError("basic.deliver consumer-tag is longer than 255 bytes")
-        exchange_b = self.exchange.encode("utf-8")
-        if len(exchange_b) > 255:
-            raise EncodingError("basic.deliver exchange is longer than 255 bytes")
-        routing_key_b = self.routing_key.encode("utf-8")
-        if len(routing_key_b) > 255:
-            raise EncodingError("basic.deliver routing-key is longer than 255 bytes")
         return b"".join(
             (
-                _S_HHB.pack(60, 60, len(consumer_tag_b)),
-                consumer_tag_b,
-                _S_QBB.pack(self.delivery_tag, (1 if self.redelivered else 0), len(exchange_b)),
-                exchange_b,
-                _S_B.pack(len(routing_key_b)),
-                routing_key_b,
+                b"\x00\x3c\x00\x3c",
+                SHORTSTRS.get(self.consumer_tag)
+                or encode_shortstr(self.consumer_tag, "basic.deliver consumer-tag"),
+                _S_QB.pack(self.delivery_tag, (1 if self.redelivered else 0)),
+                SHORTSTRS.get(self.exchange)
+                or encode_shortstr(self.exchange, "basic.deliver exchange"),
+                SHORTSTRS.get(self.routing_key)
+                or encode_shortstr(self.routing_key, "basic.deliver routing-key"),
             )
         )
 
@@ -2411,18 +2265,15 @@ class BasicDeliver(Method):
         """Read the arguments at `offset`; return the method and the offset after it."""
         m = _new(cls)
         consumer_tag_n = buf[offset]
-        offset += 1
-        m.consumer_tag = buf[offset : offset + consumer_tag_n].decode()
-        offset += consumer_tag_n
+        offset += 1 + consumer_tag_n
+        m.consumer_tag = buf[offset - consumer_tag_n : offset].decode()
         m.delivery_tag, bits0, exchange_n = _S_QBB.unpack_from(buf, offset)
-        offset += 10
-        m.redelivered = bool(bits0 & 1)
-        m.exchange = buf[offset : offset + exchange_n].decode()
-        offset += exchange_n
+        offset += 10 + exchange_n
+        m.redelivered = (bits0 & 1) != 0
+        m.exchange = buf[offset - exchange_n : offset].decode()
         routing_key_n = buf[offset]
-        offset += 1
-        m.routing_key = buf[offset : offset + routing_key_n].decode()
-        offset += routing_key_n
+        offset += 1 + routing_key_n
+        m.routing_key = buf[offset - routing_key_n : offset].decode()
         return m, offset
 
 
@@ -2454,14 +2305,11 @@ class BasicGet(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        queue_b = self.queue.encode("utf-8")
-        if len(queue_b) > 255:
-            raise EncodingError("basic.get queue is longer than 255 bytes")
         return b"".join(
             (
-                _S_HHHB.pack(60, 70, 0, len(queue_b)),
-                queue_b,
-                _S_B.pack(1 if self.no_ack else 0),
+                b"\x00\x3c\x00\x46\x00\x00",
+                SHORTSTRS.get(self.queue) or encode_shortstr(self.queue, "basic.get queue"),
+                OCTETS[(1 if self.no_ack else 0)],
             )
         )
 
@@ -2470,12 +2318,11 @@ class BasicGet(Method):
         """Read the arguments at `offset`; return the method and the offset after it."""
         m = _new(cls)
         _, queue_n = _S_HB.unpack_from(buf, offset)
-        offset += 3
-        m.queue = buf[offset : offset + queue_n].decode()
-        offset += queue_n
+        offset += 3 + queue_n
+        m.queue = buf[offset - queue_n : offset].decode()
         bits0 = buf[offset]
         offset += 1
-        m.no_ack = bool(bits0 & 1)
+        m.no_ack = (bits0 & 1) != 0
         return m, offset
 
 
@@ -2517,20 +2364,13 @@ class BasicGetOk(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        exchange_b = self.exchange.encode("utf-8")
-        if len(exchange_b) > 255:
-            raise EncodingError("basic.get-ok exchange is longer than 255 bytes")
-        routing_key_b = self.routing_key.encode("utf-8")
-        if len(routing_key_b) > 255:
-            raise EncodingError("basic.get-ok routing-key is longer than 255 bytes")
         return b"".join(
             (
-                _S_HHQBB.pack(
-                    60, 71, self.delivery_tag, (1 if self.redelivered else 0), len(exchange_b)
-                ),
-                exchange_b,
-                _S_B.pack(len(routing_key_b)),
-                routing_key_b,
+                _S_HHQB.pack(60, 71, self.delivery_tag, (1 if self.redelivered else 0)),
+                SHORTSTRS.get(self.exchange)
+                or encode_shortstr(self.exchange, "basic.get-ok exchange"),
+                SHORTSTRS.get(self.routing_key)
+                or encode_shortstr(self.routing_key, "basic.get-ok routing-key"),
                 _S_I.pack(self.message_count),
             )
         )
@@ -2540,14 +2380,12 @@ class BasicGetOk(Method):
         """Read the arguments at `offset`; return the method and the offset after it."""
         m = _new(cls)
         m.delivery_tag, bits0, exchange_n = _S_QBB.unpack_from(buf, offset)
-        offset += 10
-        m.redelivered = bool(bits0 & 1)
-        m.exchange = buf[offset : offset + exchange_n].decode()
-        offset += exchange_n
+        offset += 10 + exchange_n
+        m.redelivered = (bits0 & 1) != 0
+        m.exchange = buf[offset - exchange_n : offset].decode()
         routing_key_n = buf[offset]
-        offset += 1
-        m.routing_key = buf[offset : offset + routing_key_n].decode()
-        offset += routing_key_n
+        offset += 1 + routing_key_n
+        m.routing_key = buf[offset - routing_key_n : offset].decode()
         (m.message_count,) = _S_I.unpack_from(buf, offset)
         offset += 4
         return m, offset
@@ -2571,14 +2409,13 @@ class BasicGetEmpty(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        return _S_HHB.pack(60, 72, 0)
+        return b"\x00\x3c\x00\x48\x00"
 
     @classmethod
     def decode(cls, buf: bytes, offset: int) -> tuple[BasicGetEmpty, int]:
         """Read the arguments at `offset`; return the method and the offset after it."""
         reserved_1_n = buf[offset]
-        offset += 1
-        offset += reserved_1_n
+        offset += 1 + reserved_1_n
         return cls(), offset
 
 
@@ -2618,7 +2455,7 @@ class BasicAck(Method):
         m = _new(cls)
         m.delivery_tag, bits0 = _S_QB.unpack_from(buf, offset)
         offset += 9
-        m.multiple = bool(bits0 & 1)
+        m.multiple = (bits0 & 1) != 0
         return m, offset
 
 
@@ -2658,7 +2495,7 @@ class BasicReject(Method):
         m = _new(cls)
         m.delivery_tag, bits0 = _S_QB.unpack_from(buf, offset)
         offset += 9
-        m.requeue = bool(bits0 & 1)
+        m.requeue = (bits0 & 1) != 0
         return m, offset
 
 
@@ -2691,7 +2528,7 @@ class BasicRecoverAsync(Method):
         m = _new(cls)
         bits0 = buf[offset]
         offset += 1
-        m.requeue = bool(bits0 & 1)
+        m.requeue = (bits0 & 1) != 0
         return m, offset
 
 
@@ -2724,7 +2561,7 @@ class BasicRecover(Method):
         m = _new(cls)
         bits0 = buf[offset]
         offset += 1
-        m.requeue = bool(bits0 & 1)
+        m.requeue = (bits0 & 1) != 0
         return m, offset
 
 
@@ -2746,7 +2583,7 @@ class BasicRecoverOk(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        return _S_HH.pack(60, 111)
+        return b"\x00\x3c\x00\x6f"
 
     @classmethod
     def decode(cls, buf: bytes, offset: int) -> tuple[BasicRecoverOk, int]:
@@ -2797,8 +2634,8 @@ class BasicNack(Method):
         m = _new(cls)
         m.delivery_tag, bits0 = _S_QB.unpack_from(buf, offset)
         offset += 9
-        m.multiple = bool(bits0 & 1)
-        m.requeue = bool(bits0 & 2)
+        m.multiple = (bits0 & 1) != 0
+        m.requeue = (bits0 & 2) != 0
         return m, offset
 
 
@@ -2831,7 +2668,7 @@ class ConfirmSelect(Method):
         m = _new(cls)
         bits0 = buf[offset]
         offset += 1
-        m.nowait = bool(bits0 & 1)
+        m.nowait = (bits0 & 1) != 0
         return m, offset
 
 
@@ -2853,7 +2690,7 @@ class ConfirmSelectOk(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        return _S_HH.pack(85, 11)
+        return b"\x00\x55\x00\x0b"
 
     @classmethod
     def decode(cls, buf: bytes, offset: int) -> tuple[ConfirmSelectOk, int]:
@@ -2879,7 +2716,7 @@ class TxSelect(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        return _S_HH.pack(90, 10)
+        return b"\x00\x5a\x00\x0a"
 
     @classmethod
     def decode(cls, buf: bytes, offset: int) -> tuple[TxSelect, int]:
@@ -2905,7 +2742,7 @@ class TxSelectOk(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        return _S_HH.pack(90, 11)
+        return b"\x00\x5a\x00\x0b"
 
     @classmethod
     def decode(cls, buf: bytes, offset: int) -> tuple[TxSelectOk, int]:
@@ -2931,7 +2768,7 @@ class TxCommit(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        return _S_HH.pack(90, 20)
+        return b"\x00\x5a\x00\x14"
 
     @classmethod
     def decode(cls, buf: bytes, offset: int) -> tuple[TxCommit, int]:
@@ -2957,7 +2794,7 @@ class TxCommitOk(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        return _S_HH.pack(90, 21)
+        return b"\x00\x5a\x00\x15"
 
     @classmethod
     def decode(cls, buf: bytes, offset: int) -> tuple[TxCommitOk, int]:
@@ -2983,7 +2820,7 @@ class TxRollback(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        return _S_HH.pack(90, 30)
+        return b"\x00\x5a\x00\x1e"
 
     @classmethod
     def decode(cls, buf: bytes, offset: int) -> tuple[TxRollback, int]:
@@ -3009,7 +2846,7 @@ class TxRollbackOk(Method):
 
     def encode(self) -> bytes:
         """The method payload: class id, method id and arguments."""
-        return _S_HH.pack(90, 31)
+        return b"\x00\x5a\x00\x1f"
 
     @classmethod
     def decode(cls, buf: bytes, offset: int) -> tuple[TxRollbackOk, int]:

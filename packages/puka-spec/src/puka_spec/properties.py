@@ -13,7 +13,14 @@ import struct
 from typing import ClassVar
 
 from puka_spec.exceptions import EncodingError, FrameError
-from puka_spec.table import FieldTable, decode_table_unchecked, encode_table
+from puka_spec.table import (
+    OCTETS,
+    SHORTSTRS,
+    FieldTable,
+    decode_table_unchecked,
+    encode_shortstr,
+    encode_table,
+)
 
 __all__ = ["BasicProperties"]
 
@@ -127,21 +134,15 @@ class BasicProperties:
     def encode(self) -> bytes:
         """Property flags followed by the properties that are set."""
         flags = 0
-        parts: list[bytes] = []
+        parts = [b""]  # the flags, once known
         v0 = self.content_type
         if v0 is not None:
             flags |= 0x8000
-            b0 = v0.encode("utf-8")
-            if len(b0) > 255:
-                raise EncodingError("property content_type is longer than 255 bytes")
-            parts.append(_B.pack(len(b0)) + b0)
+            parts.append(SHORTSTRS.get(v0) or encode_shortstr(v0, "property content_type"))
         v1 = self.content_encoding
         if v1 is not None:
             flags |= 0x4000
-            b1 = v1.encode("utf-8")
-            if len(b1) > 255:
-                raise EncodingError("property content_encoding is longer than 255 bytes")
-            parts.append(_B.pack(len(b1)) + b1)
+            parts.append(SHORTSTRS.get(v1) or encode_shortstr(v1, "property content_encoding"))
         v2 = self.headers
         if v2 is not None:
             flags |= 0x2000
@@ -157,31 +158,25 @@ class BasicProperties:
         v5 = self.correlation_id
         if v5 is not None:
             flags |= 0x0400
-            b5 = v5.encode("utf-8")
+            b5 = v5.encode()
             if len(b5) > 255:
                 raise EncodingError("property correlation_id is longer than 255 bytes")
-            parts.append(_B.pack(len(b5)) + b5)
+            parts += (OCTETS[len(b5)], b5)
         v6 = self.reply_to
         if v6 is not None:
             flags |= 0x0200
-            b6 = v6.encode("utf-8")
-            if len(b6) > 255:
-                raise EncodingError("property reply_to is longer than 255 bytes")
-            parts.append(_B.pack(len(b6)) + b6)
+            parts.append(SHORTSTRS.get(v6) or encode_shortstr(v6, "property reply_to"))
         v7 = self.expiration
         if v7 is not None:
             flags |= 0x0100
-            b7 = v7.encode("utf-8")
-            if len(b7) > 255:
-                raise EncodingError("property expiration is longer than 255 bytes")
-            parts.append(_B.pack(len(b7)) + b7)
+            parts.append(SHORTSTRS.get(v7) or encode_shortstr(v7, "property expiration"))
         v8 = self.message_id
         if v8 is not None:
             flags |= 0x0080
-            b8 = v8.encode("utf-8")
+            b8 = v8.encode()
             if len(b8) > 255:
                 raise EncodingError("property message_id is longer than 255 bytes")
-            parts.append(_B.pack(len(b8)) + b8)
+            parts += (OCTETS[len(b8)], b8)
         v9 = self.timestamp
         if v9 is not None:
             flags |= 0x0040
@@ -189,32 +184,24 @@ class BasicProperties:
         v10 = self.type
         if v10 is not None:
             flags |= 0x0020
-            b10 = v10.encode("utf-8")
-            if len(b10) > 255:
-                raise EncodingError("property type is longer than 255 bytes")
-            parts.append(_B.pack(len(b10)) + b10)
+            parts.append(SHORTSTRS.get(v10) or encode_shortstr(v10, "property type"))
         v11 = self.user_id
         if v11 is not None:
             flags |= 0x0010
-            b11 = v11.encode("utf-8")
-            if len(b11) > 255:
-                raise EncodingError("property user_id is longer than 255 bytes")
-            parts.append(_B.pack(len(b11)) + b11)
+            parts.append(SHORTSTRS.get(v11) or encode_shortstr(v11, "property user_id"))
         v12 = self.app_id
         if v12 is not None:
             flags |= 0x0008
-            b12 = v12.encode("utf-8")
-            if len(b12) > 255:
-                raise EncodingError("property app_id is longer than 255 bytes")
-            parts.append(_B.pack(len(b12)) + b12)
+            parts.append(SHORTSTRS.get(v12) or encode_shortstr(v12, "property app_id"))
         v13 = self.reserved
         if v13 is not None:
             flags |= 0x0004
-            b13 = v13.encode("utf-8")
+            b13 = v13.encode()
             if len(b13) > 255:
                 raise EncodingError("property reserved is longer than 255 bytes")
-            parts.append(_B.pack(len(b13)) + b13)
-        return _FLAGS.pack(flags) + b"".join(parts)
+            parts += (OCTETS[len(b13)], b13)
+        parts[0] = _FLAGS.pack(flags)
+        return b"".join(parts)
 
     @classmethod
     def decode(cls, buf: bytes, offset: int) -> tuple[BasicProperties, int]:
@@ -226,12 +213,12 @@ class BasicProperties:
         props = _new(cls)
         if flags & 0x8000:
             n = buf[offset]
-            props.content_type = buf[offset + 1 : offset + 1 + n].decode()
             offset += 1 + n
+            props.content_type = buf[offset - n : offset].decode()
         if flags & 0x4000:
             n = buf[offset]
-            props.content_encoding = buf[offset + 1 : offset + 1 + n].decode()
             offset += 1 + n
+            props.content_encoding = buf[offset - n : offset].decode()
         if flags & 0x2000:
             props.headers, offset = decode_table_unchecked(buf, offset)
         if flags & 0x1000:
@@ -242,39 +229,39 @@ class BasicProperties:
             offset += 1
         if flags & 0x0400:
             n = buf[offset]
-            props.correlation_id = buf[offset + 1 : offset + 1 + n].decode()
             offset += 1 + n
+            props.correlation_id = buf[offset - n : offset].decode()
         if flags & 0x0200:
             n = buf[offset]
-            props.reply_to = buf[offset + 1 : offset + 1 + n].decode()
             offset += 1 + n
+            props.reply_to = buf[offset - n : offset].decode()
         if flags & 0x0100:
             n = buf[offset]
-            props.expiration = buf[offset + 1 : offset + 1 + n].decode()
             offset += 1 + n
+            props.expiration = buf[offset - n : offset].decode()
         if flags & 0x0080:
             n = buf[offset]
-            props.message_id = buf[offset + 1 : offset + 1 + n].decode()
             offset += 1 + n
+            props.message_id = buf[offset - n : offset].decode()
         if flags & 0x0040:
             (props.timestamp,) = _Q.unpack_from(buf, offset)
             offset += 8
         if flags & 0x0020:
             n = buf[offset]
-            props.type = buf[offset + 1 : offset + 1 + n].decode()
             offset += 1 + n
+            props.type = buf[offset - n : offset].decode()
         if flags & 0x0010:
             n = buf[offset]
-            props.user_id = buf[offset + 1 : offset + 1 + n].decode()
             offset += 1 + n
+            props.user_id = buf[offset - n : offset].decode()
         if flags & 0x0008:
             n = buf[offset]
-            props.app_id = buf[offset + 1 : offset + 1 + n].decode()
             offset += 1 + n
+            props.app_id = buf[offset - n : offset].decode()
         if flags & 0x0004:
             n = buf[offset]
-            props.reserved = buf[offset + 1 : offset + 1 + n].decode()
             offset += 1 + n
+            props.reserved = buf[offset - n : offset].decode()
         return props, offset
 
     def __eq__(self, other: object) -> bool:

@@ -83,6 +83,7 @@ _U64 = struct.Struct(">Q")
 _F32 = struct.Struct(">f")
 _F64 = struct.Struct(">d")
 _DEC = struct.Struct(">Bi")
+_STR_HEAD = struct.Struct(">BI")  # type S and the string's length
 
 _T_STR = b"S"
 _T_INT = b"I"
@@ -113,20 +114,56 @@ def encode_array(array: FieldArray | tuple[FieldValue, ...]) -> bytes:
     return _encode_array(array, 0)
 
 
+OCTETS = tuple(bytes((n,)) for n in range(256))
+"""`OCTETS[n]` is the one-byte `bytes` of `n`, 0 ≤ n ≤ 255: length octets and bit fields."""
+
+SHORTSTRS_MAX = 512
+SHORTSTRS: dict[str, bytes] = {}
+"""Short strings encoded lately → their wire form (length octet and UTF-8 bytes).
+
+Names repeat: exchanges, routing keys, queues, consumer tags, content types, table keys. Generated
+encoders look a `str` up here first, `SHORTSTRS.get(s) or encode_shortstr(s, what)`, and only
+encode it on a miss. Only valid short strings of type `str` are stored, and the dict is emptied
+when it holds `SHORTSTRS_MAX` of them, so it stays small whatever the application sends.
+"""
+
+
+def encode_shortstr(value: str, what: str) -> bytes:
+    """`value` as a short string (length octet and UTF-8 bytes), remembered in `SHORTSTRS`.
+
+    Raises `EncodingError` ("`what` is longer than 255 bytes") for a string too long.
+    """
+    data = value.encode()
+    if len(data) > 255:
+        raise EncodingError(f"{what} is longer than 255 bytes")
+    data = OCTETS[len(data)] + data
+    if type(value) is str:
+        if len(SHORTSTRS) >= SHORTSTRS_MAX:
+            SHORTSTRS.clear()
+        SHORTSTRS[value] = data
+    return data
+
+
+def _encode_key(key: object) -> bytes:
+    """A field table key on a `SHORTSTRS` miss."""
+    if not isinstance(key, str):
+        raise EncodingError(f"field table key {key!r} is not a str")
+    try:
+        return encode_shortstr(key, "field table key")
+    except EncodingError:
+        raise EncodingError(f"field table key {key[:40]!r}… is longer than 255 bytes") from None
+
+
 def _encode_table(table: FieldTable, depth: int) -> bytes:
     if depth >= MAX_NESTING:
         raise EncodingError(f"field tables nest deeper than {MAX_NESTING} levels")
     parts: list[bytes] = []
-    append = parts.append
     for key, value in table.items():
-        if not isinstance(key, str):
-            raise EncodingError(f"field table key {key!r} is not a str")
-        kb = key.encode("utf-8")
-        if len(kb) > 255:
-            raise EncodingError(f"field table key {key[:40]!r}… is longer than 255 bytes")
-        append(_U8.pack(len(kb)))
-        append(kb)
-        append(_encode_value(value, depth))
+        if type(value) is str:  # by far the most common value: inlined
+            data = value.encode()
+            parts += (SHORTSTRS.get(key) or _encode_key(key), _STR_HEAD.pack(83, len(data)), data)
+        else:
+            parts += (SHORTSTRS.get(key) or _encode_key(key), _encode_value(value, depth))
     payload = b"".join(parts)
     return _U32.pack(len(payload)) + payload
 
