@@ -63,7 +63,7 @@ def encode_lines(method: Method, structs: Structs) -> list[str]:
 
     Fixed-width runs become one `pack` (or a bytes constant when every value in them is a constant:
     the method ids and reserved fields), a lone bit octet an `OCTETS` lookup, and short strings
-    come from the `SHORTSTRS` cache (length octet included).
+    come from the `SHORTSTRS` cache (length octet included) through `_cached`, its bound `get`.
     """
     parts: list[str] = []
     fmt = "HH"
@@ -99,7 +99,7 @@ def encode_lines(method: Method, structs: Structs) -> list[str]:
             flush()
             value = f"self.{f.py_name}"
             what = f"{method.full_name} {f.name}"
-            parts.append(f'SHORTSTRS.get({value}) or encode_shortstr({value}, "{what}")')
+            parts.append(f'_cached({value}) or encode_shortstr({value}, "{what}")')
         elif f.type == "longstr":
             if f.reserved:
                 fmt += "I"
@@ -112,7 +112,7 @@ def encode_lines(method: Method, structs: Structs) -> list[str]:
             parts.append(var)
         elif f.type == "table":
             flush()
-            parts.append(f"encode_table(self.{f.py_name})")
+            parts.append(f"encode_table_at(self.{f.py_name}, 0)")
         else:  # pragma: no cover - the XML has no other types
             raise ValueError(f"unknown type {f.type}")
     flush()

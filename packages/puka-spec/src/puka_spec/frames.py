@@ -29,7 +29,7 @@ from puka_spec.exceptions import (
     UnsupportedProtocol,
 )
 from puka_spec.methods import METHODS, Method
-from puka_spec.properties import BasicProperties
+from puka_spec.properties import BasicProperties, decode_properties
 
 __all__ = [
     "HEARTBEAT_FRAME",
@@ -47,17 +47,19 @@ __all__ = [
 ]
 
 _FRAME = struct.Struct(">BHI")
+_FRAME_AND_KEY = struct.Struct(">BHII")  # and a method frame's class and method ids: METHODS key
 _END_AND_FRAME = struct.Struct(">BBHI")  # frame-end of the previous frame + the next header
 _END_AND_CONTENT_HEADER = struct.Struct(">BBHIHHQ")
 _CONTENT_HEADER = struct.Struct(">HHQ")
+_CONTENT_HEADER_FLAGS = struct.Struct(">HHQH")  # and the property flags
 _IDS = struct.Struct(">HH")
 _U32 = struct.Struct(">I")
 _END = b"\xce"
 
 _new = object.__new__
 _METHODS = METHODS
+_DECODERS = {key: cls.decode for key, cls in METHODS.items()}  # bound once, not at every call
 _BASIC = BasicProperties.CLASS_ID
-_decode_properties = BasicProperties.decode
 
 HEARTBEAT_FRAME = b"\x08\x00\x00\x00\x00\x00\x00\xce"
 """A whole heartbeat frame."""
@@ -203,8 +205,8 @@ def decode_method(payload: bytes) -> Method:
 def decode_header(payload: bytes) -> tuple[int, int, BasicProperties]:
     """Decode a content header payload: (class id, body size, properties)."""
     try:
-        class_id, _weight, body_size = _CONTENT_HEADER.unpack_from(payload, 0)
-        properties, end = _decode_properties(payload, 12)
+        class_id, _weight, body_size, flags = _CONTENT_HEADER_FLAGS.unpack_from(payload, 0)
+        properties, end = decode_properties(BasicProperties, flags, payload, 14)
     except _DECODE_ERRORS:
         raise _header_error(payload) from None
     if end > len(payload) or class_id != _BASIC:
@@ -253,7 +255,7 @@ def _header_error(payload: bytes) -> AMQPError:
     if class_id != _BASIC:
         return UnexpectedFrame(f"content header for class {class_id}, which has no content")
     try:
-        _properties, end = _decode_properties(payload, 12)
+        _properties, end = BasicProperties.decode(payload, 12)
     except (IndexError, struct.error) as exc:
         return FrameError(f"malformed content header: {exc}")
     except UnicodeDecodeError:
@@ -296,7 +298,7 @@ class FrameReader:
     def feed(self, data: bytes) -> None:
         """Add received bytes."""
         if self._pos >= len(self._buf):
-            self._buf = bytes(data)
+            self._buf = data if type(data) is bytes else bytes(data)
         else:
             self._buf = self._buf[self._pos :] + data
         self._pos = 0
@@ -305,9 +307,14 @@ class FrameReader:
         """The next whole frame, or `None` when more data is needed."""
         buf = self._buf
         pos = self._pos
-        if len(buf) - pos < 8:  # the smallest frame is 8 bytes, and so is a protocol header
-            return None
-        kind, channel, size = _FRAME.unpack_from(buf, pos)
+        try:  # the frame header and the payload's first 4 bytes: a method frame's method id
+            kind, channel, size, key = _FRAME_AND_KEY.unpack_from(buf, pos)
+        except struct.error:  # fewer than 11 bytes: a small frame, or not a frame header yet
+            try:
+                kind, channel, size = _FRAME.unpack_from(buf, pos)
+            except struct.error:
+                return None
+            key = -1  # a method frame this small has no method id: malformed
         end = pos + 7 + size
         if size > self._max_payload or len(buf) <= end:
             self._not_whole(kind, size)  # raises for a bad type or size, else: wait for more
@@ -318,19 +325,20 @@ class FrameReader:
         frame: Frame
         if kind == 1:  # FRAME_METHOD: decode_method, in place
             try:
-                method, stop = _METHODS[_U32.unpack_from(buf, pos + 7)[0]].decode(buf, pos + 11)
+                method, stop = _DECODERS[key](buf, pos + 11)
             except _DECODE_ERRORS:
-                raise _method_error(buf[pos + 7 : end]) from None
-            if stop > end:
-                raise _method_error(buf[pos + 7 : end])
+                stop = end + 1
+            if stop > end:  # malformed, or a method added to METHODS since: the careful way
+                method = decode_method(buf[pos + 7 : end])
             frame = _new(MethodFrame)
             frame.channel = channel
             frame.method = method
             return frame
         if kind == 2:  # FRAME_HEADER: decode_header, in place
             try:
-                class_id, _weight, body_size = _CONTENT_HEADER.unpack_from(buf, pos + 7)
-                properties, stop = _decode_properties(buf, pos + 19)
+                head = _CONTENT_HEADER_FLAGS.unpack_from(buf, pos + 7)
+                class_id, _weight, body_size, flags = head
+                properties, stop = decode_properties(BasicProperties, flags, buf, pos + 21)
             except _DECODE_ERRORS:
                 raise _header_error(buf[pos + 7 : end]) from None
             if stop > end or class_id != _BASIC:
@@ -354,6 +362,8 @@ class FrameReader:
 
     def _not_whole(self, kind: int, size: int) -> None:
         """`read_frame` for a frame too large or not yet whole: refuse it or wait for more."""
+        if len(self._buf) - self._pos < 8:  # the smallest frame, and a protocol header: 8 bytes
+            return
         if kind not in _FRAME_TYPES:
             raise _bad_frame_type(kind, self._buf[self._pos : self._pos + 8])
         if size > self._max_payload:

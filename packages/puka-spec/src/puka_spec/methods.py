@@ -21,7 +21,7 @@ from puka_spec.table import (
     FieldTable,
     decode_table_unchecked,
     encode_shortstr,
-    encode_table,
+    encode_table_at,
 )
 
 __all__ = [
@@ -94,6 +94,7 @@ __all__ = [
 ]
 
 _new = object.__new__
+_cached = SHORTSTRS.get  # a short string's wire form, when SHORTSTRS has it
 
 _S_BB = struct.Struct(">BB")
 _S_HB = struct.Struct(">HB")
@@ -193,7 +194,7 @@ class ConnectionStart(Method):
         return b"".join(
             (
                 _S_HHBB.pack(10, 10, self.version_major, self.version_minor),
-                encode_table(self.server_properties),
+                encode_table_at(self.server_properties, 0),
                 _S_I.pack(len(self.mechanisms)),
                 self.mechanisms,
                 _S_I.pack(len(self.locales)),
@@ -255,13 +256,12 @@ class ConnectionStartOk(Method):
         return b"".join(
             (
                 b"\x00\x0a\x00\x0b",
-                encode_table(self.client_properties),
-                SHORTSTRS.get(self.mechanism)
+                encode_table_at(self.client_properties, 0),
+                _cached(self.mechanism)
                 or encode_shortstr(self.mechanism, "connection.start-ok mechanism"),
                 _S_I.pack(len(self.response)),
                 self.response,
-                SHORTSTRS.get(self.locale)
-                or encode_shortstr(self.locale, "connection.start-ok locale"),
+                _cached(self.locale) or encode_shortstr(self.locale, "connection.start-ok locale"),
             )
         )
 
@@ -466,7 +466,7 @@ class ConnectionOpen(Method):
         return b"".join(
             (
                 b"\x00\x0a\x00\x28",
-                SHORTSTRS.get(self.virtual_host)
+                _cached(self.virtual_host)
                 or encode_shortstr(self.virtual_host, "connection.open virtual-host"),
                 b"\x00\x00",
             )
@@ -547,7 +547,7 @@ class ConnectionClose(Method):
         return b"".join(
             (
                 _S_HHH.pack(10, 50, self.reply_code),
-                SHORTSTRS.get(self.reply_text)
+                _cached(self.reply_text)
                 or encode_shortstr(self.reply_text, "connection.close reply-text"),
                 _S_HH.pack(self.class_id, self.method_id),
             )
@@ -615,8 +615,7 @@ class ConnectionBlocked(Method):
         return b"".join(
             (
                 b"\x00\x0a\x00\x3c",
-                SHORTSTRS.get(self.reason)
-                or encode_shortstr(self.reason, "connection.blocked reason"),
+                _cached(self.reason) or encode_shortstr(self.reason, "connection.blocked reason"),
             )
         )
 
@@ -688,7 +687,7 @@ class ConnectionUpdateSecret(Method):
             (
                 _S_HHI.pack(10, 70, len(self.new_secret)),
                 self.new_secret,
-                SHORTSTRS.get(self.reason)
+                _cached(self.reason)
                 or encode_shortstr(self.reason, "connection.update-secret reason"),
             )
         )
@@ -888,7 +887,7 @@ class ChannelClose(Method):
         return b"".join(
             (
                 _S_HHH.pack(20, 40, self.reply_code),
-                SHORTSTRS.get(self.reply_text)
+                _cached(self.reply_text)
                 or encode_shortstr(self.reply_text, "channel.close reply-text"),
                 _S_HH.pack(self.class_id, self.method_id),
             )
@@ -991,9 +990,9 @@ class ExchangeDeclare(Method):
         return b"".join(
             (
                 b"\x00\x28\x00\x0a\x00\x00",
-                SHORTSTRS.get(self.exchange)
+                _cached(self.exchange)
                 or encode_shortstr(self.exchange, "exchange.declare exchange"),
-                SHORTSTRS.get(self.type) or encode_shortstr(self.type, "exchange.declare type"),
+                _cached(self.type) or encode_shortstr(self.type, "exchange.declare type"),
                 OCTETS[
                     (1 if self.passive else 0)
                     | (2 if self.durable else 0)
@@ -1001,7 +1000,7 @@ class ExchangeDeclare(Method):
                     | (8 if self.internal else 0)
                     | (16 if self.no_wait else 0)
                 ],
-                encode_table(self.arguments),
+                encode_table_at(self.arguments, 0),
             )
         )
 
@@ -1086,7 +1085,7 @@ class ExchangeDelete(Method):
         return b"".join(
             (
                 b"\x00\x28\x00\x14\x00\x00",
-                SHORTSTRS.get(self.exchange)
+                _cached(self.exchange)
                 or encode_shortstr(self.exchange, "exchange.delete exchange"),
                 OCTETS[(1 if self.if_unused else 0) | (2 if self.no_wait else 0)],
             )
@@ -1173,13 +1172,13 @@ class ExchangeBind(Method):
         return b"".join(
             (
                 b"\x00\x28\x00\x1e\x00\x00",
-                SHORTSTRS.get(self.destination)
+                _cached(self.destination)
                 or encode_shortstr(self.destination, "exchange.bind destination"),
-                SHORTSTRS.get(self.source) or encode_shortstr(self.source, "exchange.bind source"),
-                SHORTSTRS.get(self.routing_key)
+                _cached(self.source) or encode_shortstr(self.source, "exchange.bind source"),
+                _cached(self.routing_key)
                 or encode_shortstr(self.routing_key, "exchange.bind routing-key"),
                 OCTETS[(1 if self.no_wait else 0)],
-                encode_table(self.arguments),
+                encode_table_at(self.arguments, 0),
             )
         )
 
@@ -1270,14 +1269,13 @@ class ExchangeUnbind(Method):
         return b"".join(
             (
                 b"\x00\x28\x00\x28\x00\x00",
-                SHORTSTRS.get(self.destination)
+                _cached(self.destination)
                 or encode_shortstr(self.destination, "exchange.unbind destination"),
-                SHORTSTRS.get(self.source)
-                or encode_shortstr(self.source, "exchange.unbind source"),
-                SHORTSTRS.get(self.routing_key)
+                _cached(self.source) or encode_shortstr(self.source, "exchange.unbind source"),
+                _cached(self.routing_key)
                 or encode_shortstr(self.routing_key, "exchange.unbind routing-key"),
                 OCTETS[(1 if self.no_wait else 0)],
-                encode_table(self.arguments),
+                encode_table_at(self.arguments, 0),
             )
         )
 
@@ -1374,7 +1372,7 @@ class QueueDeclare(Method):
         return b"".join(
             (
                 b"\x00\x32\x00\x0a\x00\x00",
-                SHORTSTRS.get(self.queue) or encode_shortstr(self.queue, "queue.declare queue"),
+                _cached(self.queue) or encode_shortstr(self.queue, "queue.declare queue"),
                 OCTETS[
                     (1 if self.passive else 0)
                     | (2 if self.durable else 0)
@@ -1382,7 +1380,7 @@ class QueueDeclare(Method):
                     | (8 if self.auto_delete else 0)
                     | (16 if self.no_wait else 0)
                 ],
-                encode_table(self.arguments),
+                encode_table_at(self.arguments, 0),
             )
         )
 
@@ -1434,7 +1432,7 @@ class QueueDeclareOk(Method):
         return b"".join(
             (
                 b"\x00\x32\x00\x0b",
-                SHORTSTRS.get(self.queue) or encode_shortstr(self.queue, "queue.declare-ok queue"),
+                _cached(self.queue) or encode_shortstr(self.queue, "queue.declare-ok queue"),
                 _S_II.pack(self.message_count, self.consumer_count),
             )
         )
@@ -1492,13 +1490,12 @@ class QueueBind(Method):
         return b"".join(
             (
                 b"\x00\x32\x00\x14\x00\x00",
-                SHORTSTRS.get(self.queue) or encode_shortstr(self.queue, "queue.bind queue"),
-                SHORTSTRS.get(self.exchange)
-                or encode_shortstr(self.exchange, "queue.bind exchange"),
-                SHORTSTRS.get(self.routing_key)
+                _cached(self.queue) or encode_shortstr(self.queue, "queue.bind queue"),
+                _cached(self.exchange) or encode_shortstr(self.exchange, "queue.bind exchange"),
+                _cached(self.routing_key)
                 or encode_shortstr(self.routing_key, "queue.bind routing-key"),
                 OCTETS[(1 if self.no_wait else 0)],
-                encode_table(self.arguments),
+                encode_table_at(self.arguments, 0),
             )
         )
 
@@ -1586,12 +1583,11 @@ class QueueUnbind(Method):
         return b"".join(
             (
                 b"\x00\x32\x00\x32\x00\x00",
-                SHORTSTRS.get(self.queue) or encode_shortstr(self.queue, "queue.unbind queue"),
-                SHORTSTRS.get(self.exchange)
-                or encode_shortstr(self.exchange, "queue.unbind exchange"),
-                SHORTSTRS.get(self.routing_key)
+                _cached(self.queue) or encode_shortstr(self.queue, "queue.unbind queue"),
+                _cached(self.exchange) or encode_shortstr(self.exchange, "queue.unbind exchange"),
+                _cached(self.routing_key)
                 or encode_shortstr(self.routing_key, "queue.unbind routing-key"),
-                encode_table(self.arguments),
+                encode_table_at(self.arguments, 0),
             )
         )
 
@@ -1666,7 +1662,7 @@ class QueuePurge(Method):
         return b"".join(
             (
                 b"\x00\x32\x00\x1e\x00\x00",
-                SHORTSTRS.get(self.queue) or encode_shortstr(self.queue, "queue.purge queue"),
+                _cached(self.queue) or encode_shortstr(self.queue, "queue.purge queue"),
                 OCTETS[(1 if self.no_wait else 0)],
             )
         )
@@ -1754,7 +1750,7 @@ class QueueDelete(Method):
         return b"".join(
             (
                 b"\x00\x32\x00\x28\x00\x00",
-                SHORTSTRS.get(self.queue) or encode_shortstr(self.queue, "queue.delete queue"),
+                _cached(self.queue) or encode_shortstr(self.queue, "queue.delete queue"),
                 OCTETS[
                     (1 if self.if_unused else 0)
                     | (2 if self.if_empty else 0)
@@ -1926,8 +1922,8 @@ class BasicConsume(Method):
         return b"".join(
             (
                 b"\x00\x3c\x00\x14\x00\x00",
-                SHORTSTRS.get(self.queue) or encode_shortstr(self.queue, "basic.consume queue"),
-                SHORTSTRS.get(self.consumer_tag)
+                _cached(self.queue) or encode_shortstr(self.queue, "basic.consume queue"),
+                _cached(self.consumer_tag)
                 or encode_shortstr(self.consumer_tag, "basic.consume consumer-tag"),
                 OCTETS[
                     (1 if self.no_local else 0)
@@ -1935,7 +1931,7 @@ class BasicConsume(Method):
                     | (4 if self.exclusive else 0)
                     | (8 if self.no_wait else 0)
                 ],
-                encode_table(self.arguments),
+                encode_table_at(self.arguments, 0),
             )
         )
 
@@ -1983,7 +1979,7 @@ class BasicConsumeOk(Method):
         return b"".join(
             (
                 b"\x00\x3c\x00\x15",
-                SHORTSTRS.get(self.consumer_tag)
+                _cached(self.consumer_tag)
                 or encode_shortstr(self.consumer_tag, "basic.consume-ok consumer-tag"),
             )
         )
@@ -2029,7 +2025,7 @@ class BasicCancel(Method):
         return b"".join(
             (
                 b"\x00\x3c\x00\x1e",
-                SHORTSTRS.get(self.consumer_tag)
+                _cached(self.consumer_tag)
                 or encode_shortstr(self.consumer_tag, "basic.cancel consumer-tag"),
                 OCTETS[(1 if self.no_wait else 0)],
             )
@@ -2072,7 +2068,7 @@ class BasicCancelOk(Method):
         return b"".join(
             (
                 b"\x00\x3c\x00\x1f",
-                SHORTSTRS.get(self.consumer_tag)
+                _cached(self.consumer_tag)
                 or encode_shortstr(self.consumer_tag, "basic.cancel-ok consumer-tag"),
             )
         )
@@ -2125,9 +2121,8 @@ class BasicPublish(Method):
         return b"".join(
             (
                 b"\x00\x3c\x00\x28\x00\x00",
-                SHORTSTRS.get(self.exchange)
-                or encode_shortstr(self.exchange, "basic.publish exchange"),
-                SHORTSTRS.get(self.routing_key)
+                _cached(self.exchange) or encode_shortstr(self.exchange, "basic.publish exchange"),
+                _cached(self.routing_key)
                 or encode_shortstr(self.routing_key, "basic.publish routing-key"),
                 OCTETS[(1 if self.mandatory else 0) | (2 if self.immediate else 0)],
             )
@@ -2184,11 +2179,10 @@ class BasicReturn(Method):
         return b"".join(
             (
                 _S_HHH.pack(60, 50, self.reply_code),
-                SHORTSTRS.get(self.reply_text)
+                _cached(self.reply_text)
                 or encode_shortstr(self.reply_text, "basic.return reply-text"),
-                SHORTSTRS.get(self.exchange)
-                or encode_shortstr(self.exchange, "basic.return exchange"),
-                SHORTSTRS.get(self.routing_key)
+                _cached(self.exchange) or encode_shortstr(self.exchange, "basic.return exchange"),
+                _cached(self.routing_key)
                 or encode_shortstr(self.routing_key, "basic.return routing-key"),
             )
         )
@@ -2250,12 +2244,11 @@ class BasicDeliver(Method):
         return b"".join(
             (
                 b"\x00\x3c\x00\x3c",
-                SHORTSTRS.get(self.consumer_tag)
+                _cached(self.consumer_tag)
                 or encode_shortstr(self.consumer_tag, "basic.deliver consumer-tag"),
                 _S_QB.pack(self.delivery_tag, (1 if self.redelivered else 0)),
-                SHORTSTRS.get(self.exchange)
-                or encode_shortstr(self.exchange, "basic.deliver exchange"),
-                SHORTSTRS.get(self.routing_key)
+                _cached(self.exchange) or encode_shortstr(self.exchange, "basic.deliver exchange"),
+                _cached(self.routing_key)
                 or encode_shortstr(self.routing_key, "basic.deliver routing-key"),
             )
         )
@@ -2308,7 +2301,7 @@ class BasicGet(Method):
         return b"".join(
             (
                 b"\x00\x3c\x00\x46\x00\x00",
-                SHORTSTRS.get(self.queue) or encode_shortstr(self.queue, "basic.get queue"),
+                _cached(self.queue) or encode_shortstr(self.queue, "basic.get queue"),
                 OCTETS[(1 if self.no_ack else 0)],
             )
         )
@@ -2367,9 +2360,8 @@ class BasicGetOk(Method):
         return b"".join(
             (
                 _S_HHQB.pack(60, 71, self.delivery_tag, (1 if self.redelivered else 0)),
-                SHORTSTRS.get(self.exchange)
-                or encode_shortstr(self.exchange, "basic.get-ok exchange"),
-                SHORTSTRS.get(self.routing_key)
+                _cached(self.exchange) or encode_shortstr(self.exchange, "basic.get-ok exchange"),
+                _cached(self.routing_key)
                 or encode_shortstr(self.routing_key, "basic.get-ok routing-key"),
                 _S_I.pack(self.message_count),
             )

@@ -104,9 +104,7 @@ def encode_table(table: FieldTable | None) -> bytes:
 
     `None` and `{}` both encode as the empty table.
     """
-    if not table:
-        return _EMPTY
-    return _encode_table(table, 0)
+    return encode_table_at(table, 0)
 
 
 def encode_array(array: FieldArray | tuple[FieldValue, ...]) -> bytes:
@@ -126,6 +124,9 @@ encoders look a `str` up here first, `SHORTSTRS.get(s) or encode_shortstr(s, wha
 encode it on a miss. Only valid short strings of type `str` are stored, and the dict is emptied
 when it holds `SHORTSTRS_MAX` of them, so it stays small whatever the application sends.
 """
+
+
+_cached = SHORTSTRS.get  # a short string's wire form, when SHORTSTRS has it
 
 
 def encode_shortstr(value: str, what: str) -> bytes:
@@ -154,16 +155,21 @@ def _encode_key(key: object) -> bytes:
         raise EncodingError(f"field table key {key[:40]!r}… is longer than 255 bytes") from None
 
 
-def _encode_table(table: FieldTable, depth: int) -> bytes:
+def encode_table_at(table: FieldTable | None, depth: int) -> bytes:
+    """`encode_table` for a table nested `depth` levels deep (generated encoders pass 0)."""
     if depth >= MAX_NESTING:
         raise EncodingError(f"field tables nest deeper than {MAX_NESTING} levels")
+    if not table:
+        return _EMPTY
     parts: list[bytes] = []
     for key, value in table.items():
+        parts.append(_cached(key) or _encode_key(key))
         if type(value) is str:  # by far the most common value: inlined
             data = value.encode()
-            parts += (SHORTSTRS.get(key) or _encode_key(key), _STR_HEAD.pack(83, len(data)), data)
+            parts.append(_STR_HEAD.pack(83, len(data)))
+            parts.append(data)
         else:
-            parts += (SHORTSTRS.get(key) or _encode_key(key), _encode_value(value, depth))
+            parts.append(_encode_value(value, depth))
     payload = b"".join(parts)
     return _U32.pack(len(payload)) + payload
 
@@ -194,7 +200,7 @@ def _encode_value(value: object, depth: int) -> bytes:
     if value is None:
         return _T_VOID
     if isinstance(value, dict):
-        return b"F" + _encode_table(value, depth + 1)
+        return b"F" + encode_table_at(value, depth + 1)
     if isinstance(value, (list, tuple)):
         return b"A" + _encode_array(value, depth + 1)
     if isinstance(value, float):
@@ -274,13 +280,13 @@ def decode_table_unchecked(buf: bytes, offset: int, depth: int = 0) -> tuple[Fie
         raise FrameError(f"field table of {length} bytes runs past the end of the frame")
     table: FieldTable = {}
     while offset < end:
-        klen = buf[offset]
-        key = buf[offset + 1 : offset + 1 + klen].decode()
-        offset += 1 + klen
+        n = buf[offset]
+        offset += 1 + n
+        key = buf[offset - n : offset].decode()
         if buf[offset] == 83:  # S, by far the most common: inlined
             (n,) = _U32.unpack_from(buf, offset + 1)
-            raw = buf[offset + 5 : offset + 5 + n]
             offset += 5 + n  # a short slice leaves offset past `end`: caught below
+            raw = buf[offset - n : offset]
             try:
                 table[key] = raw.decode()
             except UnicodeDecodeError:
