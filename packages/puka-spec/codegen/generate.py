@@ -15,6 +15,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import jinja2
 
@@ -22,6 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from codec_plan import REPEATING_PROPERTIES, Structs, decode_lines, encode_lines
 from spec_model import HERE, OVERLAY_XML, SPEC_XML, Spec, load
+
+T = TypeVar("T")
 
 OUT = HERE.parent / "src" / "puka_spec"
 TEMPLATES = HERE / "templates"
@@ -72,7 +75,8 @@ def render(spec: Spec) -> dict[str, str]:
     structs = Structs()
     plans = _plans(spec, structs)
     basic = next(c for c in spec.classes if c.name == "basic")
-    used_flags = sum(0x8000 >> i for i in range(len(basic.properties)))
+    prop_flags = [0x8000 >> i for i in range(len(basic.properties))]
+    used_flags = sum(prop_flags)
     context = {
         "banner": _banner(),
         "spec": spec,
@@ -80,8 +84,9 @@ def render(spec: Spec) -> dict[str, str]:
         "structs": structs.items(),
         "cls": basic,
         "props": basic.properties,
-        "prop_flags": [0x8000 >> i for i in range(len(basic.properties))],
+        "prop_flags": prop_flags,
         "unknown_flags": 0xFFFF & ~used_flags,
+        "prop_groups": _batched(list(zip(basic.properties, prop_flags, strict=True)), 4),
         "repeating_properties": REPEATING_PROPERTIES,
     }
     out = {}
@@ -89,6 +94,11 @@ def render(spec: Spec) -> dict[str, str]:
         source = env.get_template(f"{name}.py.j2").render(**context)
         out[name] = _format(source, name)
     return out
+
+
+def _batched(items: list[T], size: int) -> list[list[T]]:
+    """`items` in consecutive lists of `size` (the last may be shorter)."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _format(source: str, name: str) -> str:
