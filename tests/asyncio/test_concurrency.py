@@ -145,12 +145,6 @@ async def test_cancel_then_break_sends_one_cancel(make_client: ClientFactory) ->
     assert_no_leaks(client)
 
 
-@pytest.mark.xfail(
-    reason="puka-core: a second basic_cancel while the first is in flight replaces "
-    "Consume.closing, so the first cancel's promise never completes (and stays live)",
-    raises=AssertionError,
-    strict=True,
-)
 async def test_two_cancels_in_flight_both_complete(make_client: ClientFactory) -> None:
     client = await make_client()
     queue = await exclusive_queue(client)

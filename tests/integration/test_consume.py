@@ -244,6 +244,40 @@ def test_cancel_then_no_more_messages(client: Any, queue: str) -> None:
     assert message_count(client, queue) == 3
 
 
+def test_two_cancels_in_flight_both_complete(client: Any, queue: str) -> None:
+    consume = client.basic_consume(queue=queue)
+    wait_ok(client, client.queue_declare(queue=queue, passive=True))  # consume-ok has arrived
+    first, second = client.basic_cancel(consume), client.basic_cancel(consume)
+    assert wait_ok(client, first).name == "basic.cancel_ok"
+    assert wait_ok(client, second).name == "basic.cancel_ok"
+    publish(client, queue, 2)  # nobody consumes them any more
+    assert message_count(client, queue) == 2
+
+
+def test_cancel_racing_the_brokers_cancel(
+    client: Any, make_client: Callable[..., Any], queue: str
+) -> None:
+    """Our basic.cancel crosses the broker's (queue deleted): the cancel-ok that follows the
+    broker's cancel must not reach whatever uses the channel next."""
+    consume = client.basic_consume(queue=queue)
+    wait_ok(client, client.queue_declare(queue=queue, passive=True))  # consume-ok has arrived
+    cancel = client.basic_cancel(consume)  # not written yet: the blocking client writes in wait
+    other = make_client()
+    wait_ok(other, other.queue_delete(queue=queue))  # the broker cancels our consumer first
+    assert wait_ok(client, cancel).name == "basic.cancel_ok"
+    with pytest.raises(puka.ConsumerCancelled):
+        client.wait(consume, timeout=SOON)
+    # every channel, the consume's included, serves the next operations
+    names = [f"{queue}-after-{i}" for i in range(20)]
+    try:
+        results = client.wait_for_all(
+            [client.queue_declare(queue=n, exclusive=True) for n in names]
+        )
+        assert [r["queue"] for r in results] == names
+    finally:
+        client.wait_for_all([client.queue_delete(queue=n) for n in names], raise_errors=False)
+
+
 def test_consume_with_callback(client: Any, queue: str) -> None:
     seen: list[Any] = []
 

@@ -48,6 +48,8 @@ class PromiseFuture(asyncio.Future[Result]):
     anyway and a failure stays on the future.
     """
 
+    __slots__ = ("number",)
+
     number: int
 
     def __int__(self) -> int:

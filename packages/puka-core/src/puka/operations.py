@@ -184,7 +184,7 @@ class ChannelHolder(Operation):
     def __init__(self, engine: Engine, promise: Promise) -> None:
         super().__init__(engine, promise)
         self.expecting: deque[tuple[SideRpc | None, tuple[int, ...]]] = deque()
-        self.closing: SideRpc | None = None
+        self.closing: list[SideRpc] = []  # cancels (or a close) waiting for the end
 
     @property
     def running(self) -> bool:
@@ -250,9 +250,9 @@ class ChannelHolder(Operation):
             if waiter is not None:
                 waiter.fail(error)
         self.expecting.clear()
-        if self.closing is not None:
-            self.closing.fail(error)
-            self.closing = None
+        closing, self.closing = self.closing, []
+        for op in closing:
+            op.fail(error)
 
 
 class Consume(ChannelHolder):
@@ -286,8 +286,10 @@ class Consume(ChannelHolder):
         if not self.running:
             op.answered(methods.BasicCancelOk(consumer_tag=""))
             return
-        self.closing = op
+        self.closing.append(op)
         op.channel = self.channel
+        if len(self.closing) > 1:  # a cancel is in flight already: its cancel-ok answers both
+            return
         for tag in self.tags:
             self.send_own(methods.BasicCancel(consumer_tag=tag))
 
@@ -324,14 +326,15 @@ class Consume(ChannelHolder):
         """consume-ok and cancel-ok (qos-ok needs nothing)."""
         if isinstance(method, methods.BasicConsumeOk):
             self.tags.append(method.consumer_tag)
-            if self.closing is not None:  # cancelled before the broker said consume-ok
+            if self.closing:  # cancelled before the broker said consume-ok
                 self.send_own(methods.BasicCancel(consumer_tag=method.consumer_tag))
         elif isinstance(method, methods.BasicCancelOk):
             if method.consumer_tag in self.tags:
                 self.tags.remove(method.consumer_tag)
-            if not self.tags and self.closing is not None:
-                self.closing.answered(method)
-                self.closing = None
+            if not self.tags and self.closing:
+                closing, self.closing = self.closing, []
+                for op in closing:
+                    op.answered(method)
                 self.end()
 
     def recover(self, renamed: dict[str, str]) -> None:
@@ -349,7 +352,7 @@ class Consume(ChannelHolder):
         result.name = "basic.cancel"
         final = not self.tags
         self.engine.promises.resolve(self.promise, result, final=final)
-        if final:
+        if final and not self.closing:  # else our cancel's cancel-ok is still to come: it ends
             self.end()
 
 
@@ -380,7 +383,5 @@ class Transaction(ChannelHolder):
         if not self.running:
             op.answered(methods.ChannelCloseOk())
             return
-        self.closing = op
         op.answered(methods.ChannelCloseOk())
-        self.closing = None
         self.end(close_channel=True)
