@@ -14,6 +14,7 @@ import math
 import secrets
 import time
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -232,11 +233,18 @@ class Producer:
     """One publishing connection."""
 
     def __init__(
-        self, number: int, client: puka.Client, args: Any, stats: Stats, rate: float
+        self,
+        number: int,
+        client: puka.Client,
+        args: Any,
+        stats: Stats,
+        rate: float,
+        wake: Callable[[], None],
     ) -> None:
         self.number = number
         self.client = client
         self.stats = stats
+        self.wake = wake  # ends the loop's wait: called when a full window has room again
         self.queue: str = args.queue_name
         self.body = bytes(args.size)
         self.window: int = args.confirm
@@ -255,6 +263,8 @@ class Producer:
     def on_confirm(self, promise: int, result: puka.Result) -> None:
         """A publish settled (confirmed, nacked, or written when there are no confirms)."""
         self.in_flight -= 1
+        if self.in_flight == self.window // 2:
+            self.wake()  # half the window is free again: publish now, not when the wait ends
         if result.is_error:
             self.stats.nacked += 1
             if not isinstance(result.exception, puka.PublishNacked) and self.stats.error is None:
@@ -363,10 +373,14 @@ class Run:
             raise self.stats.error
 
     def _pump(self, timeout: float) -> None:
-        # puka.loop checks its deadline before it first polls the sockets (after flushing what
-        # is queued): a timeout shorter than that flush would never read anything.
-        puka.loop(self.clients, timeout=max(timeout, 0.002))
+        # with timeout 0, puka.loop still writes, polls and reads the sockets once
+        puka.loop(self.clients, timeout=timeout)
         self._check()
+
+    def _wake(self) -> None:
+        """End the current `_pump` early: a producer can publish again."""
+        for client in self.clients:
+            client.loop_break()
 
     def _tick(self, elapsed: float, *, draining: bool = False) -> None:
         interval = self.stats.take_interval()
@@ -429,7 +443,7 @@ class Run:
             )
         for number in range(args.producers):
             client = self._connect(f"producer {number}", pubacks=None if pubacks else False)
-            self.producers.append(Producer(number, client, args, stats, rate_each))
+            self.producers.append(Producer(number, client, args, stats, rate_each, self._wake))
         for consumer in self.consumers:  # consuming before the clock starts
             consumer.client.wait(consumer.client.basic_qos(consumer.promise, args.prefetch))
         start = time.monotonic()
@@ -452,11 +466,14 @@ class Run:
                 self._tick(now - start)
                 next_tick += 1.0
         produced = time.monotonic() - start
+        settled: float | None = None  # when the last confirm of the run arrived
         # drain: confirms of what is in flight, then consumers catch up
         deadline = time.monotonic() + args.drain_timeout
         while time.monotonic() < deadline and not self.interrupt.requested:
             accepted = stats.confirmed if pubacks else stats.published
             confirms_done = all(p.in_flight <= 0 for p in self.producers) or not pubacks
+            if confirms_done and settled is None:
+                settled = time.monotonic() - start
             if confirms_done and (not self.consumers or stats.unique >= accepted):
                 break
             self._pump(0.01)
@@ -465,9 +482,12 @@ class Run:
         last = time.monotonic() - start
         if self.stats.tick_published or self.stats.tick_confirmed or self.stats.tick_received:
             self._tick(last, draining=True)
-        return self._summary(produced, last)
+        return self._summary(produced, settled or last, last)
 
-    def _summary(self, produced: float, elapsed: float) -> dict[str, Any]:
+    def _summary(self, produced: float, settled: float, elapsed: float) -> dict[str, Any]:
+        """The run's figures: `produced` is how long the producers published, `settled` when
+        the last of their publishes was confirmed (or written, without confirms), `elapsed` the
+        whole run with the drain."""
         args, stats = self.args, self.stats
         pubacks = args.confirm > 0
         accepted = stats.confirmed if pubacks else stats.published
@@ -489,7 +509,7 @@ class Run:
             "lost": max(0, accepted - unique) if args.consumers else None,
             "duplicates": stats.duplicates,
             "reordered": stats.reordered,
-            "send_rate": round(accepted / produced, 1) if produced else 0.0,
+            "send_rate": round(accepted / settled, 1) if settled else 0.0,
             "receive_rate": round(stats.received / elapsed, 1) if elapsed else 0.0,
             "latency_ms": latency_summary(stats.latencies),
             "intervals": self.intervals,
