@@ -16,6 +16,10 @@ __all__ = ["TRANSITIONS", "ChannelState"]
 class ChannelState(Enum):
     """Where a channel is in its life."""
 
+    # Members are singletons: identity hashing is as good as Enum's, which is a Python-level
+    # call and ran for every frame (the state is half of each transition table key).
+    __hash__ = object.__hash__
+
     OPENING = "opening"  # channel.open sent (the first operation may be pipelined behind it)
     OPEN = "open"
     CLOSING = "closing"  # we sent channel.close, waiting for close-ok; everything else dropped

@@ -17,6 +17,10 @@ __all__ = ["TRANSITIONS", "ConnectionState"]
 class ConnectionState(Enum):
     """Where the connection is in its life."""
 
+    # Members are singletons: identity hashing is as good as Enum's, which is a Python-level
+    # call and ran for every frame (the state is half of each transition table key).
+    __hash__ = object.__hash__
+
     INITIAL = "initial"  # nothing sent yet
     AWAIT_START = "await-start"  # protocol header sent
     AWAIT_TUNE = "await-tune"  # start-ok sent (secure may come first)

@@ -46,7 +46,9 @@ def message_result(
     name: str, method: methods.Method, props: BasicProperties | None, body: bytes
 ) -> Result:
     """A delivered, fetched or returned message as a result."""
-    result = Result(name, {name: getattr(method, name) for name, _ in method.FIELDS})
+    result = Result(name)
+    for field, _type in method.FIELDS:
+        result[field] = getattr(method, field)
     result["body"] = body
     result["headers"] = properties_to_headers(props) if props is not None else {}
     return result
@@ -300,18 +302,14 @@ class Consume(ChannelHolder):
         if isinstance(method, methods.BasicDeliver):
             tag = method.delivery_tag
             self.last_tag = tag + self.tag_offset
-            result = Result(
-                "basic.deliver",
-                {
-                    "consumer_tag": method.consumer_tag,
-                    "delivery_tag": self.last_tag,
-                    "redelivered": method.redelivered,
-                    "exchange": method.exchange,
-                    "routing_key": method.routing_key,
-                    "body": body,
-                    "headers": properties_to_headers(props) if props is not None else {},
-                },
-            )
+            result = Result("basic.deliver")  # filled in place: no dict built to be copied
+            result["consumer_tag"] = method.consumer_tag
+            result["delivery_tag"] = self.last_tag
+            result["redelivered"] = method.redelivered
+            result["exchange"] = method.exchange
+            result["routing_key"] = method.routing_key
+            result["body"] = body
+            result["headers"] = properties_to_headers(props) if props is not None else {}
             if not self.no_ack:
                 channel.unacked.add(tag)
                 result._ack = (channel, tag)
