@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from puka import Engine, parse_url
@@ -18,6 +19,7 @@ from puka_spec import (
     BasicProperties,
     FrameReader,
     MethodFrame,
+    encode_content,
     encode_header_frame,
     encode_method_frame,
     methods,
@@ -148,6 +150,8 @@ CHANNEL_INPUTS: dict[str, bytes] = {
     "method": encode_method_frame(1, methods.QueueDeclareOk(queue="q")),
     "header": encode_header_frame(1, 60, 5, BasicProperties()),
     "body": struct.pack(">BHI", 3, 1, 5) + b"hello\xce",
+    # a content method, its header and its body in one read: the reader hands them over as one
+    "content": encode_content(1, DELIVER, BasicProperties(), b"hello", 4096),
 }
 
 
@@ -187,6 +191,12 @@ def test_channel_table(state: ChannelState, kind: str) -> None:
         # allowed by the table, but content without its method is refused by the channel
         assert engine.closed
         assert engine.error.reply_code == 505  # type: ignore[union-attr]
+        return
+    if (state, kind) == (ChannelState.OPEN, "content"):
+        # allowed by the table and handed to the channel's owner: a queue.declare does not
+        # expect a delivery, as it would not as three frames either
+        assert engine.closed
+        assert "basic.deliver on channel 1 was not expected" in str(engine.error)
         return
     assert not engine.closed, engine.error
     assert channel.state is step[1]
@@ -239,6 +249,52 @@ def test_content_is_assembled_and_limited() -> None:
         + b"abcd\xce"
     )
     assert engine.closed and engine.error.reply_code == 501  # type: ignore[union-attr]
+
+
+def consuming_engine(**kwargs: Any) -> tuple[Engine, int]:
+    """An open engine with a consume on channel 1 (consume-ok received): (engine, promise)."""
+    engine = Engine(parse_url("amqp:///"), **kwargs)
+    engine.handle_timer(0.0)
+    engine.connect()
+    for kind in ("start", "tune", "open-ok"):
+        engine.receive_data(CONNECTION_INPUTS[kind])
+    consume = engine.consume([methods.BasicConsume(queue="q")], 0)
+    engine.receive_data(CHANNEL_INPUTS["open-ok"])
+    engine.receive_data(encode_method_frame(1, methods.BasicConsumeOk(consumer_tag="c")))
+    return engine, consume.number
+
+
+def test_content_read_in_one_piece_is_delivered_as_in_three() -> None:
+    engine, consume = consuming_engine()
+    props = BasicProperties(message_id="m", headers={"k": 1})
+    one = encode_content(1, DELIVER, props, b"abc", 4096)
+    empty = encode_content(1, DELIVER, props, b"", 4096)  # no body frame at all
+    engine.receive_data(one + empty + one)  # all whole in one read: the assembled path
+    engine.receive_data(one[:20])  # split: frame by frame
+    engine.receive_data(one[20:])
+    bodies = []
+    while (result := engine.promises.take(consume)) is not None:
+        assert result["headers"] == {"message_id": "m", "k": 1}
+        bodies.append(result["body"])
+    assert bodies == [b"abc", b"", b"abc", b"abc"]
+    assert not engine.closed
+
+
+def test_assembled_content_larger_than_the_limit_is_refused() -> None:
+    engine, _consume = consuming_engine(max_message_size=2)
+    engine.receive_data(encode_content(1, DELIVER, BasicProperties(), b"abc", 4096))
+    assert engine.closed
+    assert engine.error.reply_code == 501  # type: ignore[union-attr]
+    assert "exceeds the limit" in str(engine.error)
+
+
+def test_content_method_while_content_is_pending_is_refused() -> None:
+    engine, _consume = consuming_engine()
+    header_only = encode_method_frame(1, DELIVER) + encode_header_frame(1, 60, 5, BasicProperties())
+    engine.receive_data(header_only + encode_content(1, DELIVER, BasicProperties(), b"x", 4096))
+    assert engine.closed
+    assert engine.error.reply_code == 505  # type: ignore[union-attr]
+    assert "incomplete" in str(engine.error)
 
 
 def test_message_larger_than_the_limit_is_refused_before_its_body() -> None:

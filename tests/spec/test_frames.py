@@ -14,6 +14,7 @@ from puka_spec import (
     AMQPError,
     BasicProperties,
     BodyFrame,
+    ContentFrame,
     FrameReader,
     HeaderFrame,
     HeartbeatFrame,
@@ -242,3 +243,91 @@ def test_corrupted_valid_stream_never_escapes_untyped(data: st.DataObject) -> No
     reader.feed(bytes(stream))
     with contextlib.suppress(AMQPError):
         _read_all(reader)
+
+
+# --- assembled content (FrameReader(assemble_content=True)) ---------------------------------
+
+
+def _outcome(stream: bytes, cuts: list[int], *, assemble: bool) -> tuple[list[str], str]:
+    """Read `stream` fed in pieces of `cuts`: the messages and frames it gives, then the error.
+
+    Content is put together here when the reader hands it over frame by frame, so both kinds
+    of reader can be compared message by message.
+    """
+    reader = FrameReader(assemble_content=assemble)
+    seen: list[str] = []
+    method: object = None  # the content being put together: method, properties, body parts
+    props: object = None
+    size = 0
+    parts: list[bytes] = []
+    pos = 0
+    try:
+        for cut in [*cuts, len(stream)]:
+            reader.feed(stream[pos : pos + cut])
+            pos += cut
+            for frame in _read_all(reader):
+                if isinstance(frame, ContentFrame):
+                    seen.append(repr((frame.method, frame.properties, frame.body)))
+                elif isinstance(frame, MethodFrame) and frame.method.HAS_CONTENT:
+                    method, props, parts = frame.method, None, []
+                elif isinstance(frame, HeaderFrame) and method is not None and props is None:
+                    props, size = frame.properties, frame.body_size
+                elif isinstance(frame, BodyFrame) and props is not None:
+                    parts.append(frame.payload)
+                else:
+                    seen.append(repr(frame))
+                if props is not None and sum(map(len, parts)) >= size:
+                    seen.append(repr((method, props, b"".join(parts))))
+                    method = props = None
+            if pos >= len(stream):
+                break
+    except AMQPError as exc:
+        return seen, f"{type(exc).__name__}: {exc}"
+    return seen, ""
+
+
+@given(
+    st.lists(st.binary(max_size=300), min_size=1, max_size=4),
+    properties,
+    st.lists(st.integers(1, 80), max_size=300),
+)
+def test_assembled_content_reads_like_frame_by_frame(
+    bodies: list[bytes], props: BasicProperties, cuts: list[int]
+) -> None:
+    stream = HEARTBEAT_FRAME + b"".join(_message(b, 4096, props) for b in bodies)
+    assembled = _outcome(stream, cuts, assemble=True)
+    assert assembled == _outcome(stream, cuts, assemble=False)
+    whole = FrameReader(assemble_content=True)
+    whole.feed(stream)
+    frames = _read_all(whole)
+    assert [type(f) for f in frames] == [HeartbeatFrame] + [ContentFrame] * len(bodies)
+    assert [f.body for f in frames[1:]] == bodies  # type: ignore[union-attr]
+
+
+def test_content_in_several_body_frames_is_read_frame_by_frame() -> None:
+    reader = FrameReader(assemble_content=True)
+    reader.feed(_message(b"x" * 5000, 4096))
+    assert [type(f) for f in _read_all(reader)] == [MethodFrame, HeaderFrame, BodyFrame, BodyFrame]
+
+
+@settings(max_examples=300)
+@given(st.data())
+def test_corrupted_content_fails_the_same_assembled_or_not(data: st.DataObject) -> None:
+    stream = bytearray(
+        _message(b"payload", props=BasicProperties(headers={"a": [1, {"b": "c"}]})) + _message(b"")
+    )
+    for _ in range(data.draw(st.integers(1, 4))):
+        stream[data.draw(st.integers(0, len(stream) - 1))] = data.draw(st.integers(0, 255))
+    cuts = data.draw(st.lists(st.integers(1, 60), max_size=10))
+    assert _outcome(bytes(stream), cuts, assemble=True) == _outcome(
+        bytes(stream), cuts, assemble=False
+    )
+
+
+@pytest.mark.parametrize("flip", [0x01, 0x80, 0xFF])
+def test_every_single_corrupted_byte_fails_the_same_assembled_or_not(flip: int) -> None:
+    stream = _message(b"payload", props=BasicProperties(message_id="m", headers={"a": 1}))
+    stream += _message(b"")
+    for i in range(len(stream)):
+        corrupted = stream[:i] + bytes([stream[i] ^ flip]) + stream[i + 1 :]
+        assert _outcome(corrupted, [], assemble=True) == _outcome(corrupted, [], assemble=False), i

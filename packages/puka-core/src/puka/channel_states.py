@@ -34,6 +34,7 @@ TRANSITIONS: dict[tuple[ChannelState, str], tuple[str, ChannelState]] = {
     (S.OPEN, "method"): ("on_method", S.OPEN),
     (S.OPEN, "header"): ("on_header", S.OPEN),
     (S.OPEN, "body"): ("on_body", S.OPEN),
+    (S.OPEN, "content"): ("on_content", S.OPEN),  # method, header and body read as one
     (S.OPEN, "flow"): ("on_flow", S.OPEN),
     (S.OPEN, "close"): ("on_close", S.CLOSED),
     # After we send channel.close the broker may still be sending what it sent before it saw
@@ -41,6 +42,7 @@ TRANSITIONS: dict[tuple[ChannelState, str], tuple[str, ChannelState]] = {
     (S.CLOSING, "method"): ("ignore", S.CLOSING),
     (S.CLOSING, "header"): ("ignore", S.CLOSING),
     (S.CLOSING, "body"): ("ignore", S.CLOSING),
+    (S.CLOSING, "content"): ("ignore", S.CLOSING),
     (S.CLOSING, "flow"): ("ignore", S.CLOSING),
     (S.CLOSING, "open-ok"): ("ignore", S.CLOSING),
     (S.CLOSING, "close"): ("on_close_while_closing", S.CLOSING),

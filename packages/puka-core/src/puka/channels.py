@@ -8,9 +8,9 @@ an operation is done with them, and recycles the numbers of channels that were c
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
-from puka_spec import BasicProperties, methods
+from puka_spec import BasicProperties, ContentFrame, methods
 from puka_spec.exceptions import AMQPError, FrameError, UnexpectedFrame
 
 from puka.channel_states import TRANSITIONS, ChannelState
@@ -91,10 +91,7 @@ class Channel:
     def on_method(self, method: methods.Method) -> None:
         """A method for the owner, or the start of content."""
         if self._content is not None:
-            raise UnexpectedFrame(
-                f"{method.NAME} on channel {self.number} while content of "
-                f"{self._content.NAME} is incomplete"
-            )
+            self._incomplete(method)
         if method.HAS_CONTENT:
             self._content = method
             self._props = None
@@ -112,17 +109,32 @@ class Channel:
         if frame.class_id != method.CLASS_ID:
             raise UnexpectedFrame(f"content header of class {frame.class_id} after {method.NAME}")
         size = frame.body_size
-        if size > self.engine.max_message_size:
-            raise FrameError(
-                f"message body of {size} bytes exceeds the limit of "
-                f"{self.engine.max_message_size} bytes"
-            )
+        self._check_size(size)
         self._props = frame.properties
         if size == 0:
             self._deliver(b"")
         else:
             self._body_left = size
             self._body = []
+
+    def _incomplete(self, method: methods.Method) -> NoReturn:
+        pending = self._content.NAME if self._content is not None else "?"
+        raise UnexpectedFrame(
+            f"{method.NAME} on channel {self.number} while content of {pending} is incomplete"
+        )
+
+    def _check_size(self, size: int) -> None:
+        limit = self.engine.max_message_size
+        if size > limit:
+            raise FrameError(f"message body of {size} bytes exceeds the limit of {limit} bytes")
+
+    def on_content(self, frame: ContentFrame) -> None:
+        """A whole message at once: its method, header and body were read together."""
+        if self._content is not None:
+            self._incomplete(frame.method)
+        self._check_size(len(frame.body))
+        if self.owner is not None:
+            self.owner.on_method(self, frame.method, frame.properties, frame.body)
 
     def on_body(self, payload: bytes) -> None:
         """A slice of the pending message body."""

@@ -20,6 +20,7 @@ from typing import Any
 from puka_spec import (
     HEARTBEAT_FRAME,
     BodyFrame,
+    ContentFrame,
     FrameReader,
     HeaderFrame,
     HeartbeatFrame,
@@ -163,7 +164,7 @@ class Engine:
         self._client_properties = self._build_client_properties(client_properties)
         self._out: list[bytes] = []
         self._out_bytes = 0
-        self._reader = FrameReader(FRAME_MIN_SIZE)
+        self._reader = FrameReader(FRAME_MIN_SIZE, assemble_content=True)
         self._waiting: deque[Operation] = deque()  # ops waiting for the connection or a channel
         self._connect_promise: Promise | None = None
         self._close_promise: Promise | None = None
@@ -354,7 +355,7 @@ class Engine:
     # ------------------------------------------------------------------------------------
 
     def _connection_frame(self, frame: Any) -> None:
-        if type(frame) is MethodFrame:
+        if type(frame) is MethodFrame or type(frame) is ContentFrame:
             method = frame.method
             kind = _CONNECTION_INPUTS.get(method.KEY)
             if kind is None:
@@ -382,7 +383,9 @@ class Engine:
                 return  # a channel we already forgot, answering after our close
             raise ChannelError(f"frame on channel {number}, which is not open")
         kind = type(frame)
-        if kind is MethodFrame:
+        if kind is ContentFrame:
+            channel.dispatch("content", frame)
+        elif kind is MethodFrame:
             method = frame.method
             channel.dispatch(_CHANNEL_INPUTS.get(method.KEY, "method"), method)
         elif kind is BodyFrame:
@@ -609,7 +612,7 @@ class Engine:
         """The driver opened a new transport (after `transport_wanted`): handshake again."""
         self.transport_wanted = False
         self._recovering = True
-        self._reader = FrameReader(FRAME_MIN_SIZE)
+        self._reader = FrameReader(FRAME_MIN_SIZE, assemble_content=True)
         self.channels = ChannelPool(self)
         self.frame_max = FRAME_MIN_SIZE
         self._out.clear()

@@ -27,6 +27,7 @@ from puka_spec.exceptions import (
 from puka_spec.frames import (
     HEARTBEAT_FRAME,
     BodyFrame,
+    ContentFrame,
     Frame,
     FrameReader,
     HeaderFrame,
@@ -57,6 +58,7 @@ __all__ = [
     "AMQPError",
     "BasicProperties",
     "BodyFrame",
+    "ContentFrame",
     "EncodingError",
     "FieldArray",
     "FieldTable",

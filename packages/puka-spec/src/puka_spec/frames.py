@@ -34,6 +34,7 @@ from puka_spec.properties import BasicProperties, decode_properties
 __all__ = [
     "HEARTBEAT_FRAME",
     "BodyFrame",
+    "ContentFrame",
     "Frame",
     "FrameReader",
     "HeaderFrame",
@@ -52,6 +53,7 @@ _END_AND_FRAME = struct.Struct(">BBHI")  # frame-end of the previous frame + the
 _END_AND_CONTENT_HEADER = struct.Struct(">BBHIHHQ")
 _CONTENT_HEADER = struct.Struct(">HHQ")
 _CONTENT_HEADER_FLAGS = struct.Struct(">HHQH")  # and the property flags
+_HEADER_PEEK = struct.Struct(">BHIHHQH")  # a header frame's header, its fixed part and flags
 _IDS = struct.Struct(">HH")
 _U32 = struct.Struct(">I")
 _END = b"\xce"
@@ -109,6 +111,28 @@ class BodyFrame:
         return f"BodyFrame({self.channel}, <{len(self.payload)} bytes>)"
 
 
+class ContentFrame:
+    """A content method with its header and body frames, read as one (see `FrameReader`).
+
+    `method` is the content method (``basic.deliver``, ``basic.get-ok``, ``basic.return``…),
+    `properties` the header's properties and `body` the whole message body.
+    """
+
+    __slots__ = ("body", "channel", "method", "properties")
+
+    def __init__(
+        self, channel: int, method: Method, properties: BasicProperties, body: bytes
+    ) -> None:
+        self.channel = channel
+        self.method = method
+        self.properties = properties
+        self.body = body
+
+    def __repr__(self) -> str:
+        args = f"{self.channel}, {self.method!r}, {self.properties!r}, <{len(self.body)} bytes>"
+        return f"ContentFrame({args})"
+
+
 class HeartbeatFrame:
     """A heartbeat frame (its channel should be 0)."""
 
@@ -121,8 +145,8 @@ class HeartbeatFrame:
         return f"HeartbeatFrame({self.channel})"
 
 
-Frame = MethodFrame | HeaderFrame | BodyFrame | HeartbeatFrame
-"""Any frame `FrameReader.read_frame` returns."""
+Frame = MethodFrame | HeaderFrame | BodyFrame | HeartbeatFrame | ContentFrame
+"""Any frame `FrameReader.read_frame` returns (`ContentFrame` only when assembling content)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,14 +296,22 @@ class FrameReader:
 
     `frame_max` is the largest whole frame accepted (header and end octet included); it starts at
     the spec's minimum, 4096, and the connection raises it to the negotiated value after tune.
+
+    With `assemble_content=True`, a content method whose header frame and single body frame
+    (none for an empty body) are already buffered, whole and well-formed, comes back as one
+    `ContentFrame` instead of three frames: the common case of a small message costs one call.
+    Anything else — a body in several frames, frames not all received yet, a malformed or
+    misplaced header or body — is returned frame by frame as without it, so the caller's own
+    checks (and errors) stay the same.
     """
 
-    __slots__ = ("_buf", "_max_payload", "_pos")
+    __slots__ = ("_assemble", "_buf", "_max_payload", "_pos")
 
-    def __init__(self, frame_max: int = FRAME_MIN_SIZE) -> None:
+    def __init__(self, frame_max: int = FRAME_MIN_SIZE, *, assemble_content: bool = False) -> None:
         self._buf = b""
         self._pos = 0
         self._max_payload = frame_max - 8
+        self._assemble = assemble_content
 
     @property
     def frame_max(self) -> int:
@@ -330,6 +362,10 @@ class FrameReader:
                 stop = end + 1
             if stop > end:  # malformed, or a method added to METHODS since: the careful way
                 method = decode_method(buf[pos + 7 : end])
+            if self._assemble and method.HAS_CONTENT:
+                content = self._content_after(channel, method, end + 1)
+                if content is not None:
+                    return content
             frame = _new(MethodFrame)
             frame.channel = channel
             frame.method = method
@@ -359,6 +395,64 @@ class FrameReader:
                 raise FrameError(f"heartbeat frame with a {size}-byte payload")
             return HeartbeatFrame(channel)
         raise _bad_frame_type(kind, buf[pos : pos + 8])
+
+    def _content_after(self, channel: int, method: Method, pos: int) -> ContentFrame | None:
+        """The header and body that follow `method` at `pos`, as one frame, if they are there.
+
+        `None` (read them one at a time) unless both are whole in the buffer, on `channel`,
+        within frame_max, with their frame-end octets, a header of class basic that decodes,
+        and one body frame of exactly the header's body size.
+        """
+        buf = self._buf
+        try:
+            kind, number, size, class_id, _weight, body_size, flags = _HEADER_PEEK.unpack_from(
+                buf, pos
+            )
+        except struct.error:
+            return None
+        end = pos + 7 + size
+        if (
+            kind != 2
+            or number != channel
+            or class_id != _BASIC
+            or size > self._max_payload
+            or len(buf) <= end
+            or buf[end] != 206
+        ):
+            return None
+        try:
+            properties, stop = decode_properties(BasicProperties, flags, buf, pos + 21)
+        except _DECODE_ERRORS:
+            return None
+        if stop > end:
+            return None
+        pos = end + 1
+        if body_size:
+            try:
+                kind, number, size = _FRAME.unpack_from(buf, pos)
+            except struct.error:
+                return None
+            end = pos + 7 + size
+            if (
+                kind != 3
+                or number != channel
+                or size != body_size
+                or size > self._max_payload
+                or len(buf) <= end
+                or buf[end] != 206
+            ):
+                return None
+            body = buf[pos + 7 : end]
+            pos = end + 1
+        else:
+            body = b""
+        self._pos = pos
+        frame = _new(ContentFrame)
+        frame.channel = channel
+        frame.method = method
+        frame.properties = properties
+        frame.body = body
+        return frame
 
     def _not_whole(self, kind: int, size: int) -> None:
         """`read_frame` for a frame too large or not yet whole: refuse it or wait for more."""
