@@ -17,6 +17,7 @@ iterator of messages.
 from __future__ import annotations
 
 import asyncio
+import random
 import ssl as ssl_module
 from collections import deque
 from collections.abc import AsyncIterator, Generator, Sequence
@@ -24,7 +25,7 @@ from types import TracebackType
 from typing import Any
 
 from puka.api import Calls
-from puka.engine import DEFAULT_MAX_MESSAGE_SIZE, Engine
+from puka.engine import Engine
 from puka.errors import ConnectFailed, ConnectTimeout
 from puka.promises import Callback, Promise
 from puka.recovery import Recovery
@@ -189,9 +190,11 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
         *,
         pubacks: bool | None = None,
         client_properties: dict[str, Any] | None = None,
-        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_message_size: int | None = None,
         recovery: Recovery | None = None,
         ssl: ssl_module.SSLContext | None = None,
+        blocked_timeout: float | None = None,
+        handshake_timeout: float | None = None,
     ) -> None:
         self.loop = loop
         self._engine = Engine(
@@ -200,6 +203,8 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
             client_properties=client_properties,
             max_message_size=max_message_size,
             recovery=recovery,
+            blocked_timeout=blocked_timeout,
+            handshake_timeout=handshake_timeout,
         )
         self._ssl = ssl
         self._handles: dict[int, PromiseHandle] = {}
@@ -208,34 +213,6 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
 
     def __repr__(self) -> str:
         return f"<puka_asyncio.AsyncClient {self.params.redacted_url()} {self._engine.state.value}>"
-
-    @property
-    def engine(self) -> Engine:
-        """The sans-I/O engine behind this client."""
-        return self._engine
-
-    @property
-    def params(self) -> ConnectionParameters:
-        """The broker this client talks to (in a cluster: the node that answered last)."""
-        return self._engine.params
-
-    @property
-    def on_connection_lost(self) -> Any:
-        """`fn(error)`, called when the connection is lost and recovery starts."""
-        return self._engine.on_connection_lost
-
-    @on_connection_lost.setter
-    def on_connection_lost(self, fn: Any) -> None:
-        self._engine.on_connection_lost = fn
-
-    @property
-    def on_recovered(self) -> Any:
-        """`fn()`, called once a recovery has reconnected, redeclared and reconsumed."""
-        return self._engine.on_recovered
-
-    @on_recovered.setter
-    def on_recovered(self, fn: Any) -> None:
-        self._engine.on_recovered = fn
 
     def _start_reconnect(self) -> None:
         if self._reconnecting is None or self._reconnecting.done():
@@ -253,16 +230,6 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
         engine.transport_ready()
         engine.handle_timer(self.loop.time())
         self._protocol.flush()
-
-    @property
-    def blocked(self) -> bool:
-        """Whether the broker has blocked publishing (a memory or disk alarm)."""
-        return self._engine.blocked
-
-    @property
-    def server_properties(self) -> dict[str, Any]:
-        """What the broker said about itself."""
-        return self._engine.server_properties
 
     def basic_cancel(self, consume_promise: Any, callback: Callback | None = None) -> PromiseHandle:
         """Stop a consume; afterwards its promise yields no more messages."""
@@ -357,10 +324,19 @@ async def connect(
     *,
     connection_timeout: float | None = None,
     connection_name: str | None = None,
-    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    max_message_size: int | None = None,
     reconnect: bool | Recovery = False,
+    shuffle: bool = False,
+    blocked_timeout: float | None = None,
+    handshake_timeout: float | None = None,
 ) -> AsyncClient:
-    """Connect and complete the AMQP handshake; the same arguments as `puka.Client`."""
+    """Connect and complete the AMQP handshake; the same arguments as `puka.Client`.
+
+    `connection_timeout` bounds the TCP connection (and TLS), `handshake_timeout` (default:
+    `connection_timeout`) the AMQP handshake after it: either raises `ConnectTimeout`. A
+    broker that takes nothing we send for two heartbeat intervals (the transport stays
+    paused) is taken for dead: `HeartbeatTimeout`.
+    """
     overrides: dict[str, Any] = {}
     if heartbeat is not None:
         overrides["heartbeat"] = heartbeat
@@ -368,15 +344,20 @@ async def connect(
         overrides["connection_timeout"] = connection_timeout
     if connection_name is not None:
         overrides["connection_name"] = connection_name
+    if max_message_size is not None:
+        overrides["max_message_size"] = max_message_size
     addresses = parse_urls(amqp_url, **overrides)
+    if shuffle:
+        random.shuffle(addresses)
     client = AsyncClient(
         addresses,
         asyncio.get_running_loop(),
         pubacks=pubacks,
         client_properties=client_properties,
-        max_message_size=max_message_size,
         recovery=Recovery() if reconnect is True else (reconnect or None),
         ssl=ssl,
+        blocked_timeout=blocked_timeout,
+        handshake_timeout=handshake_timeout,
     )
     engine = client.engine
     handle = client._wrap(engine.connect())

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import cast
 
 from puka.engine import Engine
+from puka.errors import HeartbeatTimeout
 from puka.promises import Promise
 
 __all__ = ["EngineProtocol"]
@@ -38,6 +39,7 @@ class EngineProtocol(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._paused = False
+        self._paused_since: float | None = None
         self._drain_waiters: list[asyncio.Future[None]] = []
         self.closed = loop.create_future()
         engine.promises.on_ready = self._on_ready
@@ -66,6 +68,7 @@ class EngineProtocol(asyncio.Protocol):
         self.engine.connection_lost(exc)
         self.transport = None
         self._paused = False
+        self._paused_since = None
         self._dispatch()
         self._wake_drainers()
         if self.engine.closed:
@@ -80,10 +83,12 @@ class EngineProtocol(asyncio.Protocol):
     def pause_writing(self) -> None:
         """The transport's buffer is full: writers wait in `drain`."""
         self._paused = True
+        self._paused_since = self.loop.time()
 
     def resume_writing(self) -> None:
         """The transport drained: let writers go on."""
         self._paused = False
+        self._paused_since = None
         self._wake_drainers()
 
     # --- writing and results ----------------------------------------------------------------
@@ -139,13 +144,43 @@ class EngineProtocol(asyncio.Protocol):
         if when is not None:
             self._timer = self.loop.call_at(when, self._on_timer)
 
+    def _check_write_stall(self) -> None:
+        """The broker took nothing we sent for two heartbeat intervals: take it for dead.
+
+        (Not while it blocks us: a blocked connection is not read, on purpose; the clock starts
+        again once it unblocks.)
+        """
+        engine = self.engine
+        since, heartbeat, transport = self._paused_since, engine.heartbeat, self.transport
+        if since is None or not heartbeat or transport is None:
+            return
+        if engine.blocked:
+            self._paused_since = self.loop.time()
+            return
+        if self.loop.time() - since >= 2 * heartbeat:
+            params = engine.params
+            engine.connection_lost(
+                HeartbeatTimeout(
+                    f"{params.host}:{params.port} took nothing we sent for {2 * heartbeat} s "
+                    f"(heartbeat {heartbeat} s)"
+                )
+            )
+            self._paused_since = None
+            if engine.closed:
+                transport.abort()  # close() would wait for a buffer that never drains
+
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
         engine = self.engine
+        was_closed = engine.closed
         engine.handle_timer(self.loop.time())
-        if engine.state.value == "recovering" and self.transport is not None:
-            self.transport.abort()  # heartbeat timeout: drop this transport, reconnect later
+        self._check_write_stall()
+        timed_out = engine.state.value == "recovering" or (engine.closed and not was_closed)
+        if timed_out and self.transport is not None:
+            # a timeout (heartbeat, handshake, blocked): the peer is not reading us, so drop the
+            # transport rather than wait for it to take our buffer (reconnect, if recovering)
+            self.transport.abort()
         if engine.transport_wanted and self._reconnect is not None:
             self._reconnect()
         self.flush()

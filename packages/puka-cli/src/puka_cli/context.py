@@ -119,8 +119,13 @@ class Context:
             ssl=context,
             connection_timeout=args.connect_timeout,
             connection_name=name,
+            shuffle=args.shuffle,
         )
-        self.note(f"connecting to {first.redacted_url()} as {name!r}")
+        if len(addresses) > 1:
+            order = "in a random order" if args.shuffle else "in turn"
+            self.note(f"connecting to one of {len(addresses)} URLs, {order}, as {name!r}")
+        else:
+            self.note(f"connecting to {first.redacted_url()} as {name!r}")
         try:
             client.wait(client.connect())
         except (puka.AccessRefused, puka.NotAllowed):
@@ -134,6 +139,9 @@ class Context:
         except BaseException:
             client._close_socket()
             raise
+        if len(addresses) > 1:
+            answered = client.params.replace(connection_name=None).redacted_url()
+            self.note(f"connected to {answered}")
         return client
 
     @contextlib.contextmanager

@@ -38,6 +38,7 @@ DEFAULT_URL = "amqp://guest:guest@localhost:5672/%2F"
 
 _GLOBAL_DEFAULTS: dict[str, Any] = {
     "url": None,
+    "shuffle": False,
     "cacert": None,
     "cert": None,
     "key": None,
@@ -226,6 +227,12 @@ def _global_options(parser: argparse.ArgumentParser, *, hidden: bool = False) ->
         metavar="URL",
         help="broker URL, amqp[s]://user:pass@host:port/vhost?query; several, comma-separated, "
         f"are a cluster (default: $AMQP_URL, else {DEFAULT_URL.replace('%', '%%')})",
+    )
+    group.add_argument(
+        "--shuffle",
+        action="store_true",
+        default=suppress,
+        help="try the URLs of a cluster in a random order (default: in the order given)",
     )
     group.add_argument(
         "--cacert", default=suppress, metavar="FILE", help="PEM file of the CAs to trust (amqps)"

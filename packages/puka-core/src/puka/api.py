@@ -16,6 +16,7 @@ from puka_spec import FieldTable, methods
 from puka.engine import Engine
 from puka.promises import Callback, Promise
 from puka.results import Result
+from puka.urls import ConnectionParameters
 
 __all__ = ["Calls"]
 
@@ -32,6 +33,64 @@ class Calls(Generic[T]):
 
     def _sent(self) -> None:
         """A call queued bytes without a promise (an ack): the driver may want to flush."""
+
+    # --- the connection's state (the engine's, shared by every driver) ---------------------
+
+    @property
+    def engine(self) -> Engine:
+        """The sans-I/O engine behind this client."""
+        return self._engine
+
+    @property
+    def params(self) -> ConnectionParameters:
+        """The broker this client talks to (in a cluster: the node that answered last)."""
+        return self._engine.params
+
+    @property
+    def server_properties(self) -> dict[str, Any]:
+        """What the broker said about itself in connection.start."""
+        return self._engine.server_properties
+
+    @property
+    def blocked(self) -> bool:
+        """Whether the broker has blocked publishing (a memory or disk alarm)."""
+        return self._engine.blocked
+
+    @property
+    def on_blocked(self) -> Any:
+        """`fn(reason)`, called when the broker blocks the connection (a memory or disk alarm)."""
+        return self._engine.on_blocked
+
+    @on_blocked.setter
+    def on_blocked(self, fn: Any) -> None:
+        self._engine.on_blocked = fn
+
+    @property
+    def on_unblocked(self) -> Any:
+        """`fn()`, called when the broker unblocks the connection."""
+        return self._engine.on_unblocked
+
+    @on_unblocked.setter
+    def on_unblocked(self, fn: Any) -> None:
+        self._engine.on_unblocked = fn
+
+    @property
+    def on_connection_lost(self) -> Any:
+        """`fn(error)`, called when the connection is lost and recovery starts."""
+        return self._engine.on_connection_lost
+
+    @on_connection_lost.setter
+    def on_connection_lost(self, fn: Any) -> None:
+        self._engine.on_connection_lost = fn
+
+    @property
+    def on_recovered(self) -> Any:
+        """`fn()`, called once a recovery has reconnected, redeclared and reconsumed."""
+        return self._engine.on_recovered
+
+    @on_recovered.setter
+    def on_recovered(self, fn: Any) -> None:
+        self._engine.on_recovered = fn
 
     # --- queues ---------------------------------------------------------------------------
 

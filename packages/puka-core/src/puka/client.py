@@ -9,28 +9,39 @@ exposes `fileno`, `on_read`, `on_write`, `needs_write` and `run_any_callbacks`.
 from __future__ import annotations
 
 import contextlib
-import errno
+import random
 import selectors
 import socket as socket_module
 import ssl as ssl_module
 import time
+from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from puka.api import Calls
 from puka.connection_states import ConnectionState
-from puka.engine import DEFAULT_MAX_MESSAGE_SIZE, Engine
-from puka.errors import ChannelClosed, ClientClosed, ConnectFailed, ConnectTimeout
+from puka.engine import Engine
+from puka.errors import (
+    ChannelClosed,
+    ClientClosed,
+    ConnectFailed,
+    ConnectTimeout,
+    HeartbeatTimeout,
+)
 from puka.promises import Callback, Promise
 from puka.recovery import Recovery
 from puka.results import Result
 from puka.tls import TLSCertificateError, tls_context
-from puka.urls import ConnectionParameters, parse_urls
+from puka.urls import parse_urls
 
-__all__ = ["Client"]
+__all__ = ["OUTGOING_BUFFER_LIMIT", "Client"]
 
 _RECV_SIZE = 262144
-_HIGH_WATER = 4 * 1024 * 1024  # outgoing bytes above which a call blocks to drain the socket
+OUTGOING_BUFFER_LIMIT = 4 * 1024 * 1024
+"""The bound of a `Client`'s outgoing buffer, in bytes: a call that queues more blocks until
+the socket took all but 1 MiB (backpressure), so a stalled peer never makes it buffer more
+(plus the one message being queued)."""
+_HIGH_WATER = OUTGOING_BUFFER_LIMIT  # outgoing bytes above which a call blocks to drain
 _LOW_WATER = 1024 * 1024
 _EAGER_WRITE = 65536  # queued bytes above which a call writes what the socket takes
 _BATCH_WRITE = 4096  # queued bytes a wait that need not block still writes (batched acks)
@@ -44,11 +55,26 @@ class Client(Calls[int]):
     written). `heartbeat` (seconds; `None` takes the broker's, 0 turns them off) and the other
     keyword arguments override the URL's query parameters. `ssl` is an `ssl.SSLContext` to use
     instead of the one built from the URL (`amqps://` verifies certificate and host name by
-    default).
+    default). `max_message_size` (bytes; default 64 MiB, URL parameter `max_message_size`) is
+    the largest message body accepted from the broker: a larger one closes the connection with
+    501 FRAME_ERROR before anything is allocated for it.
 
     `amqp_url` may also be several URLs (a list, or one string separated by commas): the nodes
-    of a cluster, tried in turn. `reconnect=True` (or a `puka.Recovery` with other timings)
-    turns on automatic recovery; see `puka.recovery`.
+    of a cluster, tried in turn (`shuffle=True`: in a random order, which spreads many clients
+    over the nodes). `params` tells which node answered. `reconnect=True` (or a
+    `puka.Recovery` with other timings) turns on automatic recovery; see `puka.recovery`.
+
+    `blocked_timeout` (seconds; default `None`, no limit): when the broker keeps the connection
+    blocked (`on_blocked`, a memory or disk alarm) that long, the connection is dropped and
+    what is in flight fails with `BlockedTimeout` (with `reconnect`, it is recovered).
+
+    Timeouts: `connection_timeout` (seconds, default 10) bounds the TCP connection (and the TLS
+    handshake); `handshake_timeout` (seconds; default: `connection_timeout`) bounds the AMQP
+    handshake after it. Either fails the connect with `ConnectTimeout`. Once connected, with
+    heartbeats on, a broker that sends nothing, or takes nothing we send, for two heartbeat
+    intervals is taken for dead (`HeartbeatTimeout`). Outgoing bytes are buffered up to
+    `OUTGOING_BUFFER_LIMIT` (4 MiB); a call that would queue more blocks until the socket
+    took them (backpressure).
     """
 
     def __init__(
@@ -61,8 +87,11 @@ class Client(Calls[int]):
         *,
         connection_timeout: float | None = None,
         connection_name: str | None = None,
-        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_message_size: int | None = None,
         reconnect: bool | Recovery = False,
+        shuffle: bool = False,
+        blocked_timeout: float | None = None,
+        handshake_timeout: float | None = None,
     ) -> None:
         overrides: dict[str, Any] = {}
         if heartbeat is not None:
@@ -71,18 +100,26 @@ class Client(Calls[int]):
             overrides["connection_timeout"] = connection_timeout
         if connection_name is not None:
             overrides["connection_name"] = connection_name
+        if max_message_size is not None:
+            overrides["max_message_size"] = max_message_size
         addresses = parse_urls(amqp_url, **overrides)
+        if shuffle:
+            random.shuffle(addresses)
         recovery = Recovery() if reconnect is True else (reconnect or None)
         self._engine = Engine(
             addresses,
             pubacks=pubacks,
             client_properties=client_properties,
-            max_message_size=max_message_size,
             recovery=recovery,
+            blocked_timeout=blocked_timeout,
+            handshake_timeout=handshake_timeout,
         )
         self._ssl_context = ssl
         self._sock: socket_module.socket | None = None
-        self._pending = b""  # bytes taken from the engine, not yet accepted by the socket
+        # bytes taken from the engine, not yet accepted by the socket (views: never copied)
+        self._pending: deque[memoryview] = deque()
+        self._pending_bytes = 0
+        self._stalled_since: float | None = None  # the socket last took nothing, since when
         self._selector: selectors.BaseSelector | None = None
         self._loop_break = False
 
@@ -100,62 +137,6 @@ class Client(Calls[int]):
     # ------------------------------------------------------------------------------------
     # State
     # ------------------------------------------------------------------------------------
-
-    @property
-    def params(self) -> ConnectionParameters:
-        """The broker this client talks to (in a cluster: the node that answered last)."""
-        return self._engine.params
-
-    @property
-    def on_connection_lost(self) -> Any:
-        """`fn(error)`, called when the connection is lost and recovery starts."""
-        return self._engine.on_connection_lost
-
-    @on_connection_lost.setter
-    def on_connection_lost(self, fn: Any) -> None:
-        self._engine.on_connection_lost = fn
-
-    @property
-    def on_recovered(self) -> Any:
-        """`fn()`, called once a recovery has reconnected, redeclared and reconsumed."""
-        return self._engine.on_recovered
-
-    @on_recovered.setter
-    def on_recovered(self, fn: Any) -> None:
-        self._engine.on_recovered = fn
-
-    @property
-    def engine(self) -> Engine:
-        """The sans-I/O engine behind this client."""
-        return self._engine
-
-    @property
-    def blocked(self) -> bool:
-        """Whether the broker has blocked publishing (a memory or disk alarm)."""
-        return self._engine.blocked
-
-    @property
-    def on_blocked(self) -> Any:
-        """`fn(reason)`, called when the broker blocks the connection."""
-        return self._engine.on_blocked
-
-    @on_blocked.setter
-    def on_blocked(self, fn: Any) -> None:
-        self._engine.on_blocked = fn
-
-    @property
-    def on_unblocked(self) -> Any:
-        """`fn()`, called when the broker unblocks the connection."""
-        return self._engine.on_unblocked
-
-    @on_unblocked.setter
-    def on_unblocked(self, fn: Any) -> None:
-        self._engine.on_unblocked = fn
-
-    @property
-    def server_properties(self) -> dict[str, Any]:
-        """What the broker said about itself in connection.start."""
-        return self._engine.server_properties
 
     # ------------------------------------------------------------------------------------
     # Connection
@@ -240,7 +221,7 @@ class Client(Calls[int]):
 
     def needs_write(self) -> bool:
         """Whether there are bytes waiting for the socket."""
-        return bool(self._pending) or self._engine.needs_write()
+        return bool(self._pending_bytes) or self._engine.needs_write()
 
     def on_write(self) -> None:
         """The socket is writable: write what it takes."""
@@ -281,34 +262,80 @@ class Client(Calls[int]):
         sock = self._sock
         if sock is None:
             return
-        data = (
-            self._pending + self._engine.data_to_send()
-            if self._pending
-            else (self._engine.data_to_send())
-        )
-        while data:
+        pending = self._pending
+        new = self._engine.data_to_send()
+        if new:
+            pending.append(memoryview(new))
+            self._pending_bytes += len(new)
+        progress = False
+        while pending:
+            chunk = pending[0]
             try:
-                sent = sock.send(data)
+                sent = sock.send(chunk)
             except (BlockingIOError, InterruptedError, ssl_module.SSLWantWriteError):
                 break
             except ssl_module.SSLWantReadError:
                 break
             except OSError as exc:
-                self._pending = b""
-                if exc.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
-                    self._engine.connection_lost(exc)
-                else:
-                    self._engine.connection_lost(exc)
-                self._close_socket()
+                self._write_failed(exc)
                 return
-            data = data[sent:]
-        self._pending = data
-        if self._engine.closed and not data:
+            if not sent:
+                break
+            progress = True
+            self._pending_bytes -= sent
+            if sent == len(chunk):
+                pending.popleft()
+            else:
+                pending[0] = chunk[sent:]  # a view: a slow socket costs no copies
+        if not pending:
+            self._stalled_since = None
+        elif progress or self._stalled_since is None:
+            self._stalled_since = time.monotonic()
+        if self._engine.closed and not pending:
+            self._close_socket()
+
+    def _write_failed(self, exc: OSError) -> None:
+        """The socket refused our bytes: the broker closed it (EPIPE, ECONNRESET).
+
+        It may have said why first (a `connection.close` with 320 CONNECTION_FORCED when the
+        node shuts down): read what is left before taking the connection for lost, so that the
+        real reason surfaces (and recovery knows it may reconnect), not a bare reset.
+        """
+        self._pending.clear()
+        self._pending_bytes = 0
+        self.on_read()  # on EOF or an error it reports the loss and closes the socket itself
+        if self._sock is not None:
+            self._engine.connection_lost(exc)
+            self._close_socket()
+
+    def _check_write_stall(self) -> None:
+        """The socket took nothing for two heartbeat intervals: the broker is taken for dead.
+
+        (Not while the broker blocks us: a blocked connection is not read, on purpose; the
+        clock starts again once it unblocks.)
+        """
+        engine = self._engine
+        since = self._stalled_since
+        heartbeat = engine.heartbeat
+        if since is None or not heartbeat:
+            return
+        if engine.blocked:
+            self._stalled_since = time.monotonic()
+            return
+        if time.monotonic() - since >= 2 * heartbeat:
+            engine.connection_lost(
+                HeartbeatTimeout(
+                    f"{self.params.host}:{self.params.port} took nothing we sent for "
+                    f"{2 * heartbeat} s (heartbeat {heartbeat} s)"
+                )
+            )
             self._close_socket()
 
     def _close_socket(self) -> None:
         sock, self._sock = self._sock, None
-        self._pending = b""
+        self._pending.clear()
+        self._pending_bytes = 0
+        self._stalled_since = None
         if self._selector is not None:
             self._selector.close()
             self._selector = None
@@ -323,14 +350,15 @@ class Client(Calls[int]):
     def _wrap(self, promise: Promise) -> int:
         if self._engine.outgoing_bytes > _EAGER_WRITE:
             self._write()
-            if self._engine.outgoing_bytes + len(self._pending) > _HIGH_WATER:
+            if self._engine.outgoing_bytes + self._pending_bytes > _HIGH_WATER:
                 self._drain()
         return promise.number
 
     def _drain(self) -> None:
         """Backpressure: block until the socket took most of what is queued."""
         while (
-            self._sock is not None and len(self._pending) + self._engine.outgoing_bytes > _LOW_WATER
+            self._sock is not None
+            and self._pending_bytes + self._engine.outgoing_bytes > _LOW_WATER
         ):
             self._io_step(None)
 
@@ -497,6 +525,7 @@ class Client(Calls[int]):
                 return
         if self.needs_write():
             self._write()
+        self._check_write_stall()
 
     def _recovery_step(self, deadline: float | None) -> None:
         """No socket while recovering: sleep until the next attempt, then make it."""

@@ -41,12 +41,13 @@ from puka_spec.exceptions import (
     error_for,
 )
 
-from puka import connection_states
+from puka import connection_states, urls
 from puka.__about__ import __version__
 from puka.channel_states import ChannelState
 from puka.channels import Channel, ChannelPool
 from puka.connection_states import ConnectionState
 from puka.errors import (
+    BlockedTimeout,
     ChannelClosed,
     ClientClosed,
     ConnectFailed,
@@ -68,7 +69,7 @@ __all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "Engine"]
 
 log = logging.getLogger("puka")
 
-DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+DEFAULT_MAX_MESSAGE_SIZE = urls.DEFAULT_MAX_MESSAGE_SIZE
 """Largest message body accepted from the broker (as the Java and .NET clients do)."""
 
 _CHANNEL_INPUTS = {
@@ -121,15 +122,33 @@ class Engine:
         *,
         pubacks: bool | None = None,
         client_properties: dict[str, Any] | None = None,
-        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_message_size: int | None = None,
         recovery: Recovery | None = None,
+        blocked_timeout: float | None = None,
+        handshake_timeout: float | None = None,
     ) -> None:
+        """`max_message_size` (bytes) defaults to the first address's `max_message_size`.
+
+        `handshake_timeout` (seconds; `None`: the address's `connection_timeout`): the AMQP
+        handshake (from the first `handle_timer` after the transport is up to
+        `connection.open-ok`) fails with `ConnectTimeout` if it takes longer.
+
+        `blocked_timeout` (seconds, `None` for no limit): a connection the broker keeps blocked
+        (`connection.blocked`, a resource alarm) that long is dropped with `BlockedTimeout`.
+        """
         self.addresses = list(params) if isinstance(params, list) else [params]
         if not self.addresses:
             raise ValueError("no broker address to connect to")
         self.params = self.addresses[0]
         """The broker this engine talks (or last talked) to."""
         self.recovery = recovery
+        if handshake_timeout is not None and not (
+            isinstance(handshake_timeout, (int, float))
+            and not isinstance(handshake_timeout, bool)
+            and 0 < handshake_timeout < float("inf")
+        ):
+            raise ValueError("handshake_timeout must be a positive, finite number of seconds")
+        self.handshake_timeout = handshake_timeout
         self.topology = Topology()
         self.consumes: set[Consume] = set()
         self.recovery_errors: list[AMQPError] = []
@@ -142,9 +161,13 @@ class Engine:
         self._recovering = False
         self._attempt = 0
         self._address = 0
+        self._round_left = 0  # nodes still to try, without back-off, in this round of attempts
         self._reconnect_at: float | None = None
         self.pubacks = pubacks
-        self.max_message_size = max_message_size
+        self.max_message_size = (
+            self.addresses[0].max_message_size if max_message_size is None else max_message_size
+        )
+        """Largest body a content header may announce: larger ones close with 501 at once."""
         self.state = ConnectionState.INITIAL
         self.promises = Promises()
         self.channels = ChannelPool(self)
@@ -157,6 +180,11 @@ class Engine:
         self.blocked_reason = ""
         self.on_blocked: Callable[[str], Any] | None = None
         self.on_unblocked: Callable[[], Any] | None = None
+        if blocked_timeout is not None and blocked_timeout <= 0:
+            raise ValueError(f"blocked_timeout must be positive, not {blocked_timeout!r}")
+        self.blocked_timeout = blocked_timeout
+        self._blocked_deadline: float | None = None  # set when blocked, with blocked_timeout
+        self._blocked_armed = False  # the deadline counts from the driver's clock, not a stale one
         self.error: BaseException | None = None  # why the connection ended, if it did
         self.written: list[Promise] = []  # publishes without confirms, done once written
         self.unpaired_returns = 0
@@ -283,6 +311,9 @@ class Engine:
         if self.state is ConnectionState.RECOVERING:
             return self._reconnect_at
         deadline = self._connect_deadline if self.state is not _OPEN else None
+        blocked = self._blocked_deadline
+        if blocked is not None and (deadline is None or blocked < deadline):
+            deadline = blocked
         if self._next_tick is not None and (deadline is None or self._next_tick < deadline):
             return self._next_tick
         return deadline
@@ -300,7 +331,7 @@ class Engine:
             return
         if state is not _OPEN and state is not ConnectionState.CLOSING:
             if self._connect_deadline is None:
-                self._connect_deadline = now + self.params.connection_timeout
+                self._connect_deadline = now + self._handshake_timeout()
             elif now >= self._connect_deadline:
                 if self._recovering:
                     self.transport_failed(ConnectTimeout("handshake timed out"))
@@ -308,7 +339,20 @@ class Engine:
                 self._end(
                     ConnectTimeout(
                         f"no AMQP connection to {self.params.host}:{self.params.port} within "
-                        f"{self.params.connection_timeout:g} s"
+                        f"{self._handshake_timeout():g} s"
+                    )
+                )
+                return
+        if self._blocked_deadline is not None and state is _OPEN and self.blocked_timeout:
+            if not self._blocked_armed:
+                self._blocked_armed = True
+                self._blocked_deadline = now + self.blocked_timeout
+            elif now >= self._blocked_deadline:
+                self._blocked_deadline = None
+                self._lost(
+                    BlockedTimeout(
+                        f"the broker kept the connection blocked ({self.blocked_reason}) for "
+                        f"over {self.blocked_timeout:g} s (blocked_timeout)"
                     )
                 )
                 return
@@ -334,6 +378,11 @@ class Engine:
             self.send_raw(HEARTBEAT_FRAME)
         self._received_since_tick = False
         self._sent_since_tick = False
+
+    def _handshake_timeout(self) -> float:
+        if self.handshake_timeout is not None:
+            return float(self.handshake_timeout)
+        return self.params.connection_timeout
 
     # ------------------------------------------------------------------------------------
     # Sending
@@ -379,6 +428,8 @@ class Engine:
             raise ChannelError(f"frame on channel {number} before the connection is open")
         channel = self.channels.by_number.get(number)
         if channel is None:
+            if type(frame) is HeartbeatFrame:  # 505 on any channel but 0, as RabbitMQ replies
+                raise UnexpectedFrame(f"heartbeat frame on channel {number}")
             if self.state is ConnectionState.CLOSING:
                 return  # a channel we already forgot, answering after our close
             raise ChannelError(f"frame on channel {number}, which is not open")
@@ -442,6 +493,9 @@ class Engine:
         self.channel_max = _negotiate(params.channel_max, method.channel_max) or 65535
         self.channel_max = min(self.channel_max, 65535)
         self.frame_max = _negotiate(params.frame_max, method.frame_max) or 131072
+        # No frame needs to be larger than the largest message: this bounds the read buffer
+        # (one partial frame) whatever frame_max a hostile broker proposes.
+        self.frame_max = min(self.frame_max, max(FRAME_MIN_SIZE, self.max_message_size + 8))
         if params.heartbeat is None:
             self.heartbeat = method.heartbeat
         elif params.heartbeat == 0 or method.heartbeat == 0:
@@ -497,12 +551,16 @@ class Engine:
     def _on_blocked(self, method: methods.ConnectionBlocked) -> None:
         self.blocked = True
         self.blocked_reason = method.reason
+        if self.blocked_timeout is not None and self._blocked_deadline is None:
+            self._blocked_deadline = self._clock  # due at once: handle_timer arms it from `now`
+            self._blocked_armed = False
         if self.on_blocked is not None:
             self.on_blocked(method.reason)
 
     def _on_unblocked(self, method: methods.ConnectionUnblocked) -> None:
         self.blocked = False
         self.blocked_reason = ""
+        self._blocked_deadline = None
         if self.on_unblocked is not None:
             self.on_unblocked()
 
@@ -586,7 +644,7 @@ class Engine:
         self._out_bytes = 0
         self.written.clear()
         self._secret_promises.clear()
-        self._next_tick = self._connect_deadline = None
+        self._next_tick = self._connect_deadline = self._blocked_deadline = None
         self.blocked = False
         self._attempt = 0
         self._schedule_reconnect()
@@ -599,10 +657,14 @@ class Engine:
         self.promises.resolve(promise, Result.error(error))
 
     def _schedule_reconnect(self) -> None:
-        assert self.recovery is not None
-        self._reconnect_at = self._clock + self.recovery.delay(self._attempt)
+        """Start a round of attempts, after the back-off: one node, then the others at once."""
+        recovery = self.recovery
+        if recovery is None:  # callers recover only with a Recovery: a bug, not bad input
+            raise RuntimeError("a reconnection was scheduled without automatic recovery")
+        self._reconnect_at = self._clock + recovery.delay(self._attempt)
         self._attempt += 1
-        if self.recovery.shuffle and len(self.addresses) > 1:
+        self._round_left = len(self.addresses) - 1
+        if recovery.shuffle and len(self.addresses) > 1:
             import random  # noqa: PLC0415 - only for shuffled clusters
 
             self._address = random.randrange(len(self.addresses))  # noqa: S311
@@ -625,17 +687,29 @@ class Engine:
         self.send_raw(PROTOCOL_HEADER)
 
     def transport_failed(self, error: BaseException) -> None:
-        """A reconnection attempt failed: try the next broker after a back-off, or give up."""
+        """A reconnection attempt failed: try the next broker, or back off, or give up.
+
+        A round of attempts tries every broker URL once, in turn: after a failure the next node
+        is tried at once, and only a round where every node failed counts as a failed attempt,
+        followed by the back-off delay (and by giving up after `max_attempts` of them).
+        """
         log.info("reconnection to %s failed: %s", self.params.redacted_url(), error)
         self.transport_wanted = False
         recovery = self.recovery
+        if isinstance(error, (AccessRefused, NotAllowed)):  # credentials or vhost: give up
+            self._recovering = False
+            self._end(error)
+            return
+        if recovery is not None and self._round_left > 0:  # the rest of the cluster first
+            self._round_left -= 1
+            self.state = ConnectionState.RECOVERING
+            self._address += 1
+            self._reconnect_at = self._clock
+            self.params = self.addresses[self._address % len(self.addresses)]
+            return
         if recovery is None or (recovery.max_attempts and self._attempt >= recovery.max_attempts):
             self._recovering = False
             self.state = ConnectionState.RECOVERING
-            self._end(error)
-            return
-        if isinstance(error, (AccessRefused, NotAllowed)):  # credentials or vhost: give up
-            self._recovering = False
             self._end(error)
             return
         self.state = ConnectionState.RECOVERING

@@ -12,6 +12,8 @@ Two families:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from puka_spec.exceptions import (
     ERRORS,
     AccessRefused,
@@ -40,12 +42,16 @@ from puka_spec.exceptions import (
     error_for,
 )
 
+if TYPE_CHECKING:
+    from puka.results import Result
+
 __all__ = [
     "ERRORS",
     "AMQPError",
     "AMQPNotImplemented",
     "AMQPSyntaxError",
     "AccessRefused",
+    "BlockedTimeout",
     "ChannelClosed",
     "ChannelError",
     "ClientClosed",
@@ -71,6 +77,7 @@ __all__ = [
     "PukaError",
     "ResourceError",
     "ResourceLocked",
+    "Returned",
     "SoftError",
     "UnexpectedFrame",
     "UnsupportedProtocol",
@@ -92,6 +99,14 @@ class ConnectionLost(PukaError):
 
 class HeartbeatTimeout(ConnectionLost):
     """Nothing arrived from the broker for two heartbeat intervals: it is taken for dead."""
+
+
+class BlockedTimeout(ConnectionLost):
+    """The broker kept the connection blocked (a resource alarm) longer than `blocked_timeout`.
+
+    The connection was dropped (recovered, with `reconnect`): the publishes in flight fail with
+    this error and their outcome is unknown, as for any `ConnectionLost`.
+    """
 
 
 class ConnectFailed(PukaError):
@@ -116,3 +131,18 @@ class ChannelClosed(PukaError):
 
 class ConsumerCancelled(PukaError):
     """The broker cancelled a consumer (its queue was deleted, or the node failed over)."""
+
+
+class Returned(NoRoute):
+    """312 NO_ROUTE for one publish: the broker returned the mandatory message (`basic.return`).
+
+    A `NoRoute` (so `except NoRoute` catches it) that carries the returned message as `message`,
+    a `Result` with `body`, `headers`, `exchange`, `routing_key`, `reply_code` and
+    `reply_text`: what an asyncio caller, who gets only the exception, needs to see it.
+    """
+
+    def __init__(
+        self, message: Result, reply_text: str = "", class_id: int = 0, method_id: int = 0
+    ) -> None:
+        super().__init__(reply_text, class_id, method_id)
+        self.message = message

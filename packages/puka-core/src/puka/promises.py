@@ -74,6 +74,8 @@ class Promises:
         if final:
             promise.done = True
             promise.op = None
+            if promise.multi:  # a consume ended by its last result (a broker cancel, an error)
+                self._note_finished_multi(promise.number)
             if (
                 promise.callback is None
                 and not result.is_error
@@ -110,13 +112,17 @@ class Promises:
             return
         promise.done = True
         promise.op = None
-        self._finished_multi[promise.number] = None
-        if len(self._finished_multi) > UNCLAIMED_SUCCESSES_KEPT:
-            del self._finished_multi[next(iter(self._finished_multi))]
+        self._note_finished_multi(promise.number)
         if not promise.results:
             self.live.pop(promise.number, None)
         if self.on_ready is not None:
             self.on_ready(promise)
+
+    def _note_finished_multi(self, number: int) -> None:
+        """Remember an ended consume: waiting on it again says so instead of a made-up ok."""
+        self._finished_multi[number] = None
+        if len(self._finished_multi) > UNCLAIMED_SUCCESSES_KEPT:
+            del self._finished_multi[next(iter(self._finished_multi))]
 
     def take(self, number: int) -> Result | None:
         """Hand out the next result of promise `number`, or `None` if it has none yet."""

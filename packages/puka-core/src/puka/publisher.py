@@ -19,9 +19,9 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from puka_spec import BasicProperties, encode_content, methods
-from puka_spec.exceptions import AMQPError, NoRoute, UnexpectedFrame
+from puka_spec.exceptions import AMQPError, UnexpectedFrame
 
-from puka.errors import PublishNacked
+from puka.errors import PublishNacked, Returned
 from puka.operations import message_result
 from puka.results import Result
 
@@ -51,7 +51,11 @@ class Publisher:
         # what each unconfirmed publish sent, to send again if another publish kills the channel
         self.messages: dict[int, tuple[str, str, bool, bytes, bytes]] = {}
         self._payloads: dict[tuple[str, str, bool], bytes] = {}
-        self.unknown_confirms = 0  # acks/nacks for tags not in flight (counted, ignored)
+        self.unknown_confirms = 0
+        """Acks and nacks for tags not in flight (unpublished, already settled): counted, ignored.
+
+        A `multiple` one that reaches past the last published tag still settles those in flight.
+        """
         if confirm:
             engine.send_method(channel.number, methods.ConfirmSelect(nowait=False))
 
@@ -117,15 +121,17 @@ class Publisher:
     def _settle(self, tag: int, multiple: bool, error: PublishNacked | None) -> None:
         by_tag, order, resolve = self.by_tag, self.order, self.engine.promises.resolve
         if multiple:
-            if not order or order[0] > tag:
-                self.unknown_confirms += 1
+            hit = False
             messages = self.messages
             while order and order[0] <= tag:
                 settled = order.popleft()
                 messages.pop(settled, None)
                 promise = by_tag.pop(settled, None)
                 if promise is not None:
+                    hit = True
                     resolve(promise, self._outcome(settled, error))
+            if not hit or tag >= self.next_tag:  # settled nothing, or names unpublished tags
+                self.unknown_confirms += 1
         else:
             promise = by_tag.pop(tag, None)
             self.messages.pop(tag, None)
@@ -153,7 +159,9 @@ class Publisher:
             (
                 entry[0]
                 for entry in self.mandatory
-                if entry[1] == method.exchange and entry[2] == method.routing_key
+                if entry[1] == method.exchange
+                and entry[2] == method.routing_key
+                and entry[0] in self.by_tag  # not one acked already (acks come in any order)
             ),
             0,
         )
@@ -163,10 +171,13 @@ class Publisher:
         while self.mandatory[0][0] != tag:  # earlier mandatory publishes were routed
             self.mandatory.popleft()
         self.mandatory.popleft()
-        error = NoRoute(
-            method.reply_text, methods.BasicPublish.CLASS_ID, methods.BasicPublish.METHOD_ID
-        )
         result = message_result("basic.return", method, props, body)
+        error = Returned(
+            result,
+            method.reply_text,
+            methods.BasicPublish.CLASS_ID,
+            methods.BasicPublish.METHOD_ID,
+        )
         error_result = Result.error(error, dict(result))
         error_result.name = "basic.return"
         self.returned[tag] = error_result

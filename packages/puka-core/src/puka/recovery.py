@@ -3,9 +3,11 @@
 Opt in with `puka.Client(url, reconnect=True)` (or a `Recovery` for other timings). After the
 connection is lost — the socket died, heartbeats stopped, or the broker closed it with 320
 CONNECTION_FORCED (a node shutting down) or 541 — the client reconnects with exponential
-back-off, trying each broker URL in turn (a cluster), declares again the exchanges, queues and
-bindings it declared, and restarts its consumes. It never recovers from an application close,
-a channel error, an authentication failure or a missing virtual host.
+back-off between rounds of attempts, each round trying every broker URL once, in turn (the
+nodes of a cluster: a node that refuses sends it on to the next one at once), declares again
+the exchanges, queues and bindings it declared, and restarts its consumes. It never recovers
+from an application close, a channel error, an authentication failure or a missing virtual
+host.
 
 What recovery does not hide: operations in flight when the connection died fail with
 `ConnectionLost` (for a publish: the outcome is unknown, republish if it matters), and calls
@@ -29,8 +31,10 @@ RECOVERABLE_REPLY_CODES = frozenset({320, 541})
 @dataclass(frozen=True)
 class Recovery:
     """Reconnection timings: the delay before attempt n is `initial_delay * multiplier**n`,
-    capped at `max_delay`, with ±`jitter` of it random; `shuffle` tries the URLs in random
-    order instead of the given one; `max_attempts` (0 = forever) gives up with the last error.
+    capped at `max_delay`, with ±`jitter` of it random. With several URLs an attempt is a round
+    that tries each of them once, one right after the other, starting with the node last
+    connected to; `shuffle` starts each round at a random one instead. `max_attempts`
+    (0 = forever) gives up after that many failed rounds, with the last error.
     """
 
     initial_delay: float = 0.2

@@ -69,6 +69,11 @@ given twice (except ``auth_mechanism``).
 ``frame_max``
     Largest frame size to allow, in bytes (4096 to 4294967295). Default: 0,
     meaning whatever the broker proposes.
+``max_message_size``
+    Largest message body to accept from the broker, in bytes (at least 1).
+    A delivery whose content header announces a larger body closes the
+    connection with 501 FRAME_ERROR before anything is allocated for it.
+    Default: 67108864 (64 MiB, as RabbitMQ's Java and .NET clients).
 ``auth_mechanism``
     SASL mechanism: ``plain`` (the default, user name and password) or
     ``external`` (for example a TLS client certificate). Case-insensitive. It
@@ -123,6 +128,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 __all__ = [
+    "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_URL",
     "ConnectionParameters",
     "InvalidURL",
@@ -132,6 +138,9 @@ __all__ = [
 
 #: The URL of a local RabbitMQ with its out-of-the-box settings.
 DEFAULT_URL = "amqp:///"
+
+#: The largest message body accepted from the broker unless told otherwise: 64 MiB.
+DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 
 _DEFAULT_PORTS = {"amqp": 5672, "amqps": 5671}
 _SUPPORTED_MECHANISMS = ("PLAIN", "EXTERNAL")
@@ -224,6 +233,8 @@ class ConnectionParameters:
             query parameter is in milliseconds.)
         channel_max: Highest channel number to allow, or 0 for the broker's.
         frame_max: Largest frame size in bytes to allow, or 0 for the broker's.
+        max_message_size: Largest message body in bytes to accept from the
+            broker (:data:`DEFAULT_MAX_MESSAGE_SIZE`, 64 MiB, by default).
         auth_mechanism: ``"PLAIN"`` (default) or ``"EXTERNAL"``.
         cacertfile: PEM file of the certificate authorities to trust, or
             ``None`` for the system's.
@@ -247,6 +258,7 @@ class ConnectionParameters:
     connection_timeout: float = _DEFAULT_CONNECTION_TIMEOUT
     channel_max: int = 0
     frame_max: int = 0
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     auth_mechanism: str = "PLAIN"
     cacertfile: str | None = None
     certfile: str | None = None
@@ -298,6 +310,8 @@ class ConnectionParameters:
         frame_max = _check_int("frame_max", self.frame_max)
         if frame_max != 0 and not _FRAME_MIN_SIZE <= frame_max <= _MAX_LONG:
             raise ValueError("frame_max must be 0 (the broker's) or between 4096 and 4294967295")
+        if _check_int("max_message_size", self.max_message_size) < 1:
+            raise ValueError("max_message_size must be at least 1 byte")
 
         mechanism = _check_str("auth_mechanism", self.auth_mechanism).upper()
         if mechanism not in _SUPPORTED_MECHANISMS:
@@ -379,6 +393,8 @@ class ConnectionParameters:
             yield "channel_max", str(self.channel_max)
         if self.frame_max:
             yield "frame_max", str(self.frame_max)
+        if self.max_message_size != DEFAULT_MAX_MESSAGE_SIZE:
+            yield "max_message_size", str(self.max_message_size)
         if self.auth_mechanism != "PLAIN":
             yield "auth_mechanism", self.auth_mechanism.lower()
         for name in ("cacertfile", "certfile", "keyfile"):
@@ -399,6 +415,7 @@ _QUERY_PARAMETERS = (
     "connection_timeout",
     "channel_max",
     "frame_max",
+    "max_message_size",
     "auth_mechanism",
     "cacertfile",
     "certfile",
@@ -634,7 +651,7 @@ class _Parser:
         values: dict[str, Any] = {}
         for key, given in raw.items():
             value = given[0]
-            if key in ("heartbeat", "channel_max", "frame_max"):
+            if key in ("heartbeat", "channel_max", "frame_max", "max_message_size"):
                 if not _DIGITS_RE.fullmatch(value):
                     raise ValueError(f"{key} must be a non-negative integer, not {value!r}")
                 values[key] = int(value)
