@@ -233,6 +233,17 @@ def _shorten(text: str) -> str:
     return text if len(text) <= _MAX_ERROR_CHARS else "..." + text[-_MAX_ERROR_CHARS:]
 
 
+def _erl_call() -> Path | None:
+    """Erlang's ``erl_call``, if installed."""
+    found = shutil.which("erl_call") or shutil.which("erl_call", path="/usr/lib/erlang/bin")
+    return Path(found) if found else None
+
+
+def _squeeze(text: str) -> str:
+    """An Erlang term as printed, without whitespace (erl_call and rabbitmqctl space it apart)."""
+    return "".join(text.split())
+
+
 def run_command(command: Sequence[str], *, timeout: float = 30.0, cwd: str | None = None) -> str:
     """Run ``command`` and return its stdout; a clear :class:`RuntimeError` if it fails.
 
@@ -308,14 +319,22 @@ class PrivateBrokerNode:
     The usual ``guest``/``guest`` user works, from loopback only.
     """
 
-    def __init__(self, port: int | None = None) -> None:
-        """Choose the node's port (a random free one if ``port`` is None); start nothing."""
+    def __init__(
+        self, port: int | None = None, *, extra_config: str = "", plugins: Sequence[str] = ()
+    ) -> None:
+        """Choose the node's port (a random free one if ``port`` is None); start nothing.
+
+        ``extra_config`` is appended to the node's ``rabbitmq.conf`` (say, a TLS listener);
+        ``plugins`` are enabled at boot (say, ``rabbitmq_auth_mechanism_ssl``).
+        """
         if port is not None and not 0 < port <= 65535 - DIST_PORT_OFFSET:
             raise ValueError(
                 f"port {port} is impossible for a private node: it must be in 1-"
                 f"{65535 - DIST_PORT_OFFSET}, the distribution port being port + {DIST_PORT_OFFSET}"
             )
         self._auto_port = port is None
+        self._extra_config = extra_config
+        self._plugins = tuple(plugins)
         self._port = _pick_free_port() if port is None else port
         self._dir: Path | None = None
         self._pid: int | None = None
@@ -370,6 +389,40 @@ class PrivateBrokerNode:
     def ctl(self, *args: str, timeout: float = 30.0) -> str:
         """Run ``rabbitmqctl -n <nodename> args...``; return stdout, RuntimeError on failure."""
         return rabbitmqctl(*args, node=self.nodename, timeout=timeout)
+
+    def eval(self, expression: str, timeout: float = 30.0) -> str:
+        """Evaluate an Erlang expression (ending with ``.``) on the node; its value as text.
+
+        Uses ``erl_call`` when Erlang ships it (milliseconds), else ``rabbitmqctl eval`` (about
+        a second: it boots a VM each time). Whitespace is removed from the value, so that both
+        print the same text: ``[]``, ``{ok,0.4}``, ``true``. RuntimeError if it fails.
+        """
+        erl_call = _erl_call()
+        if erl_call is None:
+            return _squeeze(self.ctl("eval", expression, timeout=timeout))
+        command = [str(erl_call), "-sname", self.nodename, "-e"]
+        if os.geteuid() == 0:  # as the node's user: erl_call reads its Erlang cookie
+            command = ["runuser", "-u", _RABBITMQ_USER, "--", "env", f"HOME={_RABBITMQ_HOME}"]
+            command += [str(erl_call), "-sname", self.nodename, "-e"]
+        try:
+            proc = subprocess.run(
+                command,
+                input=expression + "\n",
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                cwd=_script_cwd(),
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise RuntimeError(f"erl_call on {self.nodename} failed: {exc}") from exc
+        value = _squeeze(proc.stdout)
+        if proc.returncode != 0 or not value.startswith("{ok,"):
+            raise RuntimeError(
+                f"erl_call on {self.nodename} failed ({proc.returncode}) for {expression!r}: "
+                + _shorten(proc.stderr or proc.stdout)
+            )
+        return value.removeprefix("{ok,").removesuffix("}")
 
     def start(self, timeout: float = 60.0) -> None:
         """Start the node; return once it has booted and its AMQP port answers.
@@ -459,10 +512,11 @@ class PrivateBrokerNode:
 
     def _prepare_dir(self) -> None:
         """Write the node's own configuration, replacing the machine's (/etc/rabbitmq)."""
-        self._path("enabled_plugins").write_text("[].\n")
+        self._path("enabled_plugins").write_text(f"[{','.join(self._plugins)}].\n")
         self._path("rabbitmq.conf").write_text(
             # The machine's rabbitmq.conf may pin listeners to 5672: never read it.
             f"listeners.tcp.local = 127.0.0.1:{self._port}\n"
+            + (self._extra_config.rstrip("\n") + "\n" if self._extra_config else "")
         )
         if os.geteuid() == 0:
             assert self._dir is not None

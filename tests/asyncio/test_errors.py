@@ -80,7 +80,7 @@ def _soft_errors(names: dict[str, str]) -> list[tuple[str, Call, type[Exception]
         (
             "unroutable mandatory publish",
             lambda c: c.basic_publish("", other, mandatory=True, body=b"x"),
-            puka.NoRoute,
+            puka.Returned,  # a NoRoute that carries the returned message
             312,
         ),
     ]

@@ -1,0 +1,1 @@
+"""Fault tests: a private broker node, a TCP fault proxy, a hostile fake broker."""
