@@ -14,20 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import inspect
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 import puka_asyncio
 import pytest
-import uvloop
 
-#: The event loops every coroutine test runs on.
-LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
-    "asyncio": asyncio.new_event_loop,
-    "uvloop": uvloop.new_event_loop,
-}
+from tests.asyncio.helpers import LOOPS, finish_loop, unhandled_text
 
 #: A coroutine test that runs longer than this is cancelled and fails.
 ASYNC_TEST_TIMEOUT = 30.0
@@ -67,12 +61,6 @@ def make_client(amqp_url: str) -> ClientFactory:
     return ClientFactory(amqp_url)
 
 
-def _unhandled(context: dict[str, Any]) -> str:
-    message = str(context.get("message", ""))
-    exception = context.get("exception")
-    return f"{message}: {exception!r}" if exception is not None else message
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     """Run a coroutine test on a new loop of the kind its ``loop_kind`` parameter names."""
@@ -99,17 +87,9 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     left: list[str] = []
     try:
         loop.run_until_complete(run())
-        loop.run_until_complete(loop.shutdown_asyncgens())
     finally:
-        tasks = asyncio.all_tasks(loop)
-        left = [repr(task) for task in tasks]
-        for task in tasks:
-            task.cancel()
-        with contextlib.suppress(BaseException):
-            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-        gc.collect()  # "exception was never retrieved" is reported when a future is collected
-        loop.close()
-    problems = [f"- {_unhandled(context)}" for context in unhandled]
+        left = finish_loop(loop)
+    problems = [f"- {unhandled_text(context)}" for context in unhandled]
     problems += [f"- a task left running: {task}" for task in left]
     if problems:
         pytest.fail("the event loop was left unclean:\n" + "\n".join(problems))

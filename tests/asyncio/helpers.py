@@ -4,18 +4,52 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import puka_asyncio
+import uvloop
 
 from tests.broker_node import RabbitmqCtl
 from tests.integration.helpers import url_with_password, url_with_port, url_with_vhost
 
 #: How long a test waits for something that should happen "at once" on a local broker.
 SOON = 10.0
+
+#: The event loops every coroutine test runs on.
+LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+    "asyncio": asyncio.new_event_loop,
+    "uvloop": uvloop.new_event_loop,
+}
+
+
+def finish_loop(loop: asyncio.AbstractEventLoop) -> list[str]:
+    """Shut ``loop`` down and close it; returns the tasks that were still running (reprs).
+
+    Those tasks are cancelled first; the garbage collector runs before the loop closes, so that
+    a future whose exception was never retrieved is reported to the loop's exception handler.
+    """
+    with contextlib.suppress(BaseException):
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    tasks = asyncio.all_tasks(loop)
+    left = [repr(task) for task in tasks]
+    for task in tasks:
+        task.cancel()
+    with contextlib.suppress(BaseException):
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+    gc.collect()  # "exception was never retrieved" is reported when a future is collected
+    loop.close()
+    return left
+
+
+def unhandled_text(context: dict[str, Any]) -> str:
+    """One line for an error the loop reported to its exception handler."""
+    message = str(context.get("message", ""))
+    exception = context.get("exception")
+    return f"{message}: {exception!r}" if exception is not None else message
 
 
 async def within(awaitable: Awaitable[Any], timeout: float = SOON) -> Any:
@@ -178,6 +212,7 @@ class Proxy:
 
 
 __all__ = [
+    "LOOPS",
     "SOON",
     "Proxy",
     "assert_no_leaks",
@@ -185,7 +220,9 @@ __all__ = [
     "counts",
     "eventually",
     "exclusive_queue",
+    "finish_loop",
     "next_message",
+    "unhandled_text",
     "url_with",
     "within",
 ]

@@ -21,7 +21,7 @@ from tests.asyncio.helpers import (
     next_message,
     within,
 )
-from tests.integration.helpers import url_user
+from tests.integration.helpers import every_basic_property, url_user
 from tests.integration.test_messages import PROPERTY_NAMES, assert_same
 
 UTC = datetime.timezone.utc
@@ -86,20 +86,7 @@ async def test_five_mebibyte_body(make_client: ClientFactory) -> None:
 async def test_every_basic_property_round_trips(make_client: ClientFactory, amqp_url: str) -> None:
     client = await make_client()
     queue = await exclusive_queue(client)
-    properties: dict[str, Any] = {
-        "content_type": "application/json",
-        "content_encoding": "gzip",
-        "delivery_mode": 2,
-        "priority": 7,
-        "correlation_id": "corr-ünï-1",
-        "reply_to": "reply-queue",
-        "expiration": "600000",
-        "message_id": "msg-42",
-        "timestamp": 1700000000,
-        "type": "order.created",
-        "user_id": url_user(amqp_url),  # the broker checks it is the connection's user
-        "app_id": "puka-tests",
-    }
+    properties = every_basic_property(url_user(amqp_url))  # user_id: the connection's user
     for fetch in ("get", "consume"):
         if fetch == "get":
             received = (await round_trip(client, queue, b"{}", headers=dict(properties)))["headers"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -59,6 +60,27 @@ def url_password(url: str) -> str:
     """The password of ``url`` (``guest`` by default)."""
     password = urlsplit(url).password
     return "guest" if password is None else unquote(password)
+
+
+def every_basic_property(user: str) -> dict[str, Any]:
+    """A value for each basic property a publisher sets, as ``basic_publish(headers=...)`` takes.
+
+    ``user`` is the connection's user: the broker refuses a message whose ``user_id`` is not.
+    """
+    return {
+        "content_type": "application/json",
+        "content_encoding": "gzip",
+        "delivery_mode": 2,
+        "priority": 7,
+        "correlation_id": "corr-ünï-1",
+        "reply_to": "reply-queue",
+        "expiration": "600000",
+        "message_id": "msg-42",
+        "timestamp": 1700000000,
+        "type": "order.created",
+        "user_id": user,
+        "app_id": "puka-tests",
+    }
 
 
 def close_quietly(client: Any) -> None:
@@ -183,6 +205,29 @@ def connection_pid(rabbitmqctl: RabbitmqCtl, marker: str, timeout: float = SOON)
     Polls ``rabbitmqctl list_connections`` until the connection appears (or ``timeout``).
     """
     return connection_info(rabbitmqctl, marker, "pid", timeout)
+
+
+def close_connection_later(
+    rabbitmqctl: RabbitmqCtl, marker: str, delay: float
+) -> tuple[threading.Thread, list[BaseException]]:
+    """Close the broker connection mentioning ``marker`` from another thread, after ``delay``.
+
+    Returns the thread (join it) and the list that receives what it raised, if anything.
+    Only that one connection is closed: the shared broker serves other tests too.
+    """
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            time.sleep(delay)
+            pid = connection_pid(rabbitmqctl, marker)
+            rabbitmqctl("close_connection", pid, "puka test: closed by rabbitmqctl")
+        except BaseException as exc:  # reported by the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, errors
 
 
 def connection_info(rabbitmqctl: RabbitmqCtl, marker: str, item: str, timeout: float = SOON) -> str:

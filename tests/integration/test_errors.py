@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +16,7 @@ from tests.integration.helpers import (
     SOON,
     Resources,
     callback_result,
-    connection_pid,
+    close_connection_later,
     drain,
     url_password,
     url_with_password,
@@ -348,23 +347,6 @@ def test_unknown_host_is_connect_failed() -> None:
         client.wait(client.connect(), timeout=SOON * 2)
 
 
-def _close_connection_later(rabbitmqctl: RabbitmqCtl, marker: str, delay: float) -> Any:
-    """Close the broker connection mentioning ``marker`` from another thread, after ``delay``."""
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            time.sleep(delay)
-            pid = connection_pid(rabbitmqctl, marker)
-            rabbitmqctl("close_connection", pid, "puka test: closed by rabbitmqctl")
-        except BaseException as exc:  # reported by the test
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, errors
-
-
 @pytest.mark.parametrize("naming", ["client_properties", "url_query"])
 def test_connection_forced_by_rabbitmqctl(
     amqp_url: str,
@@ -383,7 +365,7 @@ def test_connection_forced_by_rabbitmqctl(
         queue = resources.queue()
         wait_ok(client, client.queue_declare(queue=queue))
         consume = client.basic_consume(queue=queue)
-        thread, errors = _close_connection_later(rabbitmqctl, marker, delay=0.5)
+        thread, errors = close_connection_later(rabbitmqctl, marker, delay=0.5)
         started = time.monotonic()
         with pytest.raises((puka.ConnectionForced, puka.ConnectionLost)) as caught:
             client.wait(consume, timeout=30)

@@ -15,7 +15,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.integration.helpers import SOON, Resources, close_quietly, drain, url_user, wait_ok
+from tests.integration.helpers import (
+    SOON,
+    Resources,
+    close_quietly,
+    drain,
+    every_basic_property,
+    url_user,
+    wait_ok,
+)
 
 UTC = datetime.timezone.utc
 PROPERTY_NAMES = {
@@ -231,20 +239,7 @@ def test_non_ascii_queue_name_routing_key_and_headers(client: Any, resources: Re
 
 
 def test_every_basic_property_round_trips(client: Any, queue: str, amqp_url: str) -> None:
-    properties = {
-        "content_type": "application/json",
-        "content_encoding": "gzip",
-        "delivery_mode": 2,
-        "priority": 7,
-        "correlation_id": "corr-ünï-1",
-        "reply_to": "reply-queue",
-        "expiration": "600000",
-        "message_id": "msg-42",
-        "timestamp": 1700000000,
-        "type": "order.created",
-        "user_id": url_user(amqp_url),  # the broker checks it is the connection's user
-        "app_id": "puka-tests",
-    }
+    properties = every_basic_property(url_user(amqp_url))  # user_id: the connection's user
     message = round_trip(client, queue, b"{}", headers=dict(properties))
     received = message["headers"]
     for key, value in properties.items():
