@@ -84,6 +84,8 @@ _F32 = struct.Struct(">f")
 _F64 = struct.Struct(">d")
 _DEC = struct.Struct(">Bi")
 _STR_HEAD = struct.Struct(">BI")  # type S and the string's length
+_INT_VALUE = struct.Struct(">Bi")  # type I and a signed 32-bit value
+_LONG_VALUE = struct.Struct(">Bq")  # type l and a signed 64-bit value
 
 _T_STR = b"S"
 _T_INT = b"I"
@@ -168,6 +170,12 @@ def encode_table_at(table: FieldTable | None, depth: int) -> bytes:
             data = value.encode()
             parts.append(_STR_HEAD.pack(83, len(data)))
             parts.append(data)
+        elif type(value) is int and -0x8000000000000000 <= value <= 0x7FFFFFFFFFFFFFFF:
+            # the next most common (counters, ids, times), inlined too; not bool: its own type
+            if -0x80000000 <= value <= 0x7FFFFFFF:
+                parts.append(_INT_VALUE.pack(73, value))
+            else:
+                parts.append(_LONG_VALUE.pack(108, value))
         else:
             parts.append(_encode_value(value, depth))
     payload = b"".join(parts)
