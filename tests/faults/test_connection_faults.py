@@ -36,6 +36,7 @@ from puka.client import OUTGOING_BUFFER_LIMIT
 from puka_spec.exceptions import AMQPError
 
 from tests.broker_node import UniqueName
+from tests.faults.clients import close, connect, delete_queue
 from tests.faults.fault_proxy import FaultProxy, open_fds, record_figures
 
 DRIVERS = ["blocking", "asyncio"]
@@ -47,31 +48,10 @@ def _run(coro: Any, timeout: float = 60) -> Any:
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
-def _connect(url: str, **kwargs: Any) -> puka.Client:
-    client = puka.Client(url, **kwargs)
-    assert client.wait(client.connect(), timeout=10) is not None
-    return client
-
-
 def _declared(result: puka.Result | None) -> str:
     """The queue name of a queue_declare result."""
     assert result is not None, "queue_declare did not complete"
     return str(result["queue"])
-
-
-def _close(client: puka.Client) -> None:
-    try:
-        client.wait(client.close(), timeout=3, raise_errors=False)
-    except Exception:
-        client._close_socket()
-
-
-def _delete_queue(amqp_url: str, queue: str) -> None:
-    admin = _connect(amqp_url)
-    try:
-        admin.wait(admin.queue_delete(queue), timeout=10)
-    finally:
-        _close(admin)
 
 
 async def _aclose(client: puka_asyncio.AsyncClient) -> None:
@@ -90,7 +70,7 @@ F4_IN_FLIGHT = 500
 
 
 def _f4_blocking(url: str, proxy: FaultProxy) -> dict[str, Any]:
-    client = _connect(url, heartbeat=0)
+    client = connect(url, heartbeat=0)
     try:
         queue = _declared(client.wait(client.queue_declare(exclusive=True)))
         proxy.stall()
@@ -103,7 +83,7 @@ def _f4_blocking(url: str, proxy: FaultProxy) -> dict[str, Any]:
         errors = [r.exception if r is not None else None for r in results]
         return {"errors": errors, "settled_s": settled}
     finally:
-        _close(client)
+        close(client)
 
 
 async def _f4_asyncio(url: str, proxy: FaultProxy) -> dict[str, Any]:
@@ -154,7 +134,7 @@ def test_f4_outstanding_confirms_fail(driver: str, amqp_url: str, fault_proxy: F
 
 def _f11_blocking(url: str, proxy: FaultProxy, queue: str) -> dict[str, Any]:
     figures: dict[str, Any] = {}
-    client = _connect(url, heartbeat=1, reconnect=FAST_RECOVERY)
+    client = connect(url, heartbeat=1, reconnect=FAST_RECOVERY)
     client.on_connection_lost = lambda error: figures.update(cause=error, detected=time.monotonic())
     client.on_recovered = lambda: figures.update(recovered=time.monotonic())
     try:
@@ -185,7 +165,7 @@ def _f11_blocking(url: str, proxy: FaultProxy, queue: str) -> dict[str, Any]:
             figures["consume_after"] = message is not None and message["body"] == b"after"
         return figures
     finally:
-        _close(client)
+        close(client)
 
 
 async def _f11_asyncio(url: str, proxy: FaultProxy, queue: str) -> dict[str, Any]:
@@ -232,7 +212,7 @@ def test_f11_dead_broker_detection(
         else:
             figures = _run(_f11_asyncio(url, fault_proxy, queue))
     finally:
-        _delete_queue(amqp_url, queue)
+        delete_queue(amqp_url, queue)
     rejected = figures["rejected"]
     detection = figures.get("detected", float("inf")) - figures["stalled"]
     recovery = figures.get("recovered", float("inf")) - figures["resumed"]
@@ -269,7 +249,7 @@ def test_f12_we_keep_heartbeating(driver: str, amqp_url: str, fault_proxy: Fault
         return fault_proxy.forwarded["c2s"]
 
     if driver == "blocking":
-        client = _connect(url, heartbeat=1)
+        client = connect(url, heartbeat=1)
         try:
             queue = _declared(client.wait(client.queue_declare(exclusive=True)))
             consume = client.basic_consume(queue)
@@ -279,7 +259,7 @@ def test_f12_we_keep_heartbeating(driver: str, amqp_url: str, fault_proxy: Fault
             result = client.wait(client.queue_declare(exclusive=True), timeout=5)
             alive = result is not None and not client.engine.closed
         finally:
-            _close(client)
+            close(client)
     else:
 
         async def scenario() -> tuple[int, float, bool]:
@@ -324,7 +304,7 @@ def _f13_blocking_attempt(url: str) -> str:
     except TYPED as exc:
         return type(exc).__name__
     finally:
-        _close(client)
+        close(client)
 
 
 async def _f13_asyncio_attempt(url: str) -> str:
@@ -436,7 +416,7 @@ F14_BODY = bytes(range(256)) * 12  # 3 KB
 
 def _f14_blocking(url: str) -> float:
     began = time.monotonic()
-    client = _connect(url, heartbeat=0)
+    client = connect(url, heartbeat=0)
     try:
         queue = _declared(client.wait(client.queue_declare(exclusive=True), timeout=10))
         bodies = [F14_BODY[i:] + F14_BODY[:i] for i in range(F14_COUNT)]
@@ -446,7 +426,7 @@ def _f14_blocking(url: str) -> float:
         assert sorted(r["body"] for r in got) == sorted(bodies)
         return time.monotonic() - began
     finally:
-        _close(client)
+        close(client)
 
 
 async def _f14_asyncio(url: str) -> float:
@@ -496,7 +476,7 @@ F15_BODY = b"x" * (64 * 1024)
 
 
 def _f15_blocking(url: str, proxy: FaultProxy) -> dict[str, Any]:
-    client = _connect(url, heartbeat=1)
+    client = connect(url, heartbeat=1)
     figures: dict[str, Any] = {}
     try:
         queue = _declared(client.wait(client.queue_declare(exclusive=True)))
@@ -519,7 +499,7 @@ def _f15_blocking(url: str, proxy: FaultProxy) -> dict[str, Any]:
         return figures
     finally:
         tracemalloc.stop()
-        _close(client)
+        close(client)
 
 
 async def _f15_asyncio(url: str, proxy: FaultProxy) -> dict[str, Any]:

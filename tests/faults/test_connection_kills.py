@@ -31,6 +31,7 @@ import puka_asyncio
 import pytest
 
 from tests.broker_node import RabbitmqCtl, UniqueName
+from tests.faults.clients import close, connect, delete_queue
 from tests.faults.fault_proxy import FaultProxy, record_figures
 
 DRIVERS = ["blocking", "asyncio"]
@@ -57,30 +58,9 @@ F2_ACK_LAG = 10  # the application acks a message this many deliveries after it 
 # Shared pieces
 
 
-def _admin(amqp_url: str) -> puka.Client:
-    client = puka.Client(amqp_url)
-    assert client.wait(client.connect(), timeout=10) is not None
-    return client
-
-
-def _close(client: puka.Client) -> None:
-    try:
-        client.wait(client.close(), timeout=3, raise_errors=False)
-    except Exception:
-        client._close_socket()
-
-
-def _delete_queue(amqp_url: str, queue: str) -> None:
-    admin = _admin(amqp_url)
-    try:
-        admin.wait(admin.queue_delete(queue), timeout=10)
-    finally:
-        _close(admin)
-
-
 def _drain_ids(amqp_url: str, queue: str) -> collections.Counter[int]:
     """Every message of ``queue`` (taken with no_ack), counted by id."""
-    admin = _admin(amqp_url)
+    admin = connect(amqp_url)
     try:
         declared = admin.wait(admin.queue_declare(queue, passive=True), timeout=10)
         assert declared is not None
@@ -94,7 +74,7 @@ def _drain_ids(amqp_url: str, queue: str) -> collections.Counter[int]:
             seen[int(message["body"])] += 1
         return seen
     finally:
-        _close(admin)
+        close(admin)
 
 
 def _connection_pid(rabbitmqctl: RabbitmqCtl, marker: str, exclude: set[str]) -> str:
@@ -247,7 +227,7 @@ def _f1_blocking(url: str, queue: str, marker: str, ledger: Ledger) -> dict[str,
         live = [p for p in client.engine.promises.live.values() if not p.done and not p.multi]
         return {"pending_promises": len(live), "recoveries": client.engine.recoveries}
     finally:
-        _close(client)
+        close(client)
 
 
 async def _f1_asyncio(url: str, queue: str, marker: str, ledger: Ledger) -> dict[str, Any]:
@@ -338,7 +318,7 @@ def test_f1_publisher_survives_kills(
         killer.join(20)
         seen = _drain_ids(amqp_url, queue)
     finally:
-        _delete_queue(amqp_url, queue)
+        delete_queue(amqp_url, queue)
     lost = F1_TOTAL - len(set(seen) & set(range(F1_TOTAL)))
     duplicates = sum(seen.values()) - len(seen)
     recovery_times = [r - k for k, r in zip(killer.kill_times, killer.recover_times, strict=False)]
@@ -421,13 +401,13 @@ class Consumption:
 
 
 def _f2_fill(amqp_url: str, queue: str) -> None:
-    admin = _admin(amqp_url)
+    admin = connect(amqp_url)
     try:
         admin.wait(admin.queue_declare(queue), timeout=10)
         promises = [admin.basic_publish("", queue, body=b"%d" % ident) for ident in range(F2_TOTAL)]
         admin.wait_for_all(promises)
     finally:
-        _close(admin)
+        close(admin)
 
 
 def _f2_blocking(url: str, queue: str, app: Consumption) -> dict[str, Any]:
@@ -455,7 +435,7 @@ def _f2_blocking(url: str, queue: str, app: Consumption) -> dict[str, Any]:
         client.wait(client.basic_cancel(consume), timeout=5)
         return {"stale_acks": client.engine.stale_acks, "recoveries": client.engine.recoveries}
     finally:
-        _close(client)
+        close(client)
 
 
 async def _f2_asyncio(url: str, queue: str, app: Consumption) -> dict[str, Any]:
@@ -501,14 +481,14 @@ def test_f2_consumer_survives_kills(
         else:
             outcome = asyncio.run(asyncio.wait_for(_f2_asyncio(url, queue, app), 70))
         elapsed = time.monotonic() - began
-        admin = _admin(amqp_url)
+        admin = connect(amqp_url)
         try:
             left = admin.wait(admin.queue_declare(queue, passive=True), timeout=10)
             assert left is not None
         finally:
-            _close(admin)
+            close(admin)
     finally:
-        _delete_queue(amqp_url, queue)
+        delete_queue(amqp_url, queue)
     record_figures(
         "F2",
         driver,
