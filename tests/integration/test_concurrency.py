@@ -10,8 +10,16 @@ from typing import Any
 import puka
 import pytest
 
-from tests.broker_node import UniqueName
-from tests.integration.helpers import SOON, BreakClock, Resources, drain, message_count, wait_ok
+from tests.broker_node import RabbitmqCtl, UniqueName
+from tests.integration.helpers import (
+    SOON,
+    BreakClock,
+    Resources,
+    close_connection_later,
+    drain,
+    message_count,
+    wait_ok,
+)
 
 
 def test_promises_are_ints(client: Any, resources: Resources) -> None:
@@ -234,6 +242,54 @@ def test_forwarding_between_two_clients_with_puka_loop(
     wait_ok(one, one.basic_cancel(consume))
     assert message_count(one, queue_a) == 0
     assert [m["body"] for m in drain(two, queue_b)] == [b"%04d" % i for i in range(count)]
+
+
+def test_puka_loop_drives_a_recovery(
+    make_client: Callable[..., Any],
+    resources: Resources,
+    rabbitmqctl: RabbitmqCtl,
+    unique_name: UniqueName,
+) -> None:
+    """A client that loses its connection inside `puka.loop` reconnects there and consumes on,
+    while the other client of the loop keeps being served."""
+    count = 100
+    marker = unique_name("loop-recovery")
+    one = make_client(connection_name=marker, reconnect=puka.Recovery(max_delay=0.5))
+    two = make_client()
+    queue = resources.queue("loop-recovery")
+    wait_ok(one, one.queue_declare(queue=queue))
+    two.wait_for_all(
+        [two.basic_publish(exchange="", routing_key=queue, body=b"%03d" % i) for i in range(count)]
+    )
+    seen: set[bytes] = set()
+    redelivered: list[bool] = []
+    recovered: list[float] = []
+    killer: list[Any] = []
+    one.on_recovered = lambda: recovered.append(time.monotonic())
+
+    def on_message(_promise: int, message: Any) -> None:
+        if message.is_error:
+            return
+        seen.add(message["body"])
+        redelivered.append(message["redelivered"])
+        if len(seen) <= 20 or recovered:  # the rest waits, unacked, for the connection's end
+            one.basic_ack(message)
+        if len(seen) == 20 and not killer:
+            killer.append(close_connection_later(rabbitmqctl, marker, 0.0))
+        if len(seen) == count:
+            one.loop_break()
+            two.loop_break()
+
+    one.basic_consume(queue=queue, prefetch_count=10, callback=on_message)
+    puka.loop([one, two], timeout=30)
+    assert killer, "the consume never got 20 messages"
+    thread, errors = killer[0]
+    thread.join(SOON)
+    assert not errors, errors
+    assert len(recovered) == 1, "the client did not recover inside puka.loop"
+    assert len(seen) == count, f"{len(seen)} of {count} messages consumed"
+    assert any(redelivered), "the unacked messages of the lost connection came back flagged"
+    assert wait_ok(two, two.queue_declare(queue=queue, passive=True))["message_count"] == 0
 
 
 def test_forwarding_with_callbacks_and_waits(

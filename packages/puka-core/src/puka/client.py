@@ -517,15 +517,36 @@ class Client(Calls[int]):
                 self._write()
         if not ready and isinstance(sock, ssl_module.SSLSocket) and sock.pending():
             self.on_read()
-        timer = self._engine.next_timer()
-        if timer is not None and time.monotonic() >= timer:
-            self._engine.handle_timer(time.monotonic())
-            if self._engine.closed or self._recovering:
-                self._close_socket()
-                return
+        if not self._run_timers(time.monotonic()):
+            return
         if self.needs_write():
             self._write()
         self._check_write_stall()
+
+    def _run_timers(self, now: float) -> bool:
+        """Run the engine's timers if one is due; whether the socket is still in use.
+
+        A timer that ends the connection (heartbeat timeout, a failed handshake) or starts a
+        recovery drops the socket.
+        """
+        timer = self._engine.next_timer()
+        if timer is not None and now >= timer:
+            self._engine.handle_timer(now)
+            if self._engine.closed or self._recovering:
+                self._close_socket()
+                return False
+        return self._sock is not None
+
+    def _recovery_due(self, now: float) -> None:
+        """While recovering without a socket: run the back-off timer, reconnect when it says.
+
+        The non-blocking step of `_recovery_step`, for `puka.loop`, which drives several clients.
+        """
+        timer = self._engine.next_timer()
+        if timer is not None and now >= timer:
+            self._engine.handle_timer(now)
+        if self._engine.transport_wanted:
+            self._reconnect()
 
     def _recovery_step(self, deadline: float | None) -> None:
         """No socket while recovering: sleep until the next attempt, then make it."""

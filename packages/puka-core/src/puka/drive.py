@@ -15,7 +15,9 @@ def loop(clients: Iterable[Client], timeout: float | None = None) -> None:
     """Run the callbacks of several clients as results arrive, from this thread.
 
     Returns when every client has called `loop_break()` (or is closed), or after `timeout`
-    seconds. Heartbeats and timers of each client keep running.
+    seconds. Heartbeats and timers of each client keep running, and a client with automatic
+    recovery (`reconnect=True`) that lost its connection reconnects from here, its back-off
+    waited out without holding up the others.
     """
     clients = list(clients)
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -28,13 +30,20 @@ def loop(clients: Iterable[Client], timeout: float | None = None) -> None:
         while True:
             for client in clients:  # callbacks first: one may break another's loop
                 client.run_any_callbacks()
-            live = [c for c in clients if not c._loop_break and c.socket() is not None]
+            live = [
+                c
+                for c in clients
+                if not c._loop_break and (c.socket() is not None or c._recovering)
+            ]
             if not live:
                 return
             now = time.monotonic()
             if deadline is not None and now >= deadline and not first:
                 return  # (the first round always looks at the sockets, even with timeout 0)
             first = False
+            for client in live:
+                if client.socket() is None:  # recovering: reconnect if it is time
+                    client._recovery_due(now)
             until = deadline
             for client in live:
                 timer = client.engine.next_timer()
@@ -43,11 +52,18 @@ def loop(clients: Iterable[Client], timeout: float | None = None) -> None:
             for key in list(selector.get_map().values()):
                 selector.unregister(key.fileobj)
             for client in live:
+                if client.socket() is None:
+                    continue  # recovering: its reconnect timer is part of `until`
                 events = selectors.EVENT_READ
                 if client.needs_write():
                     events |= selectors.EVENT_WRITE
                 selector.register(client.fileno(), events, client)
-            ready = selector.select(None if until is None else max(0.0, until - now))
+            wait_for = None if until is None else max(0.0, until - now)
+            if selector.get_map():
+                ready = selector.select(wait_for)
+            else:  # every live client is waiting to reconnect
+                time.sleep(wait_for if wait_for is not None else 0.05)
+                ready = []
             for key, mask in ready:
                 client = key.data
                 if mask & selectors.EVENT_READ:
@@ -56,10 +72,11 @@ def loop(clients: Iterable[Client], timeout: float | None = None) -> None:
                     client.on_write()
             now = time.monotonic()
             for client in live:
-                timer = client.engine.next_timer()
-                if timer is not None and now >= timer:
-                    client.engine.handle_timer(now)
-                client.on_write()
+                if client.socket() is None:
+                    if client._recovering:
+                        client._recovery_due(now)
+                elif client._run_timers(now):
+                    client.on_write()
     finally:
         selector.close()
         for client in clients:
