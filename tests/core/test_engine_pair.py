@@ -73,6 +73,19 @@ def test_declare_publish_get_round_trip(seed: int) -> None:
     assert not pair.broker.channels[got._ack[0].number].unacked  # type: ignore[index]
 
 
+@pytest.mark.parametrize("channel_max", [1, 3])
+def test_more_operations_than_channels_wait_for_one(channel_max: int) -> None:
+    """With every channel in use, further operations queue until a channel is free."""
+    pair = Pair(7)
+    pair.open()
+    pair.engine.channels.channel_max = channel_max
+    names = [f"q{i}" for i in range(10)]
+    declares = [pair.engine.rpc(methods.QueueDeclare(queue=name)) for name in names]
+    assert len(pair.engine.channels.by_number) <= channel_max
+    assert [pair.wait(promise)["queue"] for promise in declares] == names
+    assert len(pair.engine.channels.by_number) <= channel_max
+
+
 def test_calls_before_the_handshake_are_queued() -> None:
     pair = Pair(1)
     connect = pair.engine.connect()

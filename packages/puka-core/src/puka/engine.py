@@ -745,10 +745,8 @@ class Engine:
         if self.state is ConnectionState.RECOVERING or self._recovering:
             self._fail_recovering(op.promise)
             return op.promise
-        if self.state is _OPEN and not self._waiting:
-            self._start(op)
-        else:
-            self._waiting.append(op)
+        if not (self.state is _OPEN and not self._waiting and self._start(op)):
+            self._waiting.append(op)  # until the connection opens or a channel is free
         return op.promise
 
     def _start(self, op: Operation) -> bool:
