@@ -113,10 +113,11 @@ async def test_soft_errors_raise_the_blocking_clients_classes_and_leave_the_clie
     finally:
         with contextlib.suppress(Exception):
             blocking.wait(blocking.exchange_delete(exchange=names["exchange"]), timeout=10)
+        with contextlib.suppress(Exception):  # also when the test failed half-way
+            blocking.wait(blocking.queue_delete(queue=names["queue"]), timeout=10)
         with contextlib.suppress(Exception):
             blocking.wait(blocking.close(), timeout=10)
     assert client.engine.state.value == "open"
-    await within(client.queue_delete(queue=names["queue"]))
     assert_no_leaks(client)
 
 
