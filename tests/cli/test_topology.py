@@ -48,7 +48,10 @@ def test_declare_bind_stat_unbind_delete(
 def test_server_named_queue_and_passive_declare(cli: Callable[..., Run], names: Names) -> None:
     run = cli("declare", "queue", "--auto-delete", "-F", "jsonl")
     assert run.code == 0
-    assert run.json_lines()[0]["queue"].startswith("amq.gen-")
+    server_named = run.json_lines()[0]["queue"]
+    # auto-delete goes only after a consumer has come and gone: delete it ourselves
+    assert cli("delete", "queue", server_named).code == 0
+    assert server_named.startswith("amq.gen-")
     missing = cli("declare", "queue", names.queue(), "--passive")
     assert missing.code == 1 and "404 NOT_FOUND" in missing.stderr
     assert cli("declare", "exchange", "amq.topic", "--passive", "-t", "topic").code == 0
