@@ -8,8 +8,8 @@ import pytest
 from puka import Engine, NoRoute, NotFound, PreconditionFailed, PublishNacked, parse_url
 from puka.errors import ClientClosed, ConnectionLost
 from puka.results import Result
-from puka_spec import methods
-from puka_spec.exceptions import AccessRefused, ConnectionForced
+from puka_spec import encode_method_frame, methods
+from puka_spec.exceptions import AccessRefused, ConnectionForced, UnexpectedFrame
 
 from .fake_broker import FakeBroker
 
@@ -174,6 +174,27 @@ def test_consume_prefetch_ack_cancel() -> None:
     cancel = pair.engine.on_holder(consume.number, "cancel", methods.BasicCancel(consumer_tag=""))
     assert pair.wait(cancel).name == "basic.cancel_ok"
     assert pair.engine.promises.is_finished_consume(consume.number) or consume.done
+
+
+def test_a_repeated_consume_ok_is_dropped_and_an_unknown_one_is_refused() -> None:
+    """RabbitMQ 3.10 may answer one consume on a quorum queue twice during a leader election."""
+    pair = Pair(6)
+    pair.open()
+    pair.wait(pair.engine.rpc(methods.QueueDeclare(queue="q")))
+    consume = pair.engine.consume([methods.BasicConsume(queue="q", consumer_tag="t1")], 0)
+    pair.pump()
+    number = consume.op.channel.number
+    pair.broker.inject(encode_method_frame(number, methods.BasicConsumeOk(consumer_tag="t1")))
+    pair.pump()
+    assert pair.engine.duplicate_consume_oks == 1
+    assert not pair.engine.closed
+    assert not pair.wait(pair.engine.publish("", "q", False, None, b"after")).is_error
+    assert pair.wait(consume)["body"] == b"after"  # the consume goes on, registered once
+    pair.broker.inject(encode_method_frame(number, methods.BasicConsumeOk(consumer_tag="t2")))
+    pair.pump()
+    assert pair.engine.closed
+    assert isinstance(pair.engine.error, UnexpectedFrame)
+    assert pair.engine.error.reply_code == 505
 
 
 def test_server_cancel_is_delivered_distinctly() -> None:

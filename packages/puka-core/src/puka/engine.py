@@ -189,6 +189,7 @@ class Engine:
         self.written: list[Promise] = []  # publishes without confirms, done once written
         self.unpaired_returns = 0
         self.stale_acks = 0  # acks of deliveries from a channel that is gone, dropped
+        self.duplicate_consume_oks = 0  # repeated consume-oks for a tag we hold, dropped
         self._client_properties = self._build_client_properties(client_properties)
         self._out: list[bytes] = []
         self._out_bytes = 0

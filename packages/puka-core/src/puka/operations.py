@@ -318,6 +318,11 @@ class Consume(ChannelHolder):
         if isinstance(method, methods.BasicCancel):  # the broker cancelled a consumer
             self._server_cancel(method.consumer_tag)
             return
+        if isinstance(method, methods.BasicConsumeOk) and method.consumer_tag in self.tags:
+            # RabbitMQ 3.10 can answer one basic.consume on a quorum queue twice while the
+            # queue elects a new leader: the consumer is registered once, so drop the repeat
+            self.engine.duplicate_consume_oks += 1
+            return
         self.reply(channel, method)
 
     def own_reply(self, method: methods.Method) -> None:
