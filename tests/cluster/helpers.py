@@ -30,6 +30,7 @@ REPORT_COLUMNS = [
     "redelivered",
     "failover_s",
     "since_stop_cmd_s",
+    "first_redelivery_s",
     "attempts",
     "from_node",
     "to_node",

