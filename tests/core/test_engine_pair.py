@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from itertools import pairwise
 
 import pytest
 from puka import Engine, NoRoute, NotFound, PreconditionFailed, PublishNacked, parse_url
@@ -71,6 +72,28 @@ def test_declare_publish_get_round_trip(seed: int) -> None:
     engine.ack(got)
     pair.pump()
     assert not pair.broker.channels[got._ack[0].number].unacked  # type: ignore[index]
+
+
+def test_a_large_body_goes_out_as_views_of_it_between_joined_small_buffers() -> None:
+    pair = Pair(3)
+    pair.open()
+    engine = pair.engine
+    pair.wait(engine.rpc(methods.QueueDeclare(queue="big")))
+    body = bytes(range(256)) * 2048  # 512 KiB: several frames whatever frame_max was agreed
+    small = [engine.publish("", "big", False, None, b"s%d" % i) for i in range(3)]
+    large = engine.publish("", "big", False, None, body)
+    after = engine.publish("", "big", False, None, b"after")
+    buffers = engine.buffers_to_send()
+    views = [b for b in buffers if isinstance(b, memoryview)]
+    assert len(views) == -(-len(body) // (engine.frame_max - 8))
+    assert all(view.obj is body for view in views)
+    kinds = [isinstance(b, memoryview) for b in buffers]
+    assert all(a or b for a, b in pairwise(kinds)), "small buffers next to each other"
+    pair.broker.receive_data(b"".join(buffers))
+    for promise in [*small, large, after]:
+        assert not pair.wait(promise).is_error
+    got = [pair.wait(engine.get("big", True))["body"] for _ in range(5)]
+    assert got == [b"s0", b"s1", b"s2", body, b"after"]
 
 
 @pytest.mark.parametrize("channel_max", [1, 3])

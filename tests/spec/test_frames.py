@@ -22,6 +22,7 @@ from puka_spec import (
     UnsupportedProtocol,
     decode_header,
     encode_content,
+    encode_content_buffers,
     encode_header_frame,
     encode_method_frame,
     methods,
@@ -117,6 +118,33 @@ def test_header_frame_encoding_matches_encode_content() -> None:
     frame = reader.read_frame()
     assert isinstance(frame, HeaderFrame)
     assert (frame.channel, frame.class_id, frame.body_size, frame.properties) == (3, 60, 0, props)
+
+
+@pytest.mark.parametrize("size", [0, 1, 4087, 4088, 4089, 8176, 8177, 20000])
+@pytest.mark.parametrize("frame_max", [4096, 131072, 0])
+def test_content_buffers_are_the_same_frames(size: int, frame_max: int) -> None:
+    body = bytes(i % 251 for i in range(size))
+    props = BasicProperties(content_type="x/y")
+    parts = encode_content_buffers(3, DELIVER, props, body, frame_max)
+    assert b"".join(parts) == encode_content(3, DELIVER, props, body, frame_max)
+    reader = FrameReader(frame_max or 2**31)
+    reader.feed(b"".join(parts))
+    frames = _read_all(reader)
+    assert isinstance(frames[0], MethodFrame) and frames[0].method == DELIVER
+    assert b"".join(f.payload for f in frames if isinstance(f, BodyFrame)) == body
+
+
+def test_content_buffers_view_a_large_body_without_copying_it() -> None:
+    body = bytes(range(256)) * 64  # 16 KiB: four 4 KiB frames
+    parts = encode_content_buffers(1, DELIVER, BasicProperties(), body, 4096)
+    views = [part for part in parts if isinstance(part, memoryview)]
+    assert len(views) == 5
+    assert all(view.obj is body for view in views)
+    assert sum(len(part) for part in parts if not isinstance(part, memoryview)) < 120
+    mutable = bytearray(body)
+    parts = encode_content_buffers(1, DELIVER, BasicProperties(), mutable, 4096)  # type: ignore[arg-type]
+    mutable[:4] = b"XXXX"  # a caller changing its buffer afterwards changes nothing sent
+    assert b"".join(parts) == encode_content(1, DELIVER, BasicProperties(), body, 4096)
 
 
 # --- malformed input -------------------------------------------------------------------------

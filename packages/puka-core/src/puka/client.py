@@ -16,6 +16,7 @@ import ssl as ssl_module
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
+from itertools import islice
 from typing import Any
 
 from puka.api import Calls
@@ -44,6 +45,7 @@ the socket took all but 1 MiB (backpressure), so a stalled peer never makes it b
 _HIGH_WATER = OUTGOING_BUFFER_LIMIT  # outgoing bytes above which a call blocks to drain
 _LOW_WATER = 1024 * 1024
 _EAGER_WRITE = 65536  # queued bytes above which a call writes what the socket takes
+_IOV_MAX = 512  # buffers handed to one sendmsg (Linux allows 1024)
 _BATCH_WRITE = 4096  # queued bytes a wait that need not block still writes (batched acks)
 
 
@@ -263,15 +265,18 @@ class Client(Calls[int]):
         if sock is None:
             return
         pending = self._pending
-        new = self._engine.data_to_send()
-        if new:
-            pending.append(memoryview(new))
-            self._pending_bytes += len(new)
+        for buffer in self._engine.buffers_to_send():
+            pending.append(memoryview(buffer))
+            self._pending_bytes += len(buffer)
+        # TLS sockets have no sendmsg (nor does every platform)
+        gather = hasattr(sock, "sendmsg") and not isinstance(sock, ssl_module.SSLSocket)
         progress = False
         while pending:
-            chunk = pending[0]
             try:
-                sent = sock.send(chunk)
+                if gather and len(pending) > 1:  # all the buffers in one syscall (writev)
+                    sent = sock.sendmsg(list(islice(pending, _IOV_MAX)))
+                else:
+                    sent = sock.send(pending[0])
             except (BlockingIOError, InterruptedError, ssl_module.SSLWantWriteError):
                 break
             except ssl_module.SSLWantReadError:
@@ -283,10 +288,13 @@ class Client(Calls[int]):
                 break
             progress = True
             self._pending_bytes -= sent
-            if sent == len(chunk):
+            while sent:
+                chunk = pending[0]
+                if sent < len(chunk):
+                    pending[0] = chunk[sent:]  # a view: a slow socket costs no copies
+                    break
+                sent -= len(chunk)
                 pending.popleft()
-            else:
-                pending[0] = chunk[sent:]  # a view: a slow socket costs no copies
         if not pending:
             self._stalled_since = None
         elif progress or self._stalled_since is None:

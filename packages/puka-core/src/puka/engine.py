@@ -113,6 +113,23 @@ class _Waiting(Operation):
         self.replay = replay
 
 
+def _coalesce(buffers: list[bytes | memoryview]) -> list[bytes | memoryview]:
+    """`buffers` with each run of `bytes` joined into one; the views stay as they are."""
+    out: list[bytes | memoryview] = []
+    run: list[bytes | memoryview] = []
+    for buffer in buffers:
+        if type(buffer) is memoryview:
+            if run:
+                out.append(b"".join(run))
+                run = []
+            out.append(buffer)
+        else:
+            run.append(buffer)
+    if run:
+        out.append(b"".join(run))
+    return out
+
+
 class Engine:
     """One AMQP connection's protocol state. See the module docstring."""
 
@@ -191,7 +208,8 @@ class Engine:
         self.stale_acks = 0  # acks of deliveries from a channel that is gone, dropped
         self.duplicate_consume_oks = 0  # repeated consume-oks for a tag we hold, dropped
         self._client_properties = self._build_client_properties(client_properties)
-        self._out: list[bytes] = []
+        self._out: list[bytes | memoryview] = []
+        self._out_views = False  # whether _out holds views of message bodies
         self._out_bytes = 0
         self._reader = FrameReader(FRAME_MIN_SIZE, assemble_content=True)
         self._waiting: deque[Operation] = deque()  # ops waiting for the connection or a channel
@@ -229,13 +247,30 @@ class Engine:
         return bool(self._out)
 
     def data_to_send(self) -> bytes:
-        """Everything queued for the transport (the driver must write all of it)."""
-        if not self._out:
-            return b""
-        data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
-        self._out.clear()
+        """Everything queued for the transport, in one buffer (the driver must write all of it)."""
+        buffers = self.buffers_to_send()
+        if len(buffers) == 1 and type(buffers[0]) is bytes:
+            return buffers[0]
+        return b"".join(buffers)
+
+    def buffers_to_send(self) -> list[bytes | memoryview]:
+        """Everything queued for the transport, as buffers to write in order.
+
+        The bodies of large messages come as views of the caller's `bytes`, not copies
+        (`encode_content_buffers`): a driver that writes the list with `socket.sendmsg`, or
+        slice by slice, never copies them. `data_to_send` joins the list.
+        """
+        out = self._out
+        if not out:
+            return []
+        self._out = []
         self._out_bytes = 0
-        if data is not HEARTBEAT_FRAME:  # our own heartbeat does not prove we are busy
+        if self._out_views:  # join the runs of small buffers between the views
+            self._out_views = False
+            out = _coalesce(out)
+        elif len(out) > 1:
+            out = [b"".join(out)]
+        if len(out) > 1 or out[0] is not HEARTBEAT_FRAME:  # our heartbeat proves nothing
             self._sent_since_tick = True
         if self.written:
             written, self.written = self.written, []
@@ -245,10 +280,11 @@ class Engine:
             if self._close_requested:
                 self._close_if_idle()
                 if self._out:
-                    data += b"".join(self._out)
-                    self._out.clear()
+                    out += self._out
+                    self._out = []
                     self._out_bytes = 0
-        return data
+                    self._out_views = False
+        return out
 
     def receive_data(self, data: bytes) -> None:
         """Bytes from the transport."""
@@ -393,6 +429,12 @@ class Engine:
         """Queue encoded frames."""
         self._out.append(data)
         self._out_bytes += len(data)
+
+    def send_buffers(self, buffers: list[bytes | memoryview]) -> None:
+        """Queue encoded frames given as several buffers (`encode_content_buffers`)."""
+        self._out += buffers
+        self._out_bytes += sum(map(len, buffers))
+        self._out_views = True
 
     def send_method(self, channel: int, method: methods.Method) -> None:
         """Queue one method frame."""

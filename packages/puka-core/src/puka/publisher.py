@@ -18,7 +18,7 @@ import re
 from collections import deque
 from typing import TYPE_CHECKING
 
-from puka_spec import BasicProperties, encode_content, methods
+from puka_spec import BasicProperties, encode_content, encode_content_buffers, methods
 from puka_spec.exceptions import AMQPError, UnexpectedFrame
 
 from puka.errors import PublishNacked, Returned
@@ -79,9 +79,12 @@ class Publisher:
                 self._payloads.clear()
             self._payloads[key] = payload
         engine = self.engine
-        engine.send_raw(
-            encode_content(self.channel.number, payload, properties, body, engine.frame_max)
-        )
+        channel, frame_max = self.channel.number, engine.frame_max
+        if len(body) <= frame_max - 8:
+            engine.send_raw(encode_content(channel, payload, properties, body, frame_max))
+        else:  # several body frames: views of the body, not a copy of it
+            frames = encode_content_buffers(channel, payload, properties, body, frame_max)
+            engine.send_buffers(frames)
         if not self.confirm:
             engine.written.append(promise)
             return

@@ -36,6 +36,7 @@ from puka_spec.frames import (
     decode_header,
     decode_method,
     encode_content,
+    encode_content_buffers,
     encode_header_frame,
     encode_method_frame,
 )
@@ -80,6 +81,7 @@ __all__ = [
     "decode_table",
     "encode_array",
     "encode_content",
+    "encode_content_buffers",
     "encode_header_frame",
     "encode_method_frame",
     "encode_table",

@@ -43,6 +43,7 @@ __all__ = [
     "decode_header",
     "decode_method",
     "encode_content",
+    "encode_content_buffers",
     "encode_header_frame",
     "encode_method_frame",
 ]
@@ -188,23 +189,70 @@ def encode_content(
     payload = method if isinstance(method, bytes) else method.encode()
     props = properties if isinstance(properties, bytes) else properties.encode()
     size = len(body)
-    method_head = _FRAME.pack(FRAME_METHOD, channel, len(payload))
-    header_head = _END_AND_CONTENT_HEADER.pack(
-        FRAME_END, FRAME_HEADER, channel, 12 + len(props), 60, 0, size
-    )
     if 0 < size <= frame_max - 8:  # the body fits in one frame: the common case
-        body_head = _END_AND_FRAME.pack(FRAME_END, FRAME_BODY, channel, size)
-        return b"".join((method_head, payload, header_head, props, body_head, body, _END))
-    parts: list[bytes | memoryview] = [method_head, payload, header_head, props]
-    if size:
-        chunk = frame_max - 8 if frame_max else size
-        view = memoryview(body)
-        for start in range(0, size, chunk):
-            piece = view[start : start + chunk]
-            parts.append(_END_AND_FRAME.pack(FRAME_END, FRAME_BODY, channel, len(piece)))
-            parts.append(piece)
-    parts.append(_END)
-    return b"".join(parts)
+        return b"".join(
+            (
+                _FRAME.pack(FRAME_METHOD, channel, len(payload)),
+                payload,
+                _END_AND_CONTENT_HEADER.pack(
+                    FRAME_END, FRAME_HEADER, channel, 12 + len(props), 60, 0, size
+                ),
+                props,
+                _END_AND_FRAME.pack(FRAME_END, FRAME_BODY, channel, size),
+                body,
+                _END,
+            )
+        )
+    return b"".join(_content_parts(channel, payload, props, memoryview(body), frame_max))
+
+
+def encode_content_buffers(
+    channel: int,
+    method: Method | bytes,
+    properties: BasicProperties | bytes,
+    body: bytes,
+    frame_max: int,
+) -> list[bytes | memoryview]:
+    """The frames of `encode_content` as a list of buffers, without copying a large body.
+
+    A body that spans several frames is not copied: each body frame's payload is a
+    `memoryview` of `body` (of a copy made once if `body` is mutable, a `bytearray` say),
+    between small buffers holding the frame headers. A body that fits in one frame comes as
+    one buffer. Write the buffers in order (`socket.sendmsg` writes them with one call).
+    """
+    payload = method if isinstance(method, bytes) else method.encode()
+    props = properties if isinstance(properties, bytes) else properties.encode()
+    if 0 < len(body) <= frame_max - 8:
+        return [encode_content(channel, payload, props, body, frame_max)]
+    view = memoryview(body if type(body) is bytes else bytes(body))
+    return _content_parts(channel, payload, props, view, frame_max)
+
+
+def _content_parts(
+    channel: int, payload: bytes, props: bytes, view: memoryview, frame_max: int
+) -> list[bytes | memoryview]:
+    """Frame headers (each joined with what precedes it) and views of the body between them."""
+    size = len(view)
+    head = b"".join(
+        (
+            _FRAME.pack(FRAME_METHOD, channel, len(payload)),
+            payload,
+            _END_AND_CONTENT_HEADER.pack(
+                FRAME_END, FRAME_HEADER, channel, 12 + len(props), 60, 0, size
+            ),
+            props,
+        )
+    )
+    parts: list[bytes | memoryview] = []
+    chunk = frame_max - 8 if frame_max else size or 1
+    pack = _END_AND_FRAME.pack
+    for start in range(0, size, chunk):
+        piece = view[start : start + chunk]
+        parts.append(head + pack(FRAME_END, FRAME_BODY, channel, len(piece)))
+        parts.append(piece)
+        head = b""
+    parts.append(head + _END)
+    return parts
 
 
 # ---------------------------------------------------------------------------------------------
