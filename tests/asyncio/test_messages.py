@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import os
+import tracemalloc
 from decimal import Decimal
 from typing import Any
 
@@ -76,6 +77,47 @@ async def test_five_mebibyte_body(make_client: ClientFactory) -> None:
     )
     assert (await next_message(consume))["body"] == body
     assert (await next_message(consume))["body"] == b"s"
+    await within(client.basic_cancel(consume))
+    assert_no_leaks(client)
+
+
+async def test_large_publishes_gathered_are_not_copied_nor_buffered_whole(
+    make_client: ClientFactory,
+) -> None:
+    """Twenty 4 MiB publishes at once: the transport never holds more than about a slice
+    beyond its high-water mark, and the bodies (one object, sent twenty times) are not copied
+    into the outgoing buffers: memory grows by a few MiB, not by 80."""
+    client = await make_client()
+    queue = await exclusive_queue(client)
+    body = os.urandom(4 * 1024 * 1024)
+    transport = client._protocol.transport
+    assert transport is not None
+    _low, high = transport.get_write_buffer_limits()
+    largest = 0
+
+    def watch() -> None:
+        nonlocal largest
+        largest = max(largest, transport.get_write_buffer_size())
+        if not transport.is_closing():
+            watcher.append(client.loop.call_soon(watch))
+
+    watcher = [client.loop.call_soon(watch)]
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        results = await within(
+            asyncio.gather(*[client.basic_publish("", queue, body=body) for _ in range(20)])
+        )
+        growth = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+        watcher[-1].cancel()
+    assert all(not result.is_error for result in results)
+    assert growth < 16 * 1024 * 1024, f"grew by {growth / 2**20:.1f} MiB"
+    assert largest <= high + 512 * 1024, f"transport buffer reached {largest} bytes"
+    consume = client.basic_consume(queue=queue, no_ack=True)
+    for _ in range(20):
+        assert (await next_message(consume))["body"] == body
     await within(client.basic_cancel(consume))
     assert_no_leaks(client)
 

@@ -9,6 +9,7 @@ with the same typed errors as the blocking client; heartbeats and the handshake 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable
 from typing import cast
 
@@ -17,6 +18,9 @@ from puka.errors import HeartbeatTimeout
 from puka.promises import Promise
 
 __all__ = ["EngineProtocol"]
+
+_SLICE = 256 * 1024
+"""Most bytes handed to the transport at once: what it cannot send it copies into its buffer."""
 
 
 class EngineProtocol(asyncio.Protocol):
@@ -41,6 +45,7 @@ class EngineProtocol(asyncio.Protocol):
         self._paused = False
         self._paused_since: float | None = None
         self._drain_waiters: list[asyncio.Future[None]] = []
+        self._backlog: deque[bytes | memoryview] = deque()  # for the transport, once it takes more
         self.closed = loop.create_future()
         engine.promises.on_ready = self._on_ready
 
@@ -67,6 +72,7 @@ class EngineProtocol(asyncio.Protocol):
         """Fail everything in flight with a typed error (or, with recovery, reconnect later)."""
         self.engine.connection_lost(exc)
         self.transport = None
+        self._backlog.clear()
         self._paused = False
         self._paused_since = None
         self._dispatch()
@@ -86,10 +92,13 @@ class EngineProtocol(asyncio.Protocol):
         self._paused_since = self.loop.time()
 
     def resume_writing(self) -> None:
-        """The transport drained: let writers go on."""
+        """The transport drained: write what waited for it, then let writers go on."""
         self._paused = False
         self._paused_since = None
-        self._wake_drainers()
+        if self._backlog and self.transport is not None:
+            self._write_backlog(self.transport)
+        if not self._paused and not self._backlog:
+            self._wake_drainers()
 
     # --- writing and results ----------------------------------------------------------------
 
@@ -104,16 +113,36 @@ class EngineProtocol(asyncio.Protocol):
         self._flush_scheduled = False
         transport = self.transport
         engine = self.engine
-        if transport is not None and engine.needs_write():
-            transport.write(engine.data_to_send())
-        if engine.closed and transport is not None and not transport.is_closing():
-            transport.close()
+        if transport is not None:
+            if engine.needs_write():
+                self._backlog += engine.buffers_to_send()
+            if self._backlog:
+                self._write_backlog(transport, everything=engine.closed)
+            if engine.closed and not transport.is_closing():
+                transport.close()
         self._arm_timer()
         self._dispatch()
 
+    def _write_backlog(self, transport: asyncio.Transport, *, everything: bool = False) -> None:
+        """Hand the transport what it takes before it pauses us, a slice at a time.
+
+        The rest waits in `_backlog` (as views of the engine's buffers and of the message
+        bodies, not copies) until `resume_writing`: the transport's own buffer, which copies
+        what it cannot send at once, stays near its high-water mark. A closing connection
+        (`everything`) hands over all of it, its last frames included.
+        """
+        backlog = self._backlog
+        while backlog and (everything or not self._paused):
+            buffer = backlog.popleft()
+            if len(buffer) > _SLICE and not everything:
+                view = memoryview(buffer)
+                backlog.appendleft(view[_SLICE:])
+                buffer = view[:_SLICE]
+            transport.write(buffer)
+
     async def drain(self) -> None:
-        """Wait until the transport accepts more data."""
-        if self._paused and self.transport is not None:
+        """Wait until the transport accepts more data (and took what was waiting for it)."""
+        if (self._paused or self._backlog) and self.transport is not None:
             waiter = self.loop.create_future()
             self._drain_waiters.append(waiter)
             await waiter
