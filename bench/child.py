@@ -6,7 +6,9 @@ process holds nothing but the client under test: its peak RSS and CPU time are t
 This process imports the client module, lets it connect (untimed) and run the workload between
 `Context.start()` and `Context.stop()`, then checks what the client saw — every message
 published or confirmed, every message consumed with the right bodies in order, every reply
-echoing its request, every declare-ok naming the right queue — and writes a JSON report:
+echoing its request, every declare-ok naming the right queue — and writes a JSON report
+(rate, CPU time, latencies, and how far the client's peak RSS rose above its idle RSS during
+the timed section, `rss_growth_mib`):
 
     python bench/child.py CLIENT WORKLOAD COUNT PREFIX URL REPORT.json
 
@@ -36,6 +38,8 @@ from common import (
     expected_crc,
 )
 
+MIB = 1024 * 1024
+
 
 class WrongResult(Exception):
     """The client finished, but what it did or saw is not what the workload requires."""
@@ -53,9 +57,11 @@ def check(ctx: Context) -> None:
             raise WrongResult(f"received {ctx.received} of {n}")
         if ctx.crc != expected_crc(n):
             raise WrongResult("bodies differ from what was published (CRC mismatch)")
-    if key == "large":
-        if ctx.published != n or ctx.received != n:
-            raise WrongResult(f"published {ctx.published}, received {ctx.received} of {n}")
+    if ctx.workload.size == LARGE_SIZE:  # large (publish + consume), large-consume
+        if key == "large" and ctx.published != n:
+            raise WrongResult(f"published {ctx.published} of {n}")
+        if ctx.received != n:
+            raise WrongResult(f"received {ctx.received} of {n}")
         if ctx.bad_bodies:
             raise WrongResult(f"{ctx.bad_bodies} bodies differ from what was published")
     if key in DECLARING:
@@ -78,6 +84,8 @@ def report(ctx: Context) -> dict[str, Any]:
         "elapsed": ctx.elapsed,
         "rate": rate,
         "cpu": ctx.cpu,
+        "rss_growth_mib": ctx.rss_growth / MIB,
+        "rss_peak_before_mib": ctx.rss_peak_before / MIB,
         "notes": ctx.notes,
     }
     if ctx.latencies:

@@ -9,12 +9,21 @@ latencies and check what was consumed.
 Message bodies are deterministic: body *i* of a 100-byte workload is the ten-digit number *i*
 followed by 90 filler bytes, so what a consumer receives can be checked against what was
 published, in order, with a CRC-32 chained over the bodies (cheap enough to run in the timed
-loop, and it keeps no bodies in memory). The 4 MiB workload publishes one fixed pseudo-random
+loop, and it keeps no bodies in memory). The 4 MiB workloads publish one fixed pseudo-random
 body, compared byte for byte on receipt.
+
+`Context` also measures the client's memory over the timed section: its RSS at `start()` (the
+idle RSS, connected but not yet working) and its peak RSS between `start()` and `stop()`. The
+peak is the kernel's high-water mark of this process's own memory (`VmHWM`), lowered to the
+current RSS at `start()`; not `ru_maxrss`, which also holds the peak of the process that
+started this one (the orchestrator's, across fork and exec) and every transient before
+`start()`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 import resource
 import time
@@ -27,6 +36,7 @@ SMALL_SIZE = 100
 LARGE_SIZE = 4 * 1024 * 1024
 PREFETCH = 1000
 LARGE_PREFETCH = 16
+LARGE_CONSUME_PREFETCH = 1
 POLL_INTERVAL = 0.001  # seconds between passive declares while waiting for a queue to fill
 _FILLER = bytes(range(33, 123)) * 2
 
@@ -58,6 +68,14 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("declare-seq", "queue.declare, one by one", 1_000, 100, "decl/s", latency=True),
     Workload("declare-pipelined", "queue.declare, pipelined", 1_000, 100, "decl/s"),
     Workload("large", "4 MiB messages, publish + consume", 200, 20, "MB/s", size=LARGE_SIZE),
+    Workload(
+        "large-consume",
+        "4 MiB messages, consume only (prefetch 1)",
+        200,
+        20,
+        "MB/s",
+        size=LARGE_SIZE,
+    ),
 )
 WORKLOADS_BY_KEY = {w.key: w for w in WORKLOADS}
 PUBLISHING = frozenset({"publish", "confirm-pipelined", "confirm-each"})
@@ -127,6 +145,31 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _rss() -> int:
+    """This process's resident set size now, in bytes (resident pages in /proc/self/statm)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * _PAGE_SIZE
+
+
+def _peak_rss() -> int:
+    """This process's peak RSS in bytes (`VmHWM` in /proc/self/status; what `ru_maxrss`
+    reports, less the peak it inherits from the parent across fork and exec)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _reset_peak_rss() -> None:
+    """Lower the peak-RSS mark to the current RSS (Linux 4.0+; left as it is where refused)."""
+    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")
+
+
 @dataclass
 class Context:
     """One run of one workload by one client: its inputs, its timing hooks and its outcome.
@@ -158,6 +201,9 @@ class Context:
     elapsed: float = 0.0
     cpu_start: float = 0.0
     cpu: float = 0.0
+    rss_peak_before: int = 0  # bytes: the peak RSS before start() (which start() resets)
+    rss_idle: int = 0  # bytes: the RSS at start()
+    rss_peak: int = 0  # bytes: the peak RSS between start() and stop()
 
     def __post_init__(self) -> None:
         self.queue = f"{self.prefix}.q"
@@ -171,14 +217,23 @@ class Context:
             self.bodies = small_bodies(self.count)
 
     def start(self) -> None:
-        """The timed section begins."""
+        """The timed section begins (the idle RSS is taken first, outside the timing)."""
+        self.rss_peak_before = _peak_rss()
+        _reset_peak_rss()
+        self.rss_idle = _rss()
         self.cpu_start = _cpu()
         self.started = time.perf_counter()
 
     def stop(self) -> None:
-        """The timed section ends."""
+        """The timed section ends (the peak RSS is read after the timing)."""
         self.elapsed = time.perf_counter() - self.started
         self.cpu = _cpu() - self.cpu_start
+        self.rss_peak = _peak_rss()
+
+    @property
+    def rss_growth(self) -> int:
+        """Bytes the peak RSS of the timed section rose above the idle RSS."""
+        return max(0, self.rss_peak - self.rss_idle)
 
     def take(self, body: bytes) -> None:
         """Check one consumed message (call it from the consume loop, in delivery order)."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from common import POLL_INTERVAL, Broker
@@ -29,12 +29,14 @@ from puka_spec.exceptions import AMQPError, error_for
 __all__ = [
     "RawConnection",
     "ack_frame",
+    "batched",
     "publish_frames",
     "read_deliveries",
     "wait_confirms",
 ]
 
 RECV_SIZE = 262144
+WRITE_SIZE = 262144
 FRAME_MAX = 131072
 _FRAME = struct.Struct(">BHI")
 _IDS = struct.Struct(">I")
@@ -184,11 +186,15 @@ class RawConnection:
             )
 
     def publish_confirmed(self, queue: str, bodies: list[bytes], channel: int = 1) -> None:
-        """Publish with confirms on `channel` (a channel of its own), wait for the last ack."""
+        """Publish with confirms on `channel` (a channel of its own), wait for the last ack.
+
+        Each message is encoded (its body split into frames of at most `frame_max`) as its
+        turn comes and written about `WRITE_SIZE` bytes at a time, so that N large bodies
+        (`[body] * n`) are never all encoded in memory at once.
+        """
         self.rpc(channel, methods.ConfirmSelect())
-        frames = publish_frames(channel, queue, bodies, self.frame_max)
-        for start in range(0, len(frames), 2000):
-            self.send(b"".join(frames[start : start + 2000]))
+        for chunk in batched(publish_frames(channel, queue, bodies, self.frame_max)):
+            self.send(chunk)
         wait_confirms(self, len(bodies))
 
     def consume(self, queue: str, channel: int = 1, *, no_ack: bool, prefetch: int = 0) -> None:
@@ -212,11 +218,29 @@ def _slow_method(conn: RawConnection, channel: int, payload: bytes) -> None:
     _raise_if_close(conn, channel, decode_method(payload))
 
 
-def publish_frames(channel: int, queue: str, bodies: list[bytes], frame_max: int) -> list[bytes]:
-    """Each body as the frames of a `basic.publish` to the default exchange (no properties)."""
+def publish_frames(
+    channel: int, queue: str, bodies: Iterable[bytes], frame_max: int
+) -> Iterator[bytes]:
+    """Each body as the frames of a `basic.publish` to the default exchange (no properties),
+    one message at a time as they are iterated."""
     method = methods.BasicPublish(exchange="", routing_key=queue).encode()
     props = b"\x00\x00"  # property flags: none
-    return [encode_content(channel, method, props, body, frame_max) for body in bodies]
+    for body in bodies:
+        yield encode_content(channel, method, props, body, frame_max)
+
+
+def batched(frames: Iterable[bytes], size: int = WRITE_SIZE) -> Iterator[bytes]:
+    """Frames joined into writes of about `size` bytes (a larger frame is a write of its own)."""
+    batch: list[bytes] = []
+    held = 0
+    for frame in frames:
+        batch.append(frame)
+        held += len(frame)
+        if held >= size:
+            yield b"".join(batch)
+            batch, held = [], 0
+    if batch:
+        yield b"".join(batch)
 
 
 def ack_frame(channel: int, tag: int) -> bytes:

@@ -5,7 +5,9 @@ RabbitMQ, each run in a fresh child process (`child.py`) with unique queues, and
 Markdown report (`bench/RESULTS.md` by default) with the machine, the versions, a summary of
 every client's rate relative to Puka, and a detailed table: median rate with min-max over the
 repetitions, p50/p99 latency where it applies, client CPU time of the timed section, peak RSS
-of the child process, and each rate divided by Puka's and by the ceiling's.
+of the child process, how far the client's RSS rose above its idle RSS during the timed section
+(and, for the 4 MiB workloads, that growth over the message size), and each rate divided by
+Puka's and by the ceiling's.
 
 A run is only reported if it passed both checks: the child's (what the client saw: counts,
 bodies, names) and the broker's (`stage.Stage.verify`: what the queue holds afterwards). A
@@ -37,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from clients import CLIENTS_BY_KEY, PUKA, RAW, ClientInfo
-from common import DEFAULT_URL, WORKLOADS, WORKLOADS_BY_KEY, Broker, Workload
+from common import DEFAULT_URL, LARGE_SIZE, WORKLOADS, WORKLOADS_BY_KEY, Broker, Workload
 from rawamqp import RawConnection
 from stage import Stage
 
@@ -54,6 +56,7 @@ class Outcome:
     cpu: float = 0.0
     process_cpu: float = 0.0
     maxrss_mib: float = 0.0
+    rss_growth_mib: float | None = None
     p50_us: float | None = None
     p99_us: float | None = None
     wall: float = 0.0
@@ -129,7 +132,9 @@ def run_once(
         outcome = _read_report(report_path, log_path)
         outcome.wall = time.monotonic() - started
         outcome.process_cpu = usage.ru_utime + usage.ru_stime
-        outcome.maxrss_mib = usage.ru_maxrss / 1024
+        # the child's whole life: what wait4 saw after the exit, or the peak before start()
+        # (which the child reset to measure the timed section's)
+        outcome.maxrss_mib = max(usage.ru_maxrss / 1024, outcome.maxrss_mib)
         if timed_out:
             return Outcome(False, f"timeout after {timeout:g} s")
         if outcome.ok and status != 0:
@@ -187,6 +192,8 @@ def _read_report(report_path: Path, log_path: Path) -> Outcome:
         True,
         rate=float(data["rate"]),
         cpu=float(data["cpu"]),
+        maxrss_mib=float(data.get("rss_peak_before_mib", 0.0)),
+        rss_growth_mib=data.get("rss_growth_mib"),
         p50_us=data.get("p50_us"),
         p99_us=data.get("p99_us"),
         notes=list(data.get("notes", [])),
@@ -300,6 +307,16 @@ def _count(n: int) -> str:
     return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n)
 
 
+def _growth(cell: Cell) -> str:
+    """The median RSS growth in MiB; for a 4 MiB workload, also over the message size."""
+    growth = cell.median("rss_growth_mib")
+    if growth is None:
+        return ""
+    if cell.workload.size != LARGE_SIZE:
+        return f"{growth:.1f}"
+    return f"{growth:.1f} ({growth * 1024 * 1024 / LARGE_SIZE:.2f}x msg)"
+
+
 def _title(workload: Workload, quick: bool) -> str:
     return f"{workload.title} ({_count(workload.count_for(quick))})"
 
@@ -336,8 +353,8 @@ def detail_table(cells: dict[tuple[str, str], Cell], clients: list[ClientInfo], 
     """Every cell: rate, spread, latency, CPU, RSS, ratios."""
     lines = [
         "| workload | client | rate (median) | min-max | p50 / p99 µs | CPU s (µs/op) "
-        "| peak RSS MiB | ÷ puka | ÷ ceiling |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| peak RSS MiB | RSS growth MiB | ÷ puka | ÷ ceiling |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for workload in WORKLOADS:
         puka = cells.get((workload.key, PUKA))
@@ -349,7 +366,7 @@ def detail_table(cells: dict[tuple[str, str], Cell], clients: list[ClientInfo], 
             name = _title(workload, quick)
             if cell.rate is None:
                 reason = cell.failure.replace("|", "/")
-                lines.append(f"| {name} | {client.label} | n/a ({reason}) | | | | | | |")
+                lines.append(f"| {name} | {client.label} | n/a ({reason}) | | | | | | | |")
                 continue
             rates = [r.rate for r in cell.good]
             p50, p99 = cell.median("p50_us"), cell.median("p99_us")
@@ -360,7 +377,7 @@ def detail_table(cells: dict[tuple[str, str], Cell], clients: list[ClientInfo], 
             lines.append(
                 f"| {name} | {client.label} | {_fmt(cell.rate)} {workload.unit} "
                 f"| {_fmt(min(rates))}-{_fmt(max(rates))} | {latency} "
-                f"| {cpu:.3f} ({_fmt(per_op)}) | {rss:.0f} "
+                f"| {cpu:.3f} ({_fmt(per_op)}) | {rss:.0f} | {_growth(cell)} "
                 f"| {_ratio(cell.rate, puka.rate if puka else None)} "
                 f"| {_ratio(cell.rate, raw.rate if raw else None)} |"
             )
@@ -372,9 +389,14 @@ How to read it: each rate is the median over the repetitions (min-max beside it)
 fresh process per run; ÷ puka and ÷ ceiling divide a client's median rate by Puka's (blocking)
 and by the raw-socket ceiling's, so above 1x is faster. CPU s is the client process's user+sys
 time during the timed section only (`getrusage` in the child), and per operation (message,
-round trip, declare) in brackets; peak RSS is the child process's
-`ru_maxrss` over its whole life (interpreter and imports included). Every number passed the
-checks first: the client saw every message, confirm, reply or declare-ok with the right bodies
+round trip, declare) in brackets; peak RSS is the child process's `ru_maxrss` over its whole
+life (interpreter and imports included; it never reads below the orchestrator's own peak, which
+a child inherits across fork and exec). RSS growth is how far the client's peak RSS during the
+timed section rose above its RSS at the start of it (connected, idle), median over the
+repetitions: `VmHWM` at the end (the kernel's peak mark, lowered to the current RSS at the
+start) minus the resident pages of /proc/self/statm at the start; for the 4 MiB workloads it
+is also shown over the message size ("x msg"). Every number passed the checks first: the
+client saw every message, confirm, reply or declare-ok with the right bodies
 in order, and the broker held exactly what it should afterwards.
 
 What is timed:
@@ -394,6 +416,11 @@ What is timed:
   sends them with nowait=True and one synchronous declare at the end.
 - 4 MiB messages: publish N with pipelined confirms, then consume them (prefetch 16, ack
   each); MB/s = N x 4 MiB / total time (10^6 bytes).
+- 4 MiB messages, consume only: the harness pre-fills the queue with N copies of the 4 MiB
+  body; from basic.consume (prefetch 1: one message in flight, the next comes once it is
+  acked) until the N-th is received. It is there for the consumer's memory: the target is
+  a peak RSS less than 3 x the message size (12 MiB) above the idle RSS (RSS growth < 3x msg).
+  MB/s as above.
 """
 
 

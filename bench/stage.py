@@ -4,11 +4,12 @@ Done by the orchestrator's process over `rawamqp` (never in the measured child, 
 pre-fill nor the check counts towards a client's CPU time or memory):
 
 before: declare the run's queues; for a consume workload, pre-fill the queue with its N
-    bodies (published with confirms, then the count checked by passive declare); for rpc,
-    start the fixed responder (`responder.py`) and wait until it consumes.
+    bodies (published with confirms, then the count checked by passive declare) — for
+    large-consume, N copies of the 4 MiB body, encoded and written one message at a time;
+    for rpc, start the fixed responder (`responder.py`) and wait until it consumes.
 after: for a publish workload, the queue must hold exactly N messages, which are drained and
     compared (CRC over the bodies, in order) with what should have been published; for a
-    consume workload and the 4 MiB one, the queue must be empty once the client has closed
+    consume workload and the 4 MiB ones, the queue must be empty once the client has closed
     its connection (an unacked message would be back in it); for the declare workloads, every
     declared queue must exist. Then every queue the run may have created is deleted — also
     when the run failed or timed out.
@@ -31,6 +32,7 @@ from common import (
     WORKLOADS_BY_KEY,
     Broker,
     expected_crc,
+    large_body,
     queue_names,
     small_bodies,
 )
@@ -66,13 +68,23 @@ class Stage:
             conn.declare(self.queue)
             if key == "rpc":
                 conn.declare(self.reply_queue)
-            if key in CONSUMING:
-                conn.publish_confirmed(self.queue, small_bodies(self.count))
+            bodies = self._prefill()
+            if bodies:
+                conn.publish_confirmed(self.queue, bodies)
                 seen = conn.message_count(self.queue)
                 if seen != self.count:
                     raise BrokerCheckFailed(f"pre-fill left {seen} messages, not {self.count}")
         if key == "rpc":
             self._start_responder()
+
+    def _prefill(self) -> list[bytes]:
+        """What a consume workload's queue holds before the run ([] for the others)."""
+        key = self.workload.key
+        if key in CONSUMING:
+            return small_bodies(self.count)
+        if key == "large-consume":
+            return [large_body()] * self.count  # one body, referenced N times
+        return []
 
     def _start_responder(self) -> None:
         command = [

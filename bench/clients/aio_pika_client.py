@@ -20,7 +20,7 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
-from common import LARGE_PREFETCH, POLL_INTERVAL, PREFETCH, Context
+from common import LARGE_CONSUME_PREFETCH, LARGE_PREFETCH, POLL_INTERVAL, PREFETCH, Context
 
 GATHER_CHUNK = 10_000  # publishes per gather when publishing without confirms
 
@@ -115,6 +115,11 @@ async def consume_ack(ctx: Context) -> None:
 async def consume_noack(ctx: Context) -> None:
     """queue.consume(callback, no_ack=True)."""
     await _consume(ctx, no_ack=True, prefetch=0)
+
+
+async def large_consume(ctx: Context) -> None:
+    """set_qos(1), queue.consume(callback) of the 4 MiB messages, await message.ack()."""
+    await _consume(ctx, no_ack=False, prefetch=LARGE_CONSUME_PREFETCH)
 
 
 async def rpc(ctx: Context) -> None:
@@ -219,4 +224,5 @@ RUNNERS: dict[str, Callable[[Context], None]] = {
     "declare-seq": _sync(declare_seq),
     "declare-pipelined": _sync(declare_pipelined),
     "large": _sync(large),
+    "large-consume": _sync(large_consume),
 }

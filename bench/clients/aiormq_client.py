@@ -18,7 +18,7 @@ from typing import Any
 
 import aiormq
 import aiormq.abc
-from common import LARGE_PREFETCH, POLL_INTERVAL, PREFETCH, Context
+from common import LARGE_CONSUME_PREFETCH, LARGE_PREFETCH, POLL_INTERVAL, PREFETCH, Context
 from pamqp.commands import Basic
 
 
@@ -96,6 +96,11 @@ async def consume_ack(ctx: Context) -> None:
 async def consume_noack(ctx: Context) -> None:
     """basic_consume(callback, no_ack=True)."""
     await _consume(ctx, no_ack=True, prefetch=0)
+
+
+async def large_consume(ctx: Context) -> None:
+    """basic_qos(1), basic_consume(callback) of the 4 MiB messages, basic_ack(wait=False)."""
+    await _consume(ctx, no_ack=False, prefetch=LARGE_CONSUME_PREFETCH)
 
 
 async def rpc(ctx: Context) -> None:
@@ -195,4 +200,5 @@ RUNNERS: dict[str, Callable[[Context], None]] = {
     "declare-seq": _sync(declare_seq),
     "declare-pipelined": _sync(declare_pipelined),
     "large": _sync(large),
+    "large-consume": _sync(large_consume),
 }

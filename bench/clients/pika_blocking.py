@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pika
-from common import LARGE_PREFETCH, POLL_INTERVAL, PREFETCH, Context
+from common import LARGE_CONSUME_PREFETCH, LARGE_PREFETCH, POLL_INTERVAL, PREFETCH, Context
 from pika.adapters.blocking_connection import BlockingChannel
 
 
@@ -80,6 +80,11 @@ def consume_ack(ctx: Context) -> None:
 def consume_noack(ctx: Context) -> None:
     """basic_consume(auto_ack=True), start_consuming."""
     _consume(ctx, auto_ack=True, prefetch=0, queue=ctx.queue)
+
+
+def large_consume(ctx: Context) -> None:
+    """basic_qos(1), basic_consume of the 4 MiB messages with a callback that acks."""
+    _consume(ctx, auto_ack=False, prefetch=LARGE_CONSUME_PREFETCH, queue=ctx.queue)
 
 
 def rpc(ctx: Context) -> None:
@@ -156,4 +161,5 @@ RUNNERS: dict[str, Callable[[Context], None]] = {
     "rpc": rpc,
     "declare-seq": declare_seq,
     "large": large,
+    "large-consume": large_consume,
 }

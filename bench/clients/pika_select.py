@@ -16,7 +16,7 @@ from typing import Any
 
 import pika
 import pika.spec
-from common import LARGE_PREFETCH, POLL_INTERVAL, PREFETCH, Context
+from common import LARGE_CONSUME_PREFETCH, LARGE_PREFETCH, POLL_INTERVAL, PREFETCH, Context
 from pika.channel import Channel
 
 BATCH = 1000
@@ -205,7 +205,7 @@ def confirm_each(ctx: Context) -> None:
     session.run()
 
 
-def _consume(ctx: Context, *, auto_ack: bool) -> None:
+def _consume(ctx: Context, *, auto_ack: bool, prefetch: int = PREFETCH) -> None:
     session: Session
     take, count = ctx.take, ctx.count
 
@@ -223,7 +223,7 @@ def _consume(ctx: Context, *, auto_ack: bool) -> None:
             channel.basic_consume(ctx.queue, on_message, auto_ack=True)
         else:
             channel.basic_qos(
-                prefetch_count=PREFETCH,
+                prefetch_count=prefetch,
                 callback=lambda _frame: channel.basic_consume(ctx.queue, on_message),
             )
 
@@ -239,6 +239,11 @@ def consume_ack(ctx: Context) -> None:
 def consume_noack(ctx: Context) -> None:
     """basic_consume(auto_ack=True)."""
     _consume(ctx, auto_ack=True)
+
+
+def large_consume(ctx: Context) -> None:
+    """basic_qos(1), basic_consume of the 4 MiB messages; the callback acks."""
+    _consume(ctx, auto_ack=False, prefetch=LARGE_CONSUME_PREFETCH)
 
 
 def rpc(ctx: Context) -> None:
@@ -366,4 +371,5 @@ RUNNERS: dict[str, Callable[[Context], None]] = {
     "declare-seq": declare_seq,
     "declare-pipelined": declare_pipelined,
     "large": large,
+    "large-consume": large_consume,
 }

@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import puka_asyncio
-from common import LARGE_PREFETCH, POLL_INTERVAL, PREFETCH, Context
+from common import LARGE_CONSUME_PREFETCH, LARGE_PREFETCH, POLL_INTERVAL, PREFETCH, Context
 
 DRAIN_EVERY = 1000  # unawaited publishes between two `await client.drain()`
 
@@ -76,7 +76,7 @@ async def confirm_each(ctx: Context) -> None:
     await client.close()
 
 
-async def _consume(ctx: Context, *, no_ack: bool) -> None:
+async def _consume(ctx: Context, *, no_ack: bool, prefetch: int = PREFETCH) -> None:
     client = await _connect(ctx)
     take, count = ctx.take, ctx.count
     received = 0
@@ -88,7 +88,7 @@ async def _consume(ctx: Context, *, no_ack: bool) -> None:
             if received == count:
                 break
     else:
-        async for message in _consume_handle(client, queue=ctx.queue, prefetch_count=PREFETCH):
+        async for message in _consume_handle(client, queue=ctx.queue, prefetch_count=prefetch):
             take(message["body"])
             client.basic_ack(message)
             received += 1
@@ -106,6 +106,11 @@ async def consume_ack(ctx: Context) -> None:
 async def consume_noack(ctx: Context) -> None:
     """async for over basic_consume(no_ack=True)."""
     await _consume(ctx, no_ack=True)
+
+
+async def large_consume(ctx: Context) -> None:
+    """async for over basic_consume(prefetch_count=1) of the 4 MiB messages; basic_ack each."""
+    await _consume(ctx, no_ack=False, prefetch=LARGE_CONSUME_PREFETCH)
 
 
 async def rpc(ctx: Context) -> None:
@@ -190,4 +195,5 @@ RUNNERS: dict[str, Callable[[Context], None]] = {
     "declare-seq": _sync(declare_seq),
     "declare-pipelined": _sync(declare_pipelined),
     "large": _sync(large),
+    "large-consume": _sync(large_consume),
 }

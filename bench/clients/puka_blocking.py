@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import cast
 
 import puka
-from common import LARGE_PREFETCH, POLL_INTERVAL, PREFETCH, Context
+from common import LARGE_CONSUME_PREFETCH, LARGE_PREFETCH, POLL_INTERVAL, PREFETCH, Context
 
 
 def _client(ctx: Context, *, pubacks: bool | None = None) -> puka.Client:
@@ -74,7 +74,7 @@ def confirm_each(ctx: Context) -> None:
     _close(client)
 
 
-def _consume(ctx: Context, *, no_ack: bool) -> None:
+def _consume(ctx: Context, *, no_ack: bool, prefetch: int = PREFETCH) -> None:
     client = _client(ctx)
     take, count, wait = ctx.take, ctx.count, _waiter(client)
     ctx.start()
@@ -83,7 +83,7 @@ def _consume(ctx: Context, *, no_ack: bool) -> None:
         for _ in range(count):
             take(wait(consume)["body"])
     else:
-        consume = client.basic_consume(queue=ctx.queue, prefetch_count=PREFETCH)
+        consume = client.basic_consume(queue=ctx.queue, prefetch_count=prefetch)
         for _ in range(count):
             message = wait(consume)
             take(message["body"])
@@ -101,6 +101,11 @@ def consume_ack(ctx: Context) -> None:
 def consume_noack(ctx: Context) -> None:
     """basic_consume with no_ack; wait for each message."""
     _consume(ctx, no_ack=True)
+
+
+def large_consume(ctx: Context) -> None:
+    """basic_consume of the 4 MiB messages with prefetch 1; wait for each, basic_ack it."""
+    _consume(ctx, no_ack=False, prefetch=LARGE_CONSUME_PREFETCH)
 
 
 def rpc(ctx: Context) -> None:
@@ -178,4 +183,5 @@ RUNNERS: dict[str, Callable[[Context], None]] = {
     "declare-seq": declare_seq,
     "declare-pipelined": declare_pipelined,
     "large": large,
+    "large-consume": large_consume,
 }

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import amqp
-from common import LARGE_PREFETCH, POLL_INTERVAL, PREFETCH, Context
+from common import LARGE_CONSUME_PREFETCH, LARGE_PREFETCH, POLL_INTERVAL, PREFETCH, Context
 
 
 def _connect(ctx: Context) -> tuple[amqp.Connection, Any]:
@@ -127,22 +127,28 @@ def _consume(
         connection.drain_events()
 
 
-def consume_ack(ctx: Context) -> None:
-    """basic_qos(1000), basic_consume(callback) acking each, drain_events."""
+def _consume_only(ctx: Context, *, no_ack: bool, prefetch: int) -> None:
+    """Connect, then time `_consume` alone."""
     connection, channel = _connect(ctx)
     ctx.start()
-    _consume(ctx, connection, channel, no_ack=False, prefetch=PREFETCH)
+    _consume(ctx, connection, channel, no_ack=no_ack, prefetch=prefetch)
     ctx.stop()
     connection.close()
+
+
+def consume_ack(ctx: Context) -> None:
+    """basic_qos(1000), basic_consume(callback) acking each, drain_events."""
+    _consume_only(ctx, no_ack=False, prefetch=PREFETCH)
 
 
 def consume_noack(ctx: Context) -> None:
     """basic_consume(callback, no_ack=True), drain_events."""
-    connection, channel = _connect(ctx)
-    ctx.start()
-    _consume(ctx, connection, channel, no_ack=True, prefetch=0)
-    ctx.stop()
-    connection.close()
+    _consume_only(ctx, no_ack=True, prefetch=0)
+
+
+def large_consume(ctx: Context) -> None:
+    """basic_qos(1), basic_consume(callback) of the 4 MiB messages acking each, drain_events."""
+    _consume_only(ctx, no_ack=False, prefetch=LARGE_CONSUME_PREFETCH)
 
 
 def rpc(ctx: Context) -> None:
@@ -217,4 +223,5 @@ RUNNERS: dict[str, Callable[[Context], None]] = {
     "declare-seq": declare_seq,
     "declare-pipelined": declare_pipelined,
     "large": large,
+    "large-consume": large_consume,
 }

@@ -15,29 +15,13 @@ import struct
 import time
 from collections.abc import Callable
 
-from common import LARGE_PREFETCH, POLL_INTERVAL, PREFETCH, Context
+from common import LARGE_CONSUME_PREFETCH, LARGE_PREFETCH, POLL_INTERVAL, PREFETCH, Context
 from puka_spec import BasicProperties, encode_content, encode_method_frame, methods
-from rawamqp import RawConnection, publish_frames, read_deliveries, wait_confirms
+from rawamqp import RawConnection, batched, publish_frames, read_deliveries, wait_confirms
 
 _FRAME = struct.Struct(">BHI")
 _COUNT = struct.Struct(">I")
 DECLARE_CHANNELS = 128
-
-
-def _chunks(frames: list[bytes], size: int = 256 * 1024) -> list[bytes]:
-    """Frames joined into writes of about `size` bytes."""
-    chunks: list[bytes] = []
-    batch: list[bytes] = []
-    held = 0
-    for frame in frames:
-        batch.append(frame)
-        held += len(frame)
-        if held >= size:
-            chunks.append(b"".join(batch))
-            batch, held = [], 0
-    if batch:
-        chunks.append(b"".join(batch))
-    return chunks
 
 
 def _read_payload(conn: RawConnection) -> bytes:
@@ -77,7 +61,7 @@ def _wait_until_queued(conn: RawConnection, poll: bytes, count: int) -> None:
 def publish(ctx: Context) -> None:
     """Write the pre-encoded publishes, poll with a pre-encoded passive declare."""
     with RawConnection(ctx.broker) as conn:
-        chunks = _chunks(publish_frames(1, ctx.queue, ctx.bodies, conn.frame_max))
+        chunks = list(batched(publish_frames(1, ctx.queue, ctx.bodies, conn.frame_max)))
         poll = encode_method_frame(1, methods.QueueDeclare(queue=ctx.queue, passive=True))
         ctx.start()
         for chunk in chunks:
@@ -91,7 +75,7 @@ def confirm_pipelined(ctx: Context) -> None:
     """Write every publish, then read acks until the last tag is confirmed."""
     with RawConnection(ctx.broker) as conn:
         conn.rpc(1, methods.ConfirmSelect())
-        chunks = _chunks(publish_frames(1, ctx.queue, ctx.bodies, conn.frame_max))
+        chunks = list(batched(publish_frames(1, ctx.queue, ctx.bodies, conn.frame_max)))
         ctx.start()
         for chunk in chunks:
             conn.send(chunk)
@@ -104,7 +88,7 @@ def confirm_each(ctx: Context) -> None:
     """Write one publish, read its ack, repeat."""
     with RawConnection(ctx.broker) as conn:
         conn.rpc(1, methods.ConfirmSelect())
-        frames = publish_frames(1, ctx.queue, ctx.bodies, conn.frame_max)
+        frames = list(publish_frames(1, ctx.queue, ctx.bodies, conn.frame_max))
         latencies = ctx.latencies
         clock = time.perf_counter
         ctx.start()
@@ -117,11 +101,11 @@ def confirm_each(ctx: Context) -> None:
         ctx.published = ctx.count
 
 
-def _consume(ctx: Context, *, ack: bool) -> None:
+def _consume(ctx: Context, *, ack: bool, prefetch: int = PREFETCH) -> None:
     with RawConnection(ctx.broker) as conn:
         frames = []
         if ack:
-            frames.append(encode_method_frame(1, methods.BasicQos(0, PREFETCH, False)))
+            frames.append(encode_method_frame(1, methods.BasicQos(0, prefetch, False)))
         frames.append(encode_method_frame(1, methods.BasicConsume(queue=ctx.queue, no_ack=not ack)))
         ctx.start()
         conn.send(b"".join(frames))
@@ -137,6 +121,12 @@ def consume_ack(ctx: Context) -> None:
 def consume_noack(ctx: Context) -> None:
     """basic.consume with no_ack; bodies sliced out of the read buffer."""
     _consume(ctx, ack=False)
+
+
+def large_consume(ctx: Context) -> None:
+    """basic.qos 1 + basic.consume of the pre-filled 4 MiB messages; each body joined from its
+    frames, one ack frame per message (the broker sends the next one after it)."""
+    _consume(ctx, ack=True, prefetch=LARGE_CONSUME_PREFETCH)
 
 
 def rpc(ctx: Context) -> None:
@@ -212,7 +202,7 @@ def large(ctx: Context) -> None:
     then consume them with prefetch 16, one ack each."""
     with RawConnection(ctx.broker, channels=2) as conn:
         conn.rpc(1, methods.ConfirmSelect())
-        message = publish_frames(1, ctx.queue, [ctx.big], conn.frame_max)[0]
+        (message,) = publish_frames(1, ctx.queue, [ctx.big], conn.frame_max)
         consume = encode_method_frame(2, methods.BasicQos(0, LARGE_PREFETCH, False))
         consume += encode_method_frame(2, methods.BasicConsume(queue=ctx.queue))
         ctx.start()
@@ -235,4 +225,5 @@ RUNNERS: dict[str, Callable[[Context], None]] = {
     "declare-seq": declare_seq,
     "declare-pipelined": declare_pipelined,
     "large": large,
+    "large-consume": large_consume,
 }
