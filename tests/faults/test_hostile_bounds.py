@@ -3,7 +3,8 @@
 Frames are refused above the negotiated frame_max (tests/spec and test_hostile_broker cover the
 reader); here: the negotiated frame_max itself is bounded by the message size limit, the read
 buffer holds at most one partial frame plus what was just received, a declared body size
-allocates nothing until the bytes arrive, the limit is configurable (URL and keyword), and no
+allocates nothing until the bytes arrive, a body in many frames is held about once while it is
+assembled, the limit is configurable (URL and keyword), and no
 `assert` does validation in the packages (they vanish under ``python -O``).
 """
 
@@ -66,6 +67,29 @@ def test_the_read_buffer_holds_one_partial_frame_plus_one_read() -> None:
         assert engine._reader.buffered < engine.frame_max
     result = engine.promises.take(consume)
     assert result is not None and result["body"] == body
+
+
+def test_a_body_in_many_frames_is_held_about_once_while_it_is_assembled() -> None:
+    """Frames are copied into one growing buffer as they arrive, not kept and then joined
+    (which held the body twice at the end)."""
+    engine = open_engine()
+    consume = _consuming(engine)
+    body = bytes(range(256)) * 16384  # 4 MiB in frames of at most frame_max (131072)
+    frame_max = engine.frame_max
+    stream = encode_content(
+        1, methods.BasicDeliver("ctag", 1, False, "", "q"), b"\0\0", body, frame_max
+    )
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        for start in range(0, len(stream), 65536):
+            engine.receive_data(stream[start : start + 65536])
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    result = engine.promises.take(consume)
+    assert result is not None and result["body"] == body
+    assert peak < 1.5 * len(body), f"{peak / MiB:.1f} MiB to assemble a 4 MiB body"
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ an operation is done with them, and recycles the numbers of channels that were c
 
 from __future__ import annotations
 
+import io
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from puka_spec import BasicProperties, ContentFrame, methods
@@ -59,7 +60,7 @@ class Channel:
         self.unacked: set[int] = set()  # delivery tags to settle (ack, reject, nack)
         self._content: methods.Method | None = None
         self._props: BasicProperties | None = None
-        self._body: list[bytes] = []
+        self._body: io.BytesIO | None = None  # a body arriving in several frames
         self._body_left = 0
 
     def __repr__(self) -> str:
@@ -115,7 +116,7 @@ class Channel:
             self._deliver(b"")
         else:
             self._body_left = size
-            self._body = []
+            self._body = None
 
     def _incomplete(self, method: methods.Method) -> NoReturn:
         pending = self._content.NAME if self._content is not None else "?"
@@ -143,18 +144,25 @@ class Channel:
         left = self._body_left - len(payload)
         if left < 0:
             raise FrameError(f"content body on channel {self.number} exceeds its declared size")
-        if left == 0 and not self._body:
-            self._deliver(payload)
-            return
-        self._body.append(payload)
+        body = self._body
+        if body is None:
+            if left == 0:  # the whole body in one frame: the common case
+                self._deliver(payload)
+                return
+            # Several frames: each is copied once into a buffer that grows as they arrive (not
+            # sized from the header: a peer's word allocates nothing) and whose bytes become the
+            # body without another copy, so a large message costs its size once, not twice
+            # (its frames, then their join).
+            body = self._body = io.BytesIO()
+        body.write(payload)
         self._body_left = left
         if left == 0:
-            self._deliver(b"".join(self._body))
+            self._deliver(body.getvalue())
 
     def _deliver(self, body: bytes) -> None:
         method, props = self._content, self._props
         self._content = self._props = None
-        self._body = []
+        self._body = None
         if self.owner is not None and method is not None:
             self.owner.on_method(self, method, props, body)
 
