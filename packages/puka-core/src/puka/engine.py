@@ -113,6 +113,10 @@ class _Waiting(Operation):
         self.replay = replay
 
 
+_WRITTEN = Result("ok")
+"""The result of a publish without confirms once it is written (one, shared, like a confirm's)."""
+
+
 def _coalesce(buffers: list[bytes | memoryview]) -> list[bytes | memoryview]:
     """`buffers` with each run of `bytes` joined into one; the views stay as they are."""
     out: list[bytes | memoryview] = []
@@ -276,7 +280,7 @@ class Engine:
             written, self.written = self.written, []
             resolve = self.promises.resolve
             for promise in written:
-                resolve(promise, Result("ok"))
+                resolve(promise, _WRITTEN)
             if self._close_requested:
                 self._close_if_idle()
                 if self._out:

@@ -1,0 +1,80 @@
+"""The promise registry: results handed out once, unclaimed successes kept cheaply and bounded."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import pytest
+from puka import promises as promises_module
+from puka.errors import ConnectionLost
+from puka.promises import Promises
+from puka.results import Result
+
+CONFIRMED = Result("basic.ack")  # what a confirm resolves to: one shared, empty success
+
+
+def test_an_unclaimed_success_keeps_its_result_not_its_promise() -> None:
+    registry = Promises()
+    promise = registry.new()
+    registry.resolve(promise, CONFIRMED)
+    assert promise.number not in registry.live  # nothing but the result is kept
+    assert registry.take(promise.number) is CONFIRMED  # the very result, name and all
+    assert registry.take(promise.number) == Result("ok")  # then a made-up success
+    assert registry.take(promise.number + 1) is None  # never issued
+
+
+def test_errors_and_non_empty_results_stay_with_their_promise_until_claimed() -> None:
+    registry = Promises()
+    failed, declared = registry.new(), registry.new()
+    error = Result.error(ConnectionLost("gone"))
+    registry.resolve(failed, error)
+    registry.resolve(declared, Result("queue.declare_ok", {"queue": "q"}))
+    assert failed.number in registry.live and declared.number in registry.live
+    assert registry.take(failed.number) is error
+    assert registry.take(declared.number) == {"queue": "q"}
+    assert registry.live == {}
+
+
+def test_the_oldest_unclaimed_successes_are_pushed_out_beyond_the_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(promises_module, "UNCLAIMED_SUCCESSES_KEPT", 3)
+    registry = Promises()
+    numbers = []
+    for _ in range(5):
+        promise = registry.new()
+        registry.resolve(promise, CONFIRMED)
+        numbers.append(promise.number)
+    assert list(registry._unclaimed_ok) == numbers[2:]
+    assert registry.take(numbers[0]) == Result("ok")  # forgotten: a made-up success
+    assert registry.take(numbers[4]) is CONFIRMED
+
+
+def test_a_callback_set_later_still_gets_an_unclaimed_result() -> None:
+    registry = Promises()
+    promise = registry.new()
+    registry.resolve(promise, CONFIRMED)
+    got: list[tuple[int, Result]] = []
+    registry.set_callback(promise.number, lambda number, result: got.append((number, result)))
+    assert promise.number in registry.callbacks_ready
+    result = registry.take(promise.number)
+    assert result is CONFIRMED
+    assert registry.live == {} and not registry.callbacks_ready
+    assert got == []  # the registry hands the result out; the driver calls the callback
+
+
+def test_many_unclaimed_successes_cost_little_memory() -> None:
+    """Fire-and-forget publishes nobody waits for: each kept success once held a promise and
+    a deque, about 1 KiB; the bound (65536 of them) then meant some 70 MiB."""
+    registry = Promises()
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        for _ in range(promises_module.UNCLAIMED_SUCCESSES_KEPT + 1000):
+            registry.resolve(registry.new(), CONFIRMED)
+        growth = tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+    assert len(registry._unclaimed_ok) == promises_module.UNCLAIMED_SUCCESSES_KEPT
+    assert registry.live == {}
+    assert growth < 16 * 1024 * 1024, f"{growth / 2**20:.1f} MiB"
