@@ -78,3 +78,18 @@ def test_many_unclaimed_successes_cost_little_memory() -> None:
     assert len(registry._unclaimed_ok) == promises_module.UNCLAIMED_SUCCESSES_KEPT
     assert registry.live == {}
     assert growth < 16 * 1024 * 1024, f"{growth / 2**20:.1f} MiB"
+
+
+def test_peek_shows_the_newest_result_wherever_it_is_kept_and_leaves_it() -> None:
+    registry = Promises()
+    pending, confirmed, consume = registry.new(), registry.new(), registry.new(multi=True)
+    registry.resolve(confirmed, CONFIRMED)  # kept apart from its promise
+    first, second = Result("ok", {"body": b"1"}), Result("ok", {"body": b"2"})
+    registry.resolve(consume, first, final=False)
+    registry.resolve(consume, second, final=False)
+    assert registry.peek(pending.number) is None
+    assert registry.peek(confirmed.number) is CONFIRMED
+    assert registry.peek(consume.number) is second
+    assert registry.take(confirmed.number) is CONFIRMED  # peeking handed nothing out
+    assert registry.take(consume.number) is first
+    assert registry.peek(confirmed.number) is None  # claimed: nothing left to see

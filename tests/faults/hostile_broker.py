@@ -375,7 +375,7 @@ def run_sans_io(case: Case) -> Outcome:
     if result is not None and result.is_error:
         outcome.connect_error = result.exception
     for name, promise in promises.items():
-        outcome.results[name] = promise.results[-1] if promise.results else None
+        outcome.results[name] = engine.promises.peek(promise.number)
     outcome.close_code = _last_close(bytes(sent))
     outcome.tune_ok = broker.tune_ok
     if engine.publisher is not None:

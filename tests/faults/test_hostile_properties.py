@@ -26,7 +26,6 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from puka import Engine, NoRoute, NotFound, PublishNacked, parse_url
 from puka.errors import PukaError
-from puka.results import Result
 from puka_spec import (
     HEARTBEAT_FRAME,
     AMQPError,
@@ -371,7 +370,8 @@ class ConfirmMachine(RuleBasedStateMachine):
                 assert not promise.done, tag
                 continue
             assert promise.done, tag
-            result: Result = promise.results[-1]
+            result = engine.promises.peek(promise.number)
+            assert result is not None, tag
             if status == "acked":
                 assert not result.is_error, (tag, result)
             elif status == "nacked":
@@ -474,10 +474,12 @@ class ChannelMachine(RuleBasedStateMachine):
             if outcome == "pending":
                 assert not promise.done, name
             elif outcome == "ok":
-                assert promise.results[-1]["queue"] == name
+                result = engine.promises.peek(promise.number)
+                assert result is not None and result["queue"] == name
             else:
-                assert isinstance(promise.results[-1].exception, NotFound)
-                assert name in str(promise.results[-1].exception)
+                result = engine.promises.peek(promise.number)
+                assert result is not None and isinstance(result.exception, NotFound)
+                assert name in str(result.exception)
 
 
 TestConfirmMachine = ConfirmMachine.TestCase
@@ -511,10 +513,11 @@ def test_a_return_is_not_paired_with_a_publish_acked_already() -> None:
         + encode_method_frame(channel, methods.BasicAck(4, False))
         + encode_method_frame(channel, methods.BasicAck(2, False))
     )
-    assert not first.results[-1].is_error
-    assert not second.results[-1].is_error
-    returned = third.results[-1]
-    assert isinstance(returned.exception, NoRoute)
+    for promise in (first, second):
+        result = engine.promises.peek(promise.number)
+        assert promise.done and result is not None and not result.is_error
+    returned = engine.promises.peek(third.number)
+    assert returned is not None and isinstance(returned.exception, NoRoute)
     assert returned["body"] == b"3"
 
 
@@ -528,4 +531,6 @@ def test_a_multiple_ack_over_settled_tags_is_counted() -> None:
     assert engine.publisher.unknown_confirms == 0
     engine.receive_data(encode_method_frame(channel, methods.BasicAck(4, True)))
     assert engine.publisher.unknown_confirms == 1
-    assert all(p.done and not p.results[-1].is_error for p in promises)
+    results = [engine.promises.peek(p.number) for p in promises]
+    assert all(p.done for p in promises)
+    assert all(r is not None and not r.is_error for r in results), results

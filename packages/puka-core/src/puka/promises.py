@@ -160,6 +160,16 @@ class Promises:
                 del self.live[number]
         return result
 
+    def peek(self, number: int) -> Result | None:
+        """The newest result of promise `number` not yet handed out, leaving it in place.
+
+        `None` when it has none waiting (still pending, already claimed, or forgotten).
+        """
+        promise = self.live.get(number)
+        if promise is None:
+            return self._unclaimed_ok.get(number)
+        return promise.results[-1] if promise.results else None
+
     def is_finished_consume(self, number: int) -> bool:
         """Whether `number` is a consume that ended and has nothing more to hand out."""
         return number in self._finished_multi and number not in self.live
