@@ -8,6 +8,7 @@ from itertools import pairwise
 import pytest
 from puka import Engine, NoRoute, NotFound, PreconditionFailed, PublishNacked, parse_url
 from puka.errors import ClientClosed, ConnectionLost
+from puka.promises import Promise
 from puka.results import Result
 from puka_spec import encode_method_frame, methods
 from puka_spec.exceptions import AccessRefused, ConnectionForced, UnexpectedFrame
@@ -55,6 +56,14 @@ class Pair:
     def open(self) -> None:
         result = self.wait(self.engine.connect())
         assert result.name == "connection.open_ok"
+
+    def consuming(self, queue: str, tag: str) -> Promise:
+        """Open, declare `queue` and start a consume of it under consumer tag `tag`."""
+        self.open()
+        self.wait(self.engine.rpc(methods.QueueDeclare(queue=queue)))
+        consume = self.engine.consume([methods.BasicConsume(queue=queue, consumer_tag=tag)], 0)
+        self.pump()
+        return consume
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -202,10 +211,7 @@ def test_consume_prefetch_ack_cancel() -> None:
 def test_a_repeated_consume_ok_is_dropped_and_an_unknown_one_is_refused() -> None:
     """RabbitMQ 3.10 may answer one consume on a quorum queue twice during a leader election."""
     pair = Pair(6)
-    pair.open()
-    pair.wait(pair.engine.rpc(methods.QueueDeclare(queue="q")))
-    consume = pair.engine.consume([methods.BasicConsume(queue="q", consumer_tag="t1")], 0)
-    pair.pump()
+    consume = pair.consuming("q", "t1")
     number = consume.op.channel.number
     pair.broker.inject(encode_method_frame(number, methods.BasicConsumeOk(consumer_tag="t1")))
     pair.pump()
@@ -222,10 +228,7 @@ def test_a_repeated_consume_ok_is_dropped_and_an_unknown_one_is_refused() -> Non
 
 def test_server_cancel_is_delivered_distinctly() -> None:
     pair = Pair(7)
-    pair.open()
-    pair.wait(pair.engine.rpc(methods.QueueDeclare(queue="q")))
-    consume = pair.engine.consume([methods.BasicConsume(queue="q", consumer_tag="tag-1")], 0)
-    pair.pump()
+    consume = pair.consuming("q", "tag-1")
     pair.broker.delete_queue("q")
     pair.pump()
     result = pair.engine.promises.take(consume.number)
