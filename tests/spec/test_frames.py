@@ -276,13 +276,15 @@ def test_corrupted_valid_stream_never_escapes_untyped(data: st.DataObject) -> No
 # --- assembled content (FrameReader(assemble_content=True)) ---------------------------------
 
 
-def _outcome(stream: bytes, cuts: list[int], *, assemble: bool) -> tuple[list[str], str]:
+def _outcome(
+    stream: bytes, cuts: list[int], *, assemble: bool, stream_bodies: bool = False
+) -> tuple[list[str], str]:
     """Read `stream` fed in pieces of `cuts`: the messages and frames it gives, then the error.
 
-    Content is put together here when the reader hands it over frame by frame, so both kinds
-    of reader can be compared message by message.
+    Content is put together here when the reader hands it over frame by frame (or body frames
+    piece by piece), so every kind of reader can be compared message by message.
     """
-    reader = FrameReader(assemble_content=assemble)
+    reader = FrameReader(assemble_content=assemble, stream_bodies=stream_bodies)
     seen: list[str] = []
     method: object = None  # the content being put together: method, properties, body parts
     props: object = None
@@ -301,7 +303,7 @@ def _outcome(stream: bytes, cuts: list[int], *, assemble: bool) -> tuple[list[st
                 elif isinstance(frame, HeaderFrame) and method is not None and props is None:
                     props, size = frame.properties, frame.body_size
                 elif isinstance(frame, BodyFrame) and props is not None:
-                    parts.append(frame.payload)
+                    parts.append(bytes(frame.payload))
                 else:
                     seen.append(repr(frame))
                 if props is not None and sum(map(len, parts)) >= size:
@@ -359,3 +361,80 @@ def test_every_single_corrupted_byte_fails_the_same_assembled_or_not(flip: int) 
     for i in range(len(stream)):
         corrupted = stream[:i] + bytes([stream[i] ^ flip]) + stream[i + 1 :]
         assert _outcome(corrupted, [], assemble=True) == _outcome(corrupted, [], assemble=False), i
+
+
+# --- streamed bodies (FrameReader(stream_bodies=True)) ---------------------------------------
+
+
+@given(
+    st.lists(st.binary(max_size=9000), min_size=1, max_size=3),
+    st.lists(st.integers(1, 3000), max_size=60),
+    st.booleans(),
+)
+def test_streamed_bodies_read_like_whole_frames(
+    bodies: list[bytes], cuts: list[int], assemble: bool
+) -> None:
+    stream = b"".join(_message(b, 4096) for b in bodies) + HEARTBEAT_FRAME
+    streamed = _outcome(stream, cuts, assemble=assemble, stream_bodies=True)
+    assert streamed == _outcome(stream, cuts, assemble=False)
+    assert streamed[1] == ""
+
+
+def test_a_body_frame_not_yet_whole_comes_in_pieces_of_the_bytes_fed() -> None:
+    body = bytes(range(256)) * 12  # 3072 bytes: one body frame
+    stream = _message(body)
+    reader = FrameReader(stream_bodies=True)
+    head = len(stream) - len(body) - 1  # method, header and the body frame's 7-byte header
+    reader.feed(stream[: head + 1000])
+    frames = _read_all(reader)
+    assert [type(f) for f in frames] == [MethodFrame, HeaderFrame, BodyFrame]
+    first = frames[2].payload  # type: ignore[union-attr]
+    assert type(first) is memoryview and first.readonly and bytes(first) == body[:1000]
+    reader.feed(stream[head + 1000 : head + 3000])
+    (second,) = _read_all(reader)
+    assert bytes(second.payload) == body[1000:3000]  # type: ignore[union-attr]
+    reader.feed(stream[head + 3000 :] + HEARTBEAT_FRAME)
+    last, heartbeat = _read_all(reader)
+    assert bytes(last.payload) == body[3000:]  # type: ignore[union-attr]
+    assert isinstance(heartbeat, HeartbeatFrame)
+    assert reader.buffered == 0
+
+
+def test_a_streamed_frame_ends_only_with_its_frame_end_octet() -> None:
+    body = b"x" * 100
+    stream = _message(body)
+    reader = FrameReader(stream_bodies=True)
+    reader.feed(stream[:-1])  # all of the payload, not the frame-end octet
+    frames = _read_all(reader)
+    assert sum(len(f.payload) for f in frames if isinstance(f, BodyFrame)) == 99  # one held back
+    reader.feed(b"\x00")
+    with pytest.raises(FrameError, match="frame-end octet is 0x00"):
+        reader.read_frame()
+
+
+def test_bytes_fed_from_a_reused_buffer_are_copied() -> None:
+    stream = _message(b"a" * 5000) + _message(b"b" * 10)
+    buffer = bytearray(700)
+    reader = FrameReader(stream_bodies=True)
+    parts: list[bytes] = []
+    for pos in range(0, len(stream), len(buffer)):
+        chunk = stream[pos : pos + len(buffer)]
+        buffer[: len(chunk)] = chunk
+        reader.feed(memoryview(buffer)[: len(chunk)])
+        buffer[:] = b"\xff" * len(buffer)  # the caller reads into its buffer again
+        parts += [bytes(f.payload) for f in _read_all(reader) if isinstance(f, BodyFrame)]
+    assert b"".join(parts) == b"a" * 5000 + b"b" * 10
+
+
+def test_a_large_frame_fed_in_small_reads_is_kept_aside_until_whole() -> None:
+    props = BasicProperties(headers={"big": "h" * 60000})
+    frame = encode_header_frame(3, 60, 0, props)
+    reader = FrameReader(70000)
+    for pos in range(0, len(frame) - 1, 1000):
+        reader.feed(frame[pos : min(pos + 1000, len(frame) - 1)])
+        assert reader.read_frame() is None
+        assert reader.buffered == min(pos + 1000, len(frame) - 1)
+    reader.feed(frame[-1:])
+    header = reader.read_frame()
+    assert isinstance(header, HeaderFrame) and header.properties == props
+    assert reader.buffered == 0

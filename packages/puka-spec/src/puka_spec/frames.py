@@ -100,11 +100,15 @@ class HeaderFrame:
 
 
 class BodyFrame:
-    """A content body frame: a `payload` slice of the message body."""
+    """A content body frame: a `payload` slice of the message body.
+
+    From a `FrameReader` made with ``stream_bodies=True``, a body frame that has not arrived
+    whole comes as several `BodyFrame`s, each a `memoryview` of the part received so far.
+    """
 
     __slots__ = ("channel", "payload")
 
-    def __init__(self, channel: int, payload: bytes) -> None:
+    def __init__(self, channel: int, payload: bytes | memoryview) -> None:
         self.channel = channel
         self.payload = payload
 
@@ -351,15 +355,49 @@ class FrameReader:
     Anything else — a body in several frames, frames not all received yet, a malformed or
     misplaced header or body — is returned frame by frame as without it, so the caller's own
     checks (and errors) stay the same.
+
+    With `stream_bodies=True`, a body frame whose payload is not all buffered yet is returned
+    in pieces as its bytes arrive: a `BodyFrame` per piece, whose `payload` is a read-only
+    `memoryview` of the bytes fed. The pieces of one frame add up to its payload, and the last
+    comes only once the frame-end octet is checked. A large body is then copied once, from the
+    bytes received to wherever the caller assembles it, with no frame-sized buffer between.
     """
 
-    __slots__ = ("_assemble", "_buf", "_max_payload", "_pos")
+    __slots__ = (
+        "_assemble",
+        "_buf",
+        "_max_payload",
+        "_more",
+        "_more_size",
+        "_pos",
+        "_stream",
+        "_stream_channel",
+        "_stream_left",
+        "_want",
+    )
 
-    def __init__(self, frame_max: int = FRAME_MIN_SIZE, *, assemble_content: bool = False) -> None:
+    def __init__(
+        self,
+        frame_max: int = FRAME_MIN_SIZE,
+        *,
+        assemble_content: bool = False,
+        stream_bodies: bool = False,
+    ) -> None:
         self._buf = b""
         self._pos = 0
         self._max_payload = frame_max - 8
         self._assemble = assemble_content
+        self._stream = stream_bodies
+        # A body frame being streamed: its channel, and its payload bytes still to come plus
+        # one for its frame-end octet (0: none is being streamed).
+        self._stream_channel = 0
+        self._stream_left = 0
+        # Bytes fed while a frame known to be incomplete waits for the rest: kept aside and
+        # joined once it is whole, so a large frame arriving in many reads is copied once, not
+        # once per read. `_want` is how many more bytes that frame needs (0: none is waiting).
+        self._more: list[bytes] = []
+        self._more_size = 0
+        self._want = 0
 
     @property
     def frame_max(self) -> int:
@@ -373,18 +411,28 @@ class FrameReader:
     @property
     def buffered(self) -> int:
         """Bytes received and not yet returned as frames."""
-        return len(self._buf) - self._pos
+        return len(self._buf) - self._pos + self._more_size
 
-    def feed(self, data: bytes) -> None:
-        """Add received bytes."""
-        if self._pos >= len(self._buf):
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Add received bytes (what is kept of a `bytearray` or `memoryview` is copied)."""
+        if self._want:  # a frame is incomplete: keep the bytes aside until it is whole
+            self._more.append(data if type(data) is bytes else bytes(data))
+            self._more_size += len(data)
+            if self._more_size < self._want:
+                return
+            self._buf = b"".join((memoryview(self._buf)[self._pos :], *self._more))
+            self._more.clear()
+            self._more_size = self._want = 0
+        elif self._pos >= len(self._buf):
             self._buf = data if type(data) is bytes else bytes(data)
         else:
             self._buf = self._buf[self._pos :] + data
         self._pos = 0
 
     def read_frame(self) -> Frame | None:
-        """The next whole frame, or `None` when more data is needed."""
+        """The next whole frame (or body piece), or `None` when more data is needed."""
+        if self._stream_left:
+            return self._body_piece()
         buf = self._buf
         pos = self._pos
         try:  # the frame header and the payload's first 4 bytes: a method frame's method id
@@ -393,11 +441,21 @@ class FrameReader:
             try:
                 kind, channel, size = _FRAME.unpack_from(buf, pos)
             except struct.error:
+                if pos >= len(buf):  # all read: let the buffer go now, not at the next feed
+                    self._buf = b""
+                    self._pos = 0
                 return None
             key = -1  # a method frame this small has no method id: malformed
         end = pos + 7 + size
         if size > self._max_payload or len(buf) <= end:
             self._not_whole(kind, size)  # raises for a bad type or size, else: wait for more
+            if len(buf) - pos >= 8:  # type and size checked: the frame needs exactly this much
+                if kind == 3 and self._stream:  # FRAME_BODY: hand out what is here
+                    self._stream_channel = channel
+                    self._stream_left = size + 1
+                    self._pos = pos + 7
+                    return self._body_piece()
+                self._want = end + 1 - len(buf)
             return None
         if buf[end] != 206:  # FRAME_END
             raise FrameError(f"frame-end octet is 0x{buf[end]:02x}, not 0xce")
@@ -443,6 +501,37 @@ class FrameReader:
                 raise FrameError(f"heartbeat frame with a {size}-byte payload")
             return HeartbeatFrame(channel)
         raise _bad_frame_type(kind, buf[pos : pos + 8])
+
+    def _body_piece(self) -> Frame | None:
+        """The next piece of the body frame being streamed (see `stream_bodies`).
+
+        The last payload byte is held back until the frame-end octet is here and checked, so
+        the piece that completes a frame comes only from a well-formed frame.
+        """
+        buf = self._buf
+        pos = self._pos
+        avail = len(buf) - pos
+        if avail <= 0:
+            self._buf = b""  # all read: let the buffer go now, not at the next feed
+            self._pos = 0
+            return None
+        left = self._stream_left  # payload bytes still to come, plus the frame-end octet
+        if avail >= left:  # the frame's end is here: its last piece
+            end = pos + left - 1
+            if buf[end] != 206:  # FRAME_END
+                raise FrameError(f"frame-end octet is 0x{buf[end]:02x}, not 0xce")
+            self._pos = end + 1
+            self._stream_left = 0
+        else:
+            end = pos + min(avail, left - 2)
+            if end == pos:  # only the last payload byte is here: wait for the frame-end octet
+                return None
+            self._pos = end
+            self._stream_left = left - (end - pos)
+        frame = _new(BodyFrame)
+        frame.channel = self._stream_channel
+        frame.payload = memoryview(buf)[pos:end]
+        return frame
 
     def _content_after(self, channel: int, method: Method, pos: int) -> ContentFrame | None:
         """The header and body that follow `method` at `pos`, as one frame, if they are there.
