@@ -137,8 +137,8 @@ class Channel:
         if self.owner is not None:
             self.owner.on_method(self, frame.method, frame.properties, frame.body)
 
-    def on_body(self, payload: bytes) -> None:
-        """A slice of the pending message body."""
+    def on_body(self, payload: bytes | memoryview) -> None:
+        """A slice of the pending message body: a whole body frame, or a piece of one."""
         if self._props is None:
             raise UnexpectedFrame(f"content body on channel {self.number} without a header")
         left = self._body_left - len(payload)
@@ -147,13 +147,15 @@ class Channel:
         body = self._body
         if body is None:
             if left == 0:  # the whole body in one frame: the common case
-                self._deliver(payload)
+                self._deliver(payload if type(payload) is bytes else bytes(payload))
                 return
-            # Several frames: each is copied once into a buffer that grows as they arrive (not
-            # sized from the header: a peer's word allocates nothing) and whose bytes become the
-            # body without another copy, so a large message costs its size once, not twice
-            # (its frames, then their join).
-            body = self._body = io.BytesIO()
+            # Several frames, or pieces of one (streamed by the reader as they are received):
+            # each is copied once into a buffer of the body's size (the header's word, which
+            # on_header held to max_message_size). BytesIO writes into the bytes it starts from
+            # and getvalue hands them back while their size matches: the body, with no other
+            # copy. A large message costs its size once, allocated once: not its frames and
+            # then their join, nor a buffer regrown and moved frame by frame.
+            body = self._body = io.BytesIO(bytes(self._body_left))
         body.write(payload)
         self._body_left = left
         if left == 0:

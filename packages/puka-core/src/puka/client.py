@@ -21,7 +21,7 @@ from typing import Any
 
 from puka.api import Calls
 from puka.connection_states import ConnectionState
-from puka.engine import Engine
+from puka.engine import READ_SIZE, Engine
 from puka.errors import (
     ChannelClosed,
     ClientClosed,
@@ -37,7 +37,6 @@ from puka.urls import parse_urls
 
 __all__ = ["OUTGOING_BUFFER_LIMIT", "Client"]
 
-_RECV_SIZE = 262144
 OUTGOING_BUFFER_LIMIT = 4 * 1024 * 1024
 """The bound of a `Client`'s outgoing buffer, in bytes: a call that queues more blocks until
 the socket took all but 1 MiB (backpressure), so a stalled peer never makes it buffer more
@@ -237,7 +236,7 @@ class Client(Calls[int]):
         engine = self._engine
         for _ in range(16):
             try:
-                data = sock.recv(_RECV_SIZE)
+                data = sock.recv(READ_SIZE)
             except (BlockingIOError, InterruptedError, ssl_module.SSLWantReadError):
                 break
             except ssl_module.SSLWantWriteError:
@@ -250,10 +249,10 @@ class Client(Calls[int]):
                 engine.connection_lost(None)
                 self._close_socket()
                 return
+            size = len(data)
             engine.receive_data(data)
-            if len(data) < _RECV_SIZE and not (
-                isinstance(sock, ssl_module.SSLSocket) and sock.pending()
-            ):
+            del data  # not held while the next recv allocates: one read buffer alive at a time
+            if size < READ_SIZE and not (isinstance(sock, ssl_module.SSLSocket) and sock.pending()):
                 break
         if engine.closed:
             self._write()

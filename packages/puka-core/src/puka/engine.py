@@ -65,12 +65,18 @@ from puka.results import Result
 from puka.topology import Topology
 from puka.urls import ConnectionParameters
 
-__all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "Engine"]
+__all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "READ_SIZE", "Engine"]
 
 log = logging.getLogger("puka")
 
 DEFAULT_MAX_MESSAGE_SIZE = urls.DEFAULT_MAX_MESSAGE_SIZE
 """Largest message body accepted from the broker (as the Java and .NET clients do)."""
+
+READ_SIZE = 65536
+"""How many bytes a transport should read at once. Body pieces go from each read straight into
+the message they belong to, so reads need not be large; kept small, they leave the allocator
+free space it reuses for the next large body, where 256 KiB reads left a consumer of 4 MiB
+messages with a third more memory."""
 
 _CHANNEL_INPUTS = {
     methods.ChannelOpenOk.KEY: "open-ok",
@@ -215,7 +221,7 @@ class Engine:
         self._out: list[bytes | memoryview] = []
         self._out_views = False  # whether _out holds views of message bodies
         self._out_bytes = 0
-        self._reader = FrameReader(FRAME_MIN_SIZE, assemble_content=True)
+        self._reader = FrameReader(FRAME_MIN_SIZE, assemble_content=True, stream_bodies=True)
         self._waiting: deque[Operation] = deque()  # ops waiting for the connection or a channel
         self._connect_promise: Promise | None = None
         self._close_promise: Promise | None = None
@@ -290,8 +296,9 @@ class Engine:
                     self._out_views = False
         return out
 
-    def receive_data(self, data: bytes) -> None:
-        """Bytes from the transport."""
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Bytes from the transport (the engine copies what it keeps of a `bytearray` or
+        `memoryview`, so the caller may read into the same buffer again once this returns)."""
         if self.state is ConnectionState.CLOSED or not data:
             return
         self._received_since_tick = True
@@ -721,7 +728,7 @@ class Engine:
         """The driver opened a new transport (after `transport_wanted`): handshake again."""
         self.transport_wanted = False
         self._recovering = True
-        self._reader = FrameReader(FRAME_MIN_SIZE, assemble_content=True)
+        self._reader = FrameReader(FRAME_MIN_SIZE, assemble_content=True, stream_bodies=True)
         self.channels = ChannelPool(self)
         self.frame_max = FRAME_MIN_SIZE
         self._out.clear()
