@@ -1,6 +1,7 @@
 """The asyncio protocol that drives Puka's engine: no second copy of protocol logic.
 
-`data_received` feeds the engine; what the engine queues is written once per loop iteration;
+The transport reads into one buffer of the protocol's (`get_buffer`/`buffer_updated`), which
+feeds the engine; what the engine queues is written once per loop iteration;
 results are handed to the client as they arrive; `connection_lost` fails every pending promise
 with the same typed errors as the blocking client; heartbeats and the handshake timeout run on
 `loop.call_at`; `pause_writing`/`resume_writing` gate writers that await `drain()`.
@@ -13,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import cast
 
-from puka.engine import Engine
+from puka.engine import READ_SIZE, Engine
 from puka.errors import HeartbeatTimeout
 from puka.promises import Promise
 
@@ -23,7 +24,7 @@ _SLICE = 256 * 1024
 """Most bytes handed to the transport at once: what it cannot send it copies into its buffer."""
 
 
-class EngineProtocol(asyncio.Protocol):
+class EngineProtocol(asyncio.BufferedProtocol):
     """One AMQP connection over an asyncio transport."""
 
     def __init__(
@@ -46,6 +47,7 @@ class EngineProtocol(asyncio.Protocol):
         self._paused_since: float | None = None
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._backlog: deque[bytes | memoryview] = deque()  # for the transport, once it takes more
+        self._read_buffer = memoryview(bytearray(READ_SIZE))
         self.closed = loop.create_future()
         engine.promises.on_ready = self._on_ready
 
@@ -59,7 +61,15 @@ class EngineProtocol(asyncio.Protocol):
         self.engine.handle_timer(self.loop.time())
         self.flush()
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        """Where the transport reads into: one buffer for the connection's life."""
+        return self._read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """Feed the engine what was read (it keeps a copy), then write its answers."""
+        self.data_received(self._read_buffer[:nbytes])
+
+    def data_received(self, data: bytes | memoryview) -> None:
         """Feed the engine, then write its answers and hand out results."""
         self.engine.receive_data(data)
         self.flush()
