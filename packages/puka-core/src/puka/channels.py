@@ -24,6 +24,9 @@ __all__ = ["Channel", "ChannelPool", "ChannelUser"]
 IDLE_CHANNELS_KEPT = 64
 """Open channels kept for reuse; channels freed beyond this are closed."""
 
+_FIRST_ROOM = 65536
+"""The first room reserved for a body arriving in pieces (or less, if the body is smaller)."""
+
 
 class ChannelUser(Protocol):
     """What owns a channel: an operation, or the publisher."""
@@ -43,6 +46,7 @@ class Channel:
     __slots__ = (
         "_body",
         "_body_left",
+        "_body_room",
         "_content",
         "_props",
         "engine",
@@ -62,6 +66,7 @@ class Channel:
         self._props: BasicProperties | None = None
         self._body: io.BytesIO | None = None  # a body arriving in several frames
         self._body_left = 0
+        self._body_room = 0  # bytes of _body reserved so far
 
     def __repr__(self) -> str:
         return f"<Channel {self.number} {self.state.value} owner={type(self.owner).__name__}>"
@@ -133,9 +138,11 @@ class Channel:
         """A whole message at once: its method, header and body were read together."""
         if self._content is not None:
             self._incomplete(frame.method)
-        self._check_size(len(frame.body))
+        body = frame.body
+        if len(body) > self.engine.max_message_size:
+            self._check_size(len(body))
         if self.owner is not None:
-            self.owner.on_method(self, frame.method, frame.properties, frame.body)
+            self.owner.on_method(self, frame.method, frame.properties, body)
 
     def on_body(self, payload: bytes | memoryview) -> None:
         """A slice of the pending message body: a whole body frame, or a piece of one."""
@@ -150,16 +157,31 @@ class Channel:
                 self._deliver(payload if type(payload) is bytes else bytes(payload))
                 return
             # Several frames, or pieces of one (streamed by the reader as they are received):
-            # each is copied once into a buffer of the body's size (the header's word, which
-            # on_header held to max_message_size). BytesIO writes into the bytes it starts from
-            # and getvalue hands them back while their size matches: the body, with no other
-            # copy. A large message costs its size once, allocated once: not its frames and
-            # then their join, nor a buffer regrown and moved frame by frame.
-            body = self._body = io.BytesIO(bytes(self._body_left))
+            # each is copied once into one buffer whose bytes become the body with no other
+            # copy (BytesIO's getvalue hands its buffer over when it is exactly full).
+            body = self._body = io.BytesIO()
+            self._body_room = 0
+        end = body.tell() + len(payload)
+        if end > self._body_room:
+            self._reserve(body, end, end + left)
         body.write(payload)
         self._body_left = left
         if left == 0:
             self._deliver(body.getvalue())
+
+    def _reserve(self, body: io.BytesIO, end: int, size: int) -> None:
+        """Make room in `body` for `end` bytes, towards the message's `size`.
+
+        The room doubles, so a large body is moved a few times (not once per frame), and never
+        exceeds twice what has arrived: a peer announcing a large body makes the client
+        allocate only about what it sends. The last step reserves exactly `size`.
+        """
+        room = min(size, max(end, 2 * self._body_room, _FIRST_ROOM))
+        pos = body.tell()
+        body.seek(room - 1)
+        body.write(b"\0")  # BytesIO grows to exactly `room` (zero-filled up to it)
+        body.seek(pos)
+        self._body_room = room
 
     def _deliver(self, body: bytes) -> None:
         method, props = self._content, self._props
