@@ -107,6 +107,7 @@ _CLIENT_CAPABILITIES = {
 _ACK_FRAME = struct.Struct(">BHIHHQBB")  # a whole basic.ack frame
 _OPEN = ConnectionState.OPEN
 _CLOSED = ConnectionState.CLOSED
+_CHANNEL_OPEN = ChannelState.OPEN
 
 
 class _Waiting(Operation):
@@ -489,7 +490,10 @@ class Engine:
             raise ChannelError(f"frame on channel {number}, which is not open")
         kind = type(frame)
         if kind is ContentFrame:
-            channel.dispatch("content", frame)
+            if channel.state is _CHANNEL_OPEN:  # the table's (OPEN, content) step, without a lookup
+                channel.on_content(frame)
+            else:
+                channel.dispatch("content", frame)
         elif kind is MethodFrame:
             method = frame.method
             channel.dispatch(_CHANNEL_INPUTS.get(method.KEY, "method"), method)

@@ -45,7 +45,9 @@ class Publisher:
         self.confirm = confirm
         self.next_tag = 1
         self.by_tag: dict[int, Promise] = {}
-        self.order: deque[int] = deque()  # tags in publish order, settled ones removed lazily
+        # Tags are given out 1, 2, 3...: every tag from `oldest` to next_tag - 1 was published,
+        # and every one below `oldest` is settled. A `multiple` confirm settles from `oldest`.
+        self.oldest = 1
         self.mandatory: deque[tuple[int, str, str]] = deque()
         self.returned: dict[int, Result] = {}
         # what each unconfirmed publish sent, to send again if another publish kills the channel
@@ -92,7 +94,6 @@ class Publisher:
         self.next_tag = tag + 1
         self.by_tag[tag] = promise
         self.messages[tag] = (exchange, routing_key, mandatory, properties, body)
-        self.order.append(tag)
         promise.op = self
         if mandatory:
             self.mandatory.append((tag, exchange, routing_key))
@@ -122,17 +123,18 @@ class Publisher:
             raise UnexpectedFrame(f"{method.NAME} on the publish channel was not expected")
 
     def _settle(self, tag: int, multiple: bool, error: PublishNacked | None) -> None:
-        by_tag, order, resolve = self.by_tag, self.order, self.engine.promises.resolve
+        by_tag, resolve = self.by_tag, self.engine.promises.resolve
         if multiple:
             hit = False
             messages = self.messages
-            while order and order[0] <= tag:
-                settled = order.popleft()
+            last = min(tag, self.next_tag - 1)
+            for settled in range(self.oldest, last + 1):
                 messages.pop(settled, None)
                 promise = by_tag.pop(settled, None)
                 if promise is not None:
                     hit = True
                     resolve(promise, self._outcome(settled, error))
+            self.oldest = max(self.oldest, last + 1)
             if not hit or tag >= self.next_tag:  # settled nothing, or names unpublished tags
                 self.unknown_confirms += 1
         else:
@@ -142,8 +144,10 @@ class Publisher:
                 self.unknown_confirms += 1
                 return
             resolve(promise, self._outcome(tag, error))
-            while order and order[0] not in by_tag:
-                order.popleft()
+            oldest, end = self.oldest, self.next_tag
+            while oldest < end and oldest not in by_tag:
+                oldest += 1
+            self.oldest = oldest
         mandatory = self.mandatory
         while mandatory and mandatory[0][0] not in by_tag:
             mandatory.popleft()
@@ -198,9 +202,8 @@ class Publisher:
         if culprit is None:
             self.fail_all(error)
             return
-        pending = [(self.by_tag[t], self.messages[t]) for t in self.order if t in self.by_tag]
+        pending = [(promise, self.messages[t]) for t, promise in self.by_tag.items()]  # tag order
         self.by_tag, self.messages = {}, {}
-        self.order.clear()
         self.mandatory.clear()
         self.returned.clear()
         resolve = self.engine.promises.resolve
@@ -215,7 +218,6 @@ class Publisher:
         resolve = self.engine.promises.resolve
         pending, self.by_tag = self.by_tag, {}
         self.messages = {}
-        self.order.clear()
         self.mandatory.clear()
         self.returned.clear()
         for promise in pending.values():
