@@ -276,14 +276,9 @@ class ChannelPool:
         if delivery_tag not in unacked:
             return False  # already settled: sending it (even with multiple) earns a 406
         if multiple:
-            settled = {t for t in unacked if t <= delivery_tag}
-            if not settled:
-                return False
-            unacked -= settled
-        elif delivery_tag in unacked:
-            unacked.remove(delivery_tag)
+            unacked -= {t for t in unacked if t <= delivery_tag}  # delivery_tag at least
         else:
-            return False
+            unacked.remove(delivery_tag)
         if not unacked and channel.owner is None:
             self.release(channel)
         return True
