@@ -441,9 +441,8 @@ class FrameReader:
             try:
                 kind, channel, size = _FRAME.unpack_from(buf, pos)
             except struct.error:
-                if pos >= len(buf):  # all read: let the buffer go now, not at the next feed
-                    self._buf = b""
-                    self._pos = 0
+                if pos >= len(buf):
+                    self._let_go()
                 return None
             key = -1  # a method frame this small has no method id: malformed
         end = pos + 7 + size
@@ -458,7 +457,7 @@ class FrameReader:
                 self._want = end + 1 - len(buf)
             return None
         if buf[end] != 206:  # FRAME_END
-            raise FrameError(f"frame-end octet is 0x{buf[end]:02x}, not 0xce")
+            raise _bad_frame_end(buf[end])
         self._pos = end + 1
         frame: Frame
         if kind == 1:  # FRAME_METHOD: decode_method, in place
@@ -502,6 +501,11 @@ class FrameReader:
             return HeartbeatFrame(channel)
         raise _bad_frame_type(kind, buf[pos : pos + 8])
 
+    def _let_go(self) -> None:
+        """Everything buffered was read: drop the buffer now, not at the next feed."""
+        self._buf = b""
+        self._pos = 0
+
     def _body_piece(self) -> Frame | None:
         """The next piece of the body frame being streamed (see `stream_bodies`).
 
@@ -512,14 +516,13 @@ class FrameReader:
         pos = self._pos
         avail = len(buf) - pos
         if avail <= 0:
-            self._buf = b""  # all read: let the buffer go now, not at the next feed
-            self._pos = 0
+            self._let_go()
             return None
         left = self._stream_left  # payload bytes still to come, plus the frame-end octet
         if avail >= left:  # the frame's end is here: its last piece
             end = pos + left - 1
             if buf[end] != 206:  # FRAME_END
-                raise FrameError(f"frame-end octet is 0x{buf[end]:02x}, not 0xce")
+                raise _bad_frame_end(buf[end])
             self._pos = end + 1
             self._stream_left = 0
         else:
@@ -602,6 +605,10 @@ class FrameReader:
 
 
 _FRAME_TYPES = frozenset((FRAME_METHOD, FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT))
+
+
+def _bad_frame_end(octet: int) -> FrameError:
+    return FrameError(f"frame-end octet is 0x{octet:02x}, not 0xce")
 
 
 def _bad_frame_type(kind: int, head: bytes) -> FrameError:
