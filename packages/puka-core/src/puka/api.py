@@ -350,8 +350,7 @@ class Calls(Generic[T]):
 
     def basic_ack(self, msg_result: Result, multiple: bool = False) -> None:
         """Acknowledge a delivered message (and, with `multiple`, all before it)."""
-        if type(msg_result) is not Result or msg_result._ack is None:  # else checked already
-            _delivery_tag(msg_result)
+        _delivery_tag(msg_result)
         self._engine.ack(msg_result, multiple)
         self._sent()
 

@@ -138,11 +138,9 @@ class Channel:
         """A whole message at once: its method, header and body were read together."""
         if self._content is not None:
             self._incomplete(frame.method)
-        body = frame.body
-        if len(body) > self.engine.max_message_size:
-            self._check_size(len(body))
+        self._check_size(len(frame.body))
         if self.owner is not None:
-            self.owner.on_method(self, frame.method, frame.properties, body)
+            self.owner.on_method(self, frame.method, frame.properties, frame.body)
 
     def on_body(self, payload: bytes | memoryview) -> None:
         """A slice of the pending message body: a whole body frame, or a piece of one."""
