@@ -134,7 +134,7 @@ class Publisher:
                 if promise is not None:
                     hit = True
                     resolve(promise, self._outcome(settled, error))
-            self.oldest = max(self.oldest, last + 1)
+            self.oldest = max(self.oldest, last + 1)  # the tags up to `last` are settled
             if not hit or tag >= self.next_tag:  # settled nothing, or names unpublished tags
                 self.unknown_confirms += 1
         else:
@@ -144,10 +144,10 @@ class Publisher:
                 self.unknown_confirms += 1
                 return
             resolve(promise, self._outcome(tag, error))
-            oldest, end = self.oldest, self.next_tag
-            while oldest < end and oldest not in by_tag:
-                oldest += 1
-            self.oldest = oldest
+        oldest, end = self.oldest, self.next_tag  # past tags settled one by one, either way
+        while oldest < end and oldest not in by_tag:
+            oldest += 1
+        self.oldest = oldest
         mandatory = self.mandatory
         while mandatory and mandatory[0][0] not in by_tag:
             mandatory.popleft()
