@@ -66,12 +66,9 @@ class EngineProtocol(asyncio.BufferedProtocol):
         return self._read_buffer
 
     def buffer_updated(self, nbytes: int) -> None:
-        """Feed the engine what was read (it keeps a copy), then write its answers."""
-        self.data_received(self._read_buffer[:nbytes])
-
-    def data_received(self, data: bytes | memoryview) -> None:
-        """Feed the engine, then write its answers and hand out results."""
-        self.engine.receive_data(data)
+        """Feed the engine what was read (it copies what it keeps), then write its answers and
+        hand out results."""
+        self.engine.receive_data(self._read_buffer[:nbytes])
         self.flush()
 
     def eof_received(self) -> bool:
