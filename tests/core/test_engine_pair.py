@@ -7,6 +7,7 @@ from itertools import pairwise
 
 import pytest
 from puka import Engine, NoRoute, NotFound, PreconditionFailed, PublishNacked, parse_url
+from puka.channels import SHORT_CHANNELS
 from puka.errors import ClientClosed, ConnectionLost
 from puka.promises import Promise
 from puka.results import Result
@@ -142,6 +143,81 @@ def test_pipelined_declares_use_many_channels_and_recycle_them() -> None:
     pair.pump()
     assert all(pair.engine.promises.take(p.number) for p in again)
     assert len(pair.engine.channels) == 50  # reused, not opened again
+
+
+def test_short_operations_open_at_most_short_channels_and_keep_their_order() -> None:
+    """A burst of declares runs on SHORT_CHANNELS reused channels, not one new channel each."""
+    pair = Pair(8)
+    pair.open()
+    engine = pair.engine
+    names = [f"q{i}" for i in range(3 * SHORT_CHANNELS + 5)]
+    declares = [engine.rpc(methods.QueueDeclare(queue=name)) for name in names]
+    consume = engine.consume([methods.BasicConsume(queue="q0", consumer_tag="late")], 0)
+    gets = [engine.get("q1", True) for _ in range(3)]
+    assert len(engine.channels) == SHORT_CHANNELS  # the rest wait, the consume behind them
+    peak = 0
+    for _ in range(200):
+        to_broker = engine.data_to_send()
+        pair.broker.receive_data(to_broker)
+        to_client = pair.broker.data_to_send()
+        engine.receive_data(to_client)
+        peak = max(peak, len(engine.channels))
+        if not to_broker and not to_client:
+            break
+    # at most SHORT_CHANNELS for the short operations, plus the consume's own
+    assert peak <= SHORT_CHANNELS + 1
+    assert [pair.wait(p)["queue"] for p in declares] == names
+    assert all(pair.wait(p)["empty"] for p in gets)
+    assert "late" in pair.broker.consumers
+    assert not consume.done
+
+
+def test_consumes_holding_channels_leave_short_operations_their_places() -> None:
+    pair = Pair(9)
+    pair.open()
+    engine = pair.engine
+    pair.wait(engine.rpc(methods.QueueDeclare(queue="held")))
+    consumes = [
+        engine.consume([methods.BasicConsume(queue="held", consumer_tag=f"c{i}")], 0)
+        for i in range(SHORT_CHANNELS + 2)
+    ]
+    pair.pump()
+    assert len(pair.broker.consumers) == SHORT_CHANNELS + 2
+    declares = [engine.rpc(methods.QueueDeclare(queue=f"d{i}")) for i in range(10)]
+    assert [pair.wait(p)["queue"] for p in declares] == [f"d{i}" for i in range(10)]
+    assert all(not c.done for c in consumes)
+
+
+def test_unacked_gets_do_not_hold_the_places_of_short_operations() -> None:
+    """A get whose message is not acked yet parks its channel; the next get still runs."""
+    pair = Pair(10)
+    pair.open()
+    engine = pair.engine
+    pair.wait(engine.rpc(methods.QueueDeclare(queue="g")))
+    count = SHORT_CHANNELS + 3
+    for i in range(count):
+        pair.wait(engine.publish("", "g", False, None, b"%d" % i))
+    got = []
+    for _ in range(count):  # each waited for and kept unacked, as a batch-acking reader would
+        got.append(pair.wait(engine.get("g", False)))
+    assert [m["body"] for m in got] == [b"%d" % i for i in range(count)]
+    assert pair.wait(engine.get("g", False))["empty"]
+    for message in got:
+        engine.ack(message)
+    pair.pump()
+    assert not any(ch.unacked for ch in pair.broker.channels.values())
+
+
+def test_short_operations_whose_channels_the_broker_closes_free_their_places() -> None:
+    pair = Pair(11)
+    pair.open()
+    engine = pair.engine
+    count = 2 * SHORT_CHANNELS + 1
+    missing = [engine.rpc(methods.QueueDeclare(queue=f"no{i}", passive=True)) for i in range(count)]
+    results = [pair.wait(p) for p in missing]
+    assert all(isinstance(r.exception, NotFound) for r in results)
+    assert engine.channels.short_owned == 0
+    assert pair.wait(engine.rpc(methods.QueueDeclare(queue="after")))["queue"] == "after"
 
 
 def test_a_channel_error_fails_only_its_operation() -> None:

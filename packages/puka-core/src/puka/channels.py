@@ -24,6 +24,15 @@ __all__ = ["Channel", "ChannelPool", "ChannelUser"]
 IDLE_CHANNELS_KEPT = 64
 """Open channels kept for reuse; channels freed beyond this are closed."""
 
+SHORT_CHANNELS = IDLE_CHANNELS_KEPT
+"""Channels that short operations (declares, binds, deletes, purges, gets) open for themselves:
+with that many in flight, the next one waits, in order, for one of them to finish (or for an
+idle channel). Opening and closing a channel costs the broker about as much as a declare, so
+1000 pipelined declares finish sooner on 64 reused channels than on 1000 new ones. Operations
+that hold a channel (consumes, transactions, the publisher) are not counted: they may hold
+theirs for good. The same number as `IDLE_CHANNELS_KEPT`, so every channel a burst opens is
+kept for the next one."""
+
 _FIRST_ROOM = 65536
 """The first room reserved for a body arriving in pieces (or less, if the body is smaller)."""
 
@@ -52,6 +61,7 @@ class Channel:
         "engine",
         "number",
         "owner",
+        "short",
         "state",
         "unacked",
     )
@@ -61,6 +71,7 @@ class Channel:
         self.number = number
         self.state = ChannelState.OPENING
         self.owner: ChannelUser | None = None
+        self.short = False  # owned by a short operation (counted against SHORT_CHANNELS)
         self.unacked: set[int] = set()  # delivery tags to settle (ack, reject, nack)
         self._content: methods.Method | None = None
         self._props: BasicProperties | None = None
@@ -191,9 +202,9 @@ class Channel:
     def on_close(self, method: methods.ChannelClose) -> None:
         """The broker closed the channel: answer, free it, tell the owner why."""
         self.engine.send_method(self.number, methods.ChannelCloseOk())
-        self.engine.channels.forget(self)
+        owner = self.owner
+        self.engine.channels.forget(self)  # the owner lets go of it there
         error = self.engine.error_from_close(method)
-        owner, self.owner = self.owner, None
         if owner is not None:
             owner.on_channel_closed(self, error)
 
@@ -231,17 +242,24 @@ class ChannelPool:
         self._free_numbers: list[int] = []
         self._next_number = 1
         self.channel_max = 2047
+        self.short_owned = 0  # channels owned by short operations
 
     def __len__(self) -> int:
         return len(self.by_number)
 
-    def acquire(self, owner: ChannelUser) -> Channel | None:
-        """An open (or opening) channel for `owner`, or `None` if channel_max are in use."""
+    def acquire(self, owner: ChannelUser, short: bool = False) -> Channel | None:
+        """An open (or opening) channel for `owner`, or `None` if `owner` must wait for one.
+
+        It waits when channel_max channels are in use, or, for a `short` operation, when
+        `SHORT_CHANNELS` are held by short operations and no idle channel is left.
+        """
         while self.idle:
             channel = self.idle.pop()
             if channel.state is ChannelState.OPEN:
-                channel.owner = owner
+                self._own(channel, owner, short)
                 return channel
+        if short and self.short_owned >= SHORT_CHANNELS:
+            return None
         if self._free_numbers:
             number = self._free_numbers.pop()
         elif self._next_number <= self.channel_max:
@@ -250,23 +268,38 @@ class ChannelPool:
         else:
             return None
         channel = Channel(self.engine, number)
-        channel.owner = owner
+        self._own(channel, owner, short)
         self.by_number[number] = channel
         self.engine.send_method(number, methods.ChannelOpen())
         return channel
 
+    def _own(self, channel: Channel, owner: ChannelUser, short: bool) -> None:
+        channel.owner = owner
+        channel.short = short
+        self.short_owned += short
+
+    def _disown(self, channel: Channel) -> bool:
+        """`channel` has no owner any more; whether a short operation's place became free."""
+        channel.owner = None
+        if not channel.short:
+            return False
+        channel.short = False
+        self.short_owned -= 1
+        return True
+
     def release(self, channel: Channel) -> None:
         """`channel`'s owner is done with it: keep it for reuse, or close it."""
-        channel.owner = None
-        if channel.state is not ChannelState.OPEN and channel.state is not ChannelState.OPENING:
-            return
-        if channel.unacked:
-            return  # parked: acks still go here; `settled` releases it when they are done
-        if len(self.idle) < IDLE_CHANNELS_KEPT:
-            self.idle.append(channel)
-        else:
-            channel.close()
-        self.engine.channel_freed()
+        freed = self._disown(channel)
+        if (
+            channel.state is ChannelState.OPEN or channel.state is ChannelState.OPENING
+        ) and not channel.unacked:  # else parked: `settled` releases it once acks are done
+            if len(self.idle) < IDLE_CHANNELS_KEPT:
+                self.idle.append(channel)
+            else:
+                channel.close()
+            freed = True
+        if freed:
+            self.engine.channel_freed()
 
     def settled(self, channel: Channel, delivery_tag: int, multiple: bool) -> bool:
         """A delivery was acked, rejected or nacked; `False` if the tag is not outstanding."""
@@ -283,6 +316,7 @@ class ChannelPool:
 
     def forget(self, channel: Channel) -> None:
         """`channel` is closed: recycle its number."""
+        self._disown(channel)
         if self.by_number.get(channel.number) is channel:
             del self.by_number[channel.number]
             self._free_numbers.append(channel.number)
@@ -295,6 +329,6 @@ class ChannelPool:
         """The connection is gone: every channel is closed."""
         for channel in self.by_number.values():
             channel.state = ChannelState.CLOSED
-            channel.owner = None
+            self._disown(channel)
         self.by_number.clear()
         self.idle.clear()

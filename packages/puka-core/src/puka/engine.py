@@ -811,7 +811,7 @@ class Engine:
         if isinstance(op, _Waiting):
             op.replay()
             return True
-        channel = self.channels.acquire(op)
+        channel = self.channels.acquire(op, op.short)
         if channel is None:
             return False
         op.channel = channel

@@ -60,6 +60,9 @@ class Operation:
     uses_channel = True
     """Whether it takes a channel of its own from the pool."""
 
+    short = False
+    """Whether it is done with its channel once the broker answers (see `SHORT_CHANNELS`)."""
+
     def __init__(self, engine: Engine, promise: Promise) -> None:
         self.engine = engine
         self.promise = promise
@@ -96,6 +99,8 @@ class Operation:
 class Rpc(Operation):
     """Send one synchronous method, resolve with its reply (declare, bind, delete, …)."""
 
+    short = True
+
     def __init__(self, engine: Engine, promise: Promise, method: methods.Method) -> None:
         super().__init__(engine, promise)
         self.method = method
@@ -116,6 +121,8 @@ class Rpc(Operation):
 
 class Get(Operation):
     """basic.get: one message or `{"empty": True}`."""
+
+    short = True
 
     def __init__(self, engine: Engine, promise: Promise, queue: str, no_ack: bool) -> None:
         super().__init__(engine, promise)
