@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import puka
 import pytest
 
+from tests.core.loopback_broker import LoopbackBroker
 from tests.integration.helpers import SOON, close_quietly, url_with_query, wait_ok
 from tests.integration.proxy import FreezableProxy
 
@@ -109,3 +110,26 @@ def test_mute_listener_is_connect_failed_after_connection_timeout() -> None:
         with pytest.raises(puka.ConnectFailed):
             client.wait(client.connect(), timeout=SOON)
         assert time.monotonic() - started < SOON / 2
+
+
+@pytest.mark.parametrize("pubacks", [True, False])
+def test_a_close_unread_when_a_write_is_reset_is_still_the_reason(pubacks: bool) -> None:
+    """The broker's 320, sent just before its socket reset, is what the client reports."""
+    server = LoopbackBroker()
+    client = puka.Client(server.url, pubacks=pubacks)
+    try:
+        client.wait(client.connect(), timeout=SOON)
+        client.wait(client.queue_declare(queue="q"), timeout=SOON)
+        server.shut_down()
+        publish = client.basic_publish(exchange="", routing_key="q", body=b"after the reset")
+        outcome = client.wait(publish, timeout=SOON, raise_errors=False)
+        error = client._engine.error
+        assert isinstance(error, puka.ConnectionForced), repr(error)
+        assert error.reply_code == 320
+        if pubacks:  # unconfirmed: it failed, outcome unknown, for the broker's reason
+            assert outcome is not None and outcome.exception is not None
+            assert isinstance(outcome.exception, puka.ConnectionForced) or "320" in str(
+                outcome.exception
+            ), repr(outcome.exception)
+    finally:
+        close_quietly(client)

@@ -10,10 +10,12 @@ with the same typed errors as the blocking client; heartbeats and the handshake 
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections import deque
 from collections.abc import Callable
 from typing import cast
 
+from puka.connection_states import ConnectionState
 from puka.engine import READ_SIZE, Engine
 from puka.errors import HeartbeatTimeout
 from puka.promises import Promise
@@ -77,6 +79,8 @@ class EngineProtocol(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Fail everything in flight with a typed error (or, with recovery, reconnect later)."""
+        if isinstance(exc, OSError):
+            self._read_what_is_left()
         self.engine.connection_lost(exc)
         self.transport = None
         self._backlog.clear()
@@ -92,6 +96,37 @@ class EngineProtocol(asyncio.BufferedProtocol):
                 self.closed.set_result(None)
         else:
             self._arm_timer()
+
+    def _read_what_is_left(self) -> None:
+        """The transport failed (a write reset, EPIPE): read what the broker sent before.
+
+        A node that shuts down sends connection.close (320) and closes its socket; a write
+        that comes before the loop read that close fails, and the transport reports the loss
+        with the close still unread. Its reason is what users and recovery need, not a bare
+        reset. Both asyncio's and uvloop's transports close their socket only after
+        `connection_lost` returns, so it is still ours to read here (not under TLS: those
+        bytes are encrypted).
+        """
+        transport = self.transport
+        if transport is None or transport.get_extra_info("sslcontext") is not None:
+            return
+        sock = transport.get_extra_info("socket")
+        fileno = sock.fileno() if sock is not None else -1
+        if fileno < 0:
+            return
+        engine = self.engine
+        reader = socket.socket(fileno=fileno)  # the same descriptor, detached (not closed) after
+        try:
+            reader.setblocking(False)
+            while not engine.closed and engine.state is not ConnectionState.RECOVERING:
+                size = reader.recv_into(self._read_buffer)
+                if not size:
+                    break
+                engine.receive_data(self._read_buffer[:size])
+        except OSError:
+            pass  # nothing more to read (EAGAIN, the reset itself)
+        finally:
+            reader.detach()
 
     def pause_writing(self) -> None:
         """The transport's buffer is full: writers wait in `drain`."""
