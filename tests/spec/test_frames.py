@@ -277,12 +277,19 @@ def test_corrupted_valid_stream_never_escapes_untyped(data: st.DataObject) -> No
 
 
 def _outcome(
-    stream: bytes, cuts: list[int], *, assemble: bool, stream_bodies: bool = False
+    stream: bytes,
+    cuts: list[int],
+    *,
+    assemble: bool,
+    stream_bodies: bool = False,
+    lend: bool = False,
 ) -> tuple[list[str], str]:
     """Read `stream` fed in pieces of `cuts`: the messages and frames it gives, then the error.
 
     Content is put together here when the reader hands it over frame by frame (or body frames
-    piece by piece), so every kind of reader can be compared message by message.
+    piece by piece), so every kind of reader can be compared message by message. With `lend`,
+    each piece is fed as a view of a buffer that is scribbled over once `read_frame` returned
+    `None`, as a caller reading into one buffer again would do.
     """
     reader = FrameReader(assemble_content=assemble, stream_bodies=stream_bodies)
     seen: list[str] = []
@@ -293,7 +300,8 @@ def _outcome(
     pos = 0
     try:
         for cut in [*cuts, len(stream)]:
-            reader.feed(stream[pos : pos + cut])
+            lent = bytearray(stream[pos : pos + cut])
+            reader.feed(memoryview(lent) if lend else bytes(lent))
             pos += cut
             for frame in _read_all(reader):
                 if isinstance(frame, ContentFrame):
@@ -309,6 +317,7 @@ def _outcome(
                 if props is not None and sum(map(len, parts)) >= size:
                     seen.append(repr((method, props, b"".join(parts))))
                     method = props = None
+            lent[:] = b"\xff" * len(lent)
             if pos >= len(stream):
                 break
     except AMQPError as exc:
@@ -370,14 +379,30 @@ def test_every_single_corrupted_byte_fails_the_same_assembled_or_not(flip: int) 
     st.lists(st.binary(max_size=9000), min_size=1, max_size=3),
     st.lists(st.integers(1, 3000), max_size=60),
     st.booleans(),
+    st.booleans(),
 )
 def test_streamed_bodies_read_like_whole_frames(
-    bodies: list[bytes], cuts: list[int], assemble: bool
+    bodies: list[bytes], cuts: list[int], assemble: bool, lend: bool
 ) -> None:
     stream = b"".join(_message(b, 4096) for b in bodies) + HEARTBEAT_FRAME
-    streamed = _outcome(stream, cuts, assemble=assemble, stream_bodies=True)
+    streamed = _outcome(stream, cuts, assemble=assemble, stream_bodies=True, lend=lend)
     assert streamed == _outcome(stream, cuts, assemble=False)
     assert streamed[1] == ""
+
+
+@settings(max_examples=300)
+@given(st.data())
+def test_corrupted_content_fails_the_same_from_a_lent_buffer(data: st.DataObject) -> None:
+    stream = bytearray(
+        _message(b"payload" * 100, props=BasicProperties(headers={"a": [1, {"b": "c"}]}))
+        + _message(b"")
+    )
+    for _ in range(data.draw(st.integers(1, 4))):
+        stream[data.draw(st.integers(0, len(stream) - 1))] = data.draw(st.integers(0, 255))
+    cuts = data.draw(st.lists(st.integers(1, 200), max_size=10))
+    assemble, stream_bodies = data.draw(st.booleans()), data.draw(st.booleans())
+    lent = _outcome(bytes(stream), cuts, assemble=assemble, stream_bodies=stream_bodies, lend=True)
+    assert lent == _outcome(bytes(stream), cuts, assemble=assemble, stream_bodies=stream_bodies)
 
 
 def test_a_body_frame_not_yet_whole_comes_in_pieces_of_the_bytes_fed() -> None:
@@ -412,18 +437,27 @@ def test_a_streamed_frame_ends_only_with_its_frame_end_octet() -> None:
         reader.read_frame()
 
 
-def test_bytes_fed_from_a_reused_buffer_are_copied() -> None:
+def test_a_reused_buffer_is_lent_until_read_frame_returns_none() -> None:
+    """Body pieces are views of the caller's buffer; what outlives the read is copied."""
     stream = _message(b"a" * 5000) + _message(b"b" * 10)
     buffer = bytearray(700)
     reader = FrameReader(stream_bodies=True)
     parts: list[bytes] = []
+    lent_pieces = 0
     for pos in range(0, len(stream), len(buffer)):
         chunk = stream[pos : pos + len(buffer)]
         buffer[: len(chunk)] = chunk
         reader.feed(memoryview(buffer)[: len(chunk)])
+        for frame in _read_all(reader):
+            if isinstance(frame, BodyFrame):
+                payload = frame.payload
+                if isinstance(payload, memoryview):
+                    assert payload.readonly
+                    lent_pieces += payload.obj is buffer  # not copied out of it first
+                parts.append(bytes(payload))
         buffer[:] = b"\xff" * len(buffer)  # the caller reads into its buffer again
-        parts += [bytes(f.payload) for f in _read_all(reader) if isinstance(f, BodyFrame)]
     assert b"".join(parts) == b"a" * 5000 + b"b" * 10
+    assert lent_pieces >= 5000 // 700  # every read inside the large body
 
 
 def test_a_large_frame_fed_in_small_reads_is_kept_aside_until_whole() -> None:
@@ -438,3 +472,18 @@ def test_a_large_frame_fed_in_small_reads_is_kept_aside_until_whole() -> None:
     header = reader.read_frame()
     assert isinstance(header, HeaderFrame) and header.properties == props
     assert reader.buffered == 0
+
+
+def test_feeding_again_before_a_lent_buffer_was_read_out_joins_what_was_left() -> None:
+    """Out of contract, but typed: the rest of a lent buffer is joined, not a TypeError."""
+    body = b"x" * 100
+    stream = _message(body) + HEARTBEAT_FRAME
+    reader = FrameReader(stream_bodies=True)
+    reader.feed(stream[:-60])  # the body frame is not whole: it is streamed from here on
+    assert [type(f) for f in _read_all(reader)] == [MethodFrame, HeaderFrame, BodyFrame]
+    lent = bytearray(stream[-60:])
+    reader.feed(memoryview(lent))
+    piece = reader.read_frame()  # the body's last piece, a view of `lent`; the heartbeat left
+    assert isinstance(piece, BodyFrame) and bytes(piece.payload) == body[-51:]
+    reader.feed(memoryview(bytearray(HEARTBEAT_FRAME)))
+    assert [type(f) for f in _read_all(reader)] == [HeartbeatFrame, HeartbeatFrame]

@@ -361,11 +361,17 @@ class FrameReader:
     `memoryview` of the bytes fed. The pieces of one frame add up to its payload, and the last
     comes only once the frame-end octet is checked. A large body is then copied once, from the
     bytes received to wherever the caller assembles it, with no frame-sized buffer between.
+
+    A `bytearray` or `memoryview` fed is lent, not given: the caller may write into it again
+    once `read_frame` has returned `None`, and the reader copies what it keeps by then. Until
+    then, body pieces are views of it (so a read into a reused buffer is not copied first),
+    and what is decoded in place (methods, headers) is copied out of it.
     """
 
     __slots__ = (
         "_assemble",
         "_buf",
+        "_lent",
         "_max_payload",
         "_more",
         "_more_size",
@@ -384,6 +390,9 @@ class FrameReader:
         stream_bodies: bool = False,
     ) -> None:
         self._buf = b""
+        # `_buf` is the caller's bytearray or memoryview, ours until read_frame returns None
+        # (`_keep` turns what is left of it into bytes of our own when it is kept longer)
+        self._lent = False
         self._pos = 0
         self._max_payload = frame_max - 8
         self._assemble = assemble_content
@@ -414,7 +423,8 @@ class FrameReader:
         return len(self._buf) - self._pos + self._more_size
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
-        """Add received bytes (what is kept of a `bytearray` or `memoryview` is copied)."""
+        """Add received bytes (a `bytearray` or `memoryview` is lent until `read_frame` returns
+        `None`; see the class docstring)."""
         if self._want:  # a frame is incomplete: keep the bytes aside until it is whole
             self._more.append(data if type(data) is bytes else bytes(data))
             self._more_size += len(data)
@@ -424,9 +434,10 @@ class FrameReader:
             self._more.clear()
             self._more_size = self._want = 0
         elif self._pos >= len(self._buf):
-            self._buf = data if type(data) is bytes else bytes(data)
-        else:
-            self._buf = self._buf[self._pos :] + data
+            self._lent = type(data) is not bytes
+            self._buf = data  # type: ignore[assignment]  # lent: read like bytes until _keep
+        else:  # what was kept and the new bytes, joined (`_keep`: in case it was not read)
+            self._buf = self._keep()[self._pos :] + data
         self._pos = 0
 
     def read_frame(self) -> Frame | None:
@@ -443,6 +454,8 @@ class FrameReader:
             except struct.error:
                 if pos >= len(buf):
                     self._let_go()
+                else:
+                    self._keep()
                 return None
             key = -1  # a method frame this small has no method id: malformed
         end = pos + 7 + size
@@ -455,11 +468,22 @@ class FrameReader:
                     self._pos = pos + 7
                     return self._body_piece()
                 self._want = end + 1 - len(buf)
+            self._keep()
             return None
         if buf[end] != 206:  # FRAME_END
             raise _bad_frame_end(buf[end])
-        self._pos = end + 1
         frame: Frame
+        if kind == 3:  # FRAME_BODY
+            self._pos = end + 1
+            frame = _new(BodyFrame)
+            frame.channel = channel
+            frame.payload = bytes(buf[pos + 7 : end]) if self._lent else buf[pos + 7 : end]
+            return frame
+        if self._lent:  # what is decoded in place is decoded from bytes of our own
+            buf = self._keep()
+            end -= pos
+            pos = 0
+        self._pos = end + 1
         if kind == 1:  # FRAME_METHOD: decode_method, in place
             try:
                 method, stop = _DECODERS[key](buf, pos + 11)
@@ -468,7 +492,7 @@ class FrameReader:
             if stop > end:  # malformed, or a method added to METHODS since: the careful way
                 method = decode_method(buf[pos + 7 : end])
             if self._assemble and method.HAS_CONTENT:
-                content = self._content_after(channel, method, end + 1)
+                content = self._content_after(buf, channel, method, end + 1)
                 if content is not None:
                     return content
             frame = _new(MethodFrame)
@@ -490,11 +514,6 @@ class FrameReader:
             frame.body_size = body_size
             frame.properties = properties
             return frame
-        if kind == 3:  # FRAME_BODY
-            frame = _new(BodyFrame)
-            frame.channel = channel
-            frame.payload = buf[pos + 7 : end]
-            return frame
         if kind == 8:  # FRAME_HEARTBEAT
             if size:
                 raise FrameError(f"heartbeat frame with a {size}-byte payload")
@@ -504,7 +523,16 @@ class FrameReader:
     def _let_go(self) -> None:
         """Everything buffered was read: drop the buffer now, not at the next feed."""
         self._buf = b""
+        self._lent = False
         self._pos = 0
+
+    def _keep(self) -> bytes:
+        """What is left of the buffer outlives this read: copy it if it is the caller's."""
+        if self._lent:
+            self._buf = memoryview(self._buf)[self._pos :].tobytes()
+            self._lent = False
+            self._pos = 0
+        return self._buf
 
     def _body_piece(self) -> Frame | None:
         """The next piece of the body frame being streamed (see `stream_bodies`).
@@ -528,22 +556,25 @@ class FrameReader:
         else:
             end = pos + min(avail, left - 2)
             if end == pos:  # only the last payload byte is here: wait for the frame-end octet
+                self._keep()
                 return None
             self._pos = end
             self._stream_left = left - (end - pos)
         frame = _new(BodyFrame)
         frame.channel = self._stream_channel
-        frame.payload = memoryview(buf)[pos:end]
+        piece = memoryview(buf)[pos:end]
+        frame.payload = piece.toreadonly() if self._lent else piece
         return frame
 
-    def _content_after(self, channel: int, method: Method, pos: int) -> ContentFrame | None:
+    def _content_after(
+        self, buf: bytes, channel: int, method: Method, pos: int
+    ) -> ContentFrame | None:
         """The header and body that follow `method` at `pos`, as one frame, if they are there.
 
         `None` (read them one at a time) unless both are whole in the buffer, on `channel`,
         within frame_max, with their frame-end octets, a header of class basic that decodes,
         and one body frame of exactly the header's body size.
         """
-        buf = self._buf
         try:
             kind, number, size, class_id, _weight, body_size, flags = _HEADER_PEEK.unpack_from(
                 buf, pos
@@ -599,7 +630,7 @@ class FrameReader:
         if len(self._buf) - self._pos < 8:  # the smallest frame, and a protocol header: 8 bytes
             return
         if kind not in _FRAME_TYPES:
-            raise _bad_frame_type(kind, self._buf[self._pos : self._pos + 8])
+            raise _bad_frame_type(kind, bytes(self._buf[self._pos : self._pos + 8]))  # maybe lent
         if size > self._max_payload:
             raise FrameError(f"frame of {size} bytes exceeds frame_max {self.frame_max}")
 
