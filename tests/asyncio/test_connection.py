@@ -18,6 +18,7 @@ from tests.asyncio.helpers import (
     Proxy,
     assert_no_leaks,
     connection_pid,
+    eventually,
     exclusive_queue,
     next_message,
     url_with,
@@ -222,6 +223,34 @@ async def test_tcp_connection_dropped_fails_everything_pending(amqp_url: str) ->
             client.queue_declare(exclusive=True)
         await within(client.close())
         assert client.pending_handles == 0
+
+
+async def test_late_events_of_a_replaced_transport_do_not_reach_the_engine(
+    make_client: ClientFactory,
+) -> None:
+    """After a recovery, what the old transport still reports is dropped, not taken for the
+    loss of the new connection (or fed to it as bytes)."""
+    client = await make_client(reconnect=puka.Recovery(initial_delay=0.05, max_delay=0.2))
+    engine, protocol = client.engine, client._protocol
+    old = protocol._link
+    assert old is not None and old.current
+    assert protocol.transport is not None
+    protocol.transport.abort()
+
+    async def recovered() -> bool:
+        return engine.recoveries == 1 and engine.state.value == "open"
+
+    await eventually(recovered, what="the recovery")
+    assert not old.current and protocol._link is not old
+    old.connection_lost(ConnectionResetError(104, "a late reset of the old transport"))
+    garbage = old.get_buffer(-1)
+    garbage[:8] = b"garbage!"
+    old.buffer_updated(8)
+    old.pause_writing()
+    assert engine.state.value == "open" and engine.recoveries == 1
+    assert protocol.transport is not None and not protocol._paused
+    await exclusive_queue(client)  # the new connection works
+    assert engine.recoveries == 1
 
 
 # --- heartbeats -------------------------------------------------------------------------------------

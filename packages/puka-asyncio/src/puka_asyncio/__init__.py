@@ -15,7 +15,7 @@ Exceptions, results and URLs are the blocking client's: import them from `puka`.
 
 from puka_asyncio.__about__ import __version__
 from puka_asyncio.client import AsyncClient, ConsumeHandle, PromiseFuture, PromiseHandle, connect
-from puka_asyncio.protocol import EngineProtocol
+from puka_asyncio.protocol import EngineProtocol, TransportLink
 
 __all__ = [
     "AsyncClient",
@@ -23,6 +23,7 @@ __all__ = [
     "EngineProtocol",
     "PromiseFuture",
     "PromiseHandle",
+    "TransportLink",
     "__version__",
     "connect",
 ]

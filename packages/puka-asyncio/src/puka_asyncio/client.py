@@ -398,7 +398,7 @@ async def _open(
     try:
         await asyncio.wait_for(
             loop.create_connection(
-                lambda: client._protocol,
+                client._protocol.link,
                 params.host,
                 params.port,
                 ssl=context,

@@ -5,6 +5,11 @@ feeds the engine; what the engine queues is written once per loop iteration;
 results are handed to the client as they arrive; `connection_lost` fails every pending promise
 with the same typed errors as the blocking client; heartbeats and the handshake timeout run on
 `loop.call_at`; `pause_writing`/`resume_writing` gate writers that await `drain()`.
+
+A connection that recovers gets a new transport for each attempt. Each transport then has a
+`link()` of its own as its protocol, which passes its events on only while it is the newest:
+a late event of a transport already replaced (its `connection_lost`, a last read) never
+reaches the engine.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from puka.engine import READ_SIZE, Engine
 from puka.errors import HeartbeatTimeout
 from puka.promises import Promise
 
-__all__ = ["EngineProtocol"]
+__all__ = ["EngineProtocol", "TransportLink"]
 
 _SLICE = 256 * 1024
 """Most bytes handed to the transport at once: what it cannot send it copies into its buffer."""
@@ -50,8 +55,13 @@ class EngineProtocol(asyncio.BufferedProtocol):
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._backlog: deque[bytes | memoryview] = deque()  # for the transport, once it takes more
         self._read_buffer = memoryview(bytearray(READ_SIZE))
+        self._link: TransportLink | None = None  # the newest transport's link, if links are used
         self.closed = loop.create_future()
         engine.promises.on_ready = self._on_ready
+
+    def link(self) -> TransportLink:
+        """A protocol for one new transport (pass `protocol.link` as the protocol factory)."""
+        return TransportLink(self)
 
     # --- asyncio.Protocol -------------------------------------------------------------------
 
@@ -255,3 +265,58 @@ class EngineProtocol(asyncio.BufferedProtocol):
         if engine.transport_wanted and self._reconnect is not None:
             self._reconnect()
         self.flush()
+
+
+class TransportLink(asyncio.BufferedProtocol):
+    """The protocol of one transport of an `EngineProtocol`'s connection (see `link`).
+
+    It becomes the connection's link when its transport is made, and passes that transport's
+    events on while no newer transport has been made since. A transport that recovery has
+    already replaced may still report a read or its loss a loop iteration later: those are
+    dropped here, not taken for the loss of the new connection.
+    """
+
+    __slots__ = ("_driver",)
+
+    def __init__(self, driver: EngineProtocol) -> None:
+        self._driver = driver
+
+    @property
+    def current(self) -> bool:
+        """Whether this is the newest transport's link."""
+        return self._driver._link is self
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """The connection's transport is now this one."""
+        self._driver._link = self
+        self._driver.connection_made(transport)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        """The connection's read buffer (a spare one for a replaced transport)."""
+        if self._driver._link is self:
+            return self._driver._read_buffer
+        return memoryview(bytearray(4096))  # what a replaced transport still reads is dropped
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """Bytes read: for the engine, unless a newer transport replaced this one."""
+        if self._driver._link is self:
+            self._driver.buffer_updated(nbytes)
+
+    def eof_received(self) -> bool:
+        """The broker closed its side: the connection is over (the transport closes)."""
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """The transport is gone: the connection lost it, unless a newer one took over."""
+        if self._driver._link is self:
+            self._driver.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        """The transport's buffer is full."""
+        if self._driver._link is self:
+            self._driver.pause_writing()
+
+    def resume_writing(self) -> None:
+        """The transport's buffer drained."""
+        if self._driver._link is self:
+            self._driver.resume_writing()
