@@ -449,13 +449,13 @@ class FrameReader:
         try:  # the frame header and the payload's first 4 bytes: a method frame's method id
             kind, channel, size, key = _FRAME_AND_KEY.unpack_from(buf, pos)
         except struct.error:  # fewer than 11 bytes: a small frame, or not a frame header yet
+            if pos >= len(buf):  # everything was read (no second exception to find that out)
+                self._let_go()
+                return None
             try:
                 kind, channel, size = _FRAME.unpack_from(buf, pos)
             except struct.error:
-                if pos >= len(buf):
-                    self._let_go()
-                else:
-                    self._keep()
+                self._keep()
                 return None
             key = -1  # a method frame this small has no method id: malformed
         end = pos + 7 + size
