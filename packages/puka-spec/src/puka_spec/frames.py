@@ -477,7 +477,10 @@ class FrameReader:
             self._pos = end + 1
             frame = _new(BodyFrame)
             frame.channel = channel
-            frame.payload = bytes(buf[pos + 7 : end]) if self._lent else buf[pos + 7 : end]
+            if self._lent:  # a copy out of the caller's buffer (one: not a slice, then bytes)
+                frame.payload = memoryview(buf)[pos + 7 : end].tobytes()
+            else:
+                frame.payload = buf[pos + 7 : end]
             return frame
         if self._lent:  # what is decoded in place is decoded from bytes of our own
             buf = self._keep()
