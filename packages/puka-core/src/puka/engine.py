@@ -113,8 +113,6 @@ _CHANNEL_OPEN = ChannelState.OPEN
 class _Waiting(Operation):
     """A call made before the connection is open, replayed once it is."""
 
-    uses_channel = False
-
     def __init__(self, engine: Engine, promise: Promise, replay: Callable[[], None]) -> None:
         super().__init__(engine, promise)
         self.replay = replay

@@ -57,9 +57,6 @@ def message_result(
 class Operation:
     """An operation in flight. Subclasses send in `start` and answer in `on_method`."""
 
-    uses_channel = True
-    """Whether it takes a channel of its own from the pool."""
-
     short = False
     """Whether it is done with its channel once the broker answers (see `SHORT_CHANNELS`)."""
 
@@ -150,8 +147,6 @@ class Get(Operation):
 
 class SideRpc(Operation):
     """A synchronous method sent on a consume's channel (qos, recover, cancel)."""
-
-    uses_channel = False
 
     def __init__(
         self, engine: Engine, promise: Promise, consume: Consume, method: methods.Method
