@@ -446,12 +446,13 @@ class FrameReader:
             return self._body_piece()
         buf = self._buf
         pos = self._pos
+        have = len(buf)
+        if pos >= have:  # everything was read (tested: the struct.error below costs more than
+            self._let_go()  # reading a small frame, and a confirm's round trip reads one)
+            return None
         try:  # the frame header and the payload's first 4 bytes: a method frame's method id
             kind, channel, size, key = _FRAME_AND_KEY.unpack_from(buf, pos)
         except struct.error:  # fewer than 11 bytes: a small frame, or not a frame header yet
-            if pos >= len(buf):  # everything was read (no second exception to find that out)
-                self._let_go()
-                return None
             try:
                 kind, channel, size = _FRAME.unpack_from(buf, pos)
             except struct.error:
@@ -459,15 +460,15 @@ class FrameReader:
                 return None
             key = -1  # a method frame this small has no method id: malformed
         end = pos + 7 + size
-        if size > self._max_payload or len(buf) <= end:
+        if size > self._max_payload or have <= end:
             self._not_whole(kind, size)  # raises for a bad type or size, else: wait for more
-            if len(buf) - pos >= 8:  # type and size checked: the frame needs exactly this much
+            if have - pos >= 8:  # type and size checked: the frame needs exactly this much
                 if kind == 3 and self._stream:  # FRAME_BODY: hand out what is here
                     self._stream_channel = channel
                     self._stream_left = size + 1
                     self._pos = pos + 7
                     return self._body_piece()
-                self._want = end + 1 - len(buf)
+                self._want = end + 1 - have
             self._keep()
             return None
         if buf[end] != 206:  # FRAME_END
