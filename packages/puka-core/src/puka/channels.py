@@ -36,6 +36,9 @@ kept for the next one."""
 _FIRST_ROOM = 65536
 """The first room reserved for a body arriving in pieces (or less, if the body is smaller)."""
 
+_OPEN = ChannelState.OPEN  # read as globals: an Enum class attribute is slow on Python 3.11
+_OPENING = ChannelState.OPENING
+
 
 class ChannelUser(Protocol):
     """What owns a channel: an operation, or the publisher."""
@@ -255,7 +258,7 @@ class ChannelPool:
         """
         while self.idle:
             channel = self.idle.pop()
-            if channel.state is ChannelState.OPEN:
+            if channel.state is _OPEN:
                 self._own(channel, owner, short)
                 return channel
         if short and self.short_owned >= SHORT_CHANNELS:
@@ -291,7 +294,7 @@ class ChannelPool:
         """`channel`'s owner is done with it: keep it for reuse, or close it."""
         freed = self._disown(channel)
         if (
-            channel.state is ChannelState.OPEN or channel.state is ChannelState.OPENING
+            channel.state is _OPEN or channel.state is _OPENING
         ) and not channel.unacked:  # else parked: `settled` releases it once acks are done
             if len(self.idle) < IDLE_CHANNELS_KEPT:
                 self.idle.append(channel)

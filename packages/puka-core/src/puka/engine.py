@@ -105,8 +105,12 @@ _CLIENT_CAPABILITIES = {
     "per_consumer_qos": True,
 }
 _ACK_FRAME = struct.Struct(">BHIHHQBB")  # a whole basic.ack frame
+# Members read from module globals: on Python 3.11 `ConnectionState.OPEN` goes through
+# EnumType.__getattr__'s slot, about 1,000 instructions, several times per message.
 _OPEN = ConnectionState.OPEN
+_CLOSING = ConnectionState.CLOSING
 _CLOSED = ConnectionState.CLOSED
+_RECOVERING = ConnectionState.RECOVERING
 _CHANNEL_OPEN = ChannelState.OPEN
 
 
@@ -244,7 +248,7 @@ class Engine:
     @property
     def closed(self) -> bool:
         """The connection is over (the driver may close the transport once flushed)."""
-        return self.state is ConnectionState.CLOSED
+        return self.state is _CLOSED
 
     @property
     def outgoing_bytes(self) -> int:
@@ -298,7 +302,7 @@ class Engine:
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Bytes from the transport (the engine copies what it keeps of a `bytearray` or
         `memoryview`, so the caller may read into the same buffer again once this returns)."""
-        if self.state is ConnectionState.CLOSED or not data:
+        if self.state is _CLOSED or not data:
             return
         self._received_since_tick = True
         reader = self._reader
@@ -353,9 +357,9 @@ class Engine:
 
     def next_timer(self) -> float | None:
         """When `handle_timer` should next run (in the driver's clock), or `None`."""
-        if self.state is ConnectionState.CLOSED:
+        if self.state is _CLOSED:
             return None
-        if self.state is ConnectionState.RECOVERING:
+        if self.state is _RECOVERING:
             return self._reconnect_at
         deadline = self._connect_deadline if self.state is not _OPEN else None
         blocked = self._blocked_deadline
@@ -368,15 +372,15 @@ class Engine:
     def handle_timer(self, now: float) -> None:
         """Run what is due at `now`; a driver calls it at start and whenever `next_timer` passes."""
         state = self.state
-        if state is ConnectionState.CLOSED:
+        if state is _CLOSED:
             return
         self._clock = now
-        if state is ConnectionState.RECOVERING:
+        if state is _RECOVERING:
             if self._reconnect_at is not None and now >= self._reconnect_at:
                 self._reconnect_at = None
                 self.transport_wanted = True
             return
-        if state is not _OPEN and state is not ConnectionState.CLOSING:
+        if state is not _OPEN and state is not _CLOSING:
             if self._connect_deadline is None:
                 self._connect_deadline = now + self._handshake_timeout()
             elif now >= self._connect_deadline:
@@ -477,13 +481,13 @@ class Engine:
         getattr(self, "_" + action)(method)
 
     def _channel_frame(self, number: int, frame: Any) -> None:
-        if self.state is not _OPEN and self.state is not ConnectionState.CLOSING:
+        if self.state is not _OPEN and self.state is not _CLOSING:
             raise ChannelError(f"frame on channel {number} before the connection is open")
         channel = self.channels.by_number.get(number)
         if channel is None:
             if type(frame) is HeartbeatFrame:  # 505 on any channel but 0, as RabbitMQ replies
                 raise UnexpectedFrame(f"heartbeat frame on channel {number}")
-            if self.state is ConnectionState.CLOSING:
+            if self.state is _CLOSING:
                 return  # a channel we already forgot, answering after our close
             raise ChannelError(f"frame on channel {number}, which is not open")
         kind = type(frame)
@@ -1085,7 +1089,7 @@ class Engine:
         if where is None:
             raise ValueError("this result is not a message to acknowledge (or it was no_ack)")
         channel, tag = where
-        if channel.state is not ChannelState.OPEN or channel.engine is not self:
+        if channel.state is not _CHANNEL_OPEN or channel.engine is not self:
             self.stale_acks += 1
             return None
         if not self.channels.settled(channel, tag, multiple):
