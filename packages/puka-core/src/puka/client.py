@@ -46,6 +46,7 @@ _LOW_WATER = 1024 * 1024
 _EAGER_WRITE = 65536  # queued bytes above which a call writes what the socket takes
 _IOV_MAX = 512  # buffers handed to one sendmsg (Linux allows 1024)
 _BATCH_WRITE = 4096  # queued bytes a wait that need not block still writes (batched acks)
+_RECOVERING = ConnectionState.RECOVERING  # a global: Enum class attributes are slow on 3.11
 
 
 class Client(Calls[int]):
@@ -122,6 +123,8 @@ class Client(Calls[int]):
         self._pending_bytes = 0
         self._stalled_since: float | None = None  # the socket last took nothing, since when
         self._selector: selectors.BaseSelector | None = None
+        self._selecting = 0  # the events the selector watches on the socket (to change them)
+        self._tls = False  # the socket is an SSLSocket (it may hold decrypted bytes unread)
         self._loop_break = False
 
     def __repr__(self) -> str:
@@ -200,6 +203,7 @@ class Client(Calls[int]):
             sock.close()
             raise ConnectFailed(f"TLS handshake with {where} failed: {exc}") from None
         sock.setblocking(False)
+        self._tls = isinstance(sock, ssl_module.SSLSocket)
         return sock
 
     def close(self, callback: Callback | None = None) -> int:
@@ -252,7 +256,7 @@ class Client(Calls[int]):
             size = len(data)
             engine.receive_data(data)
             del data  # not held while the next recv allocates: one read buffer alive at a time
-            if size < READ_SIZE and not (isinstance(sock, ssl_module.SSLSocket) and sock.pending()):
+            if size < READ_SIZE and not (self._tls and sock.pending()):  # type: ignore[attr-defined]
                 break
         if engine.closed:
             self._write()
@@ -264,15 +268,17 @@ class Client(Calls[int]):
         if sock is None:
             return
         pending = self._pending
-        for buffer in self._engine.buffers_to_send():
-            pending.append(memoryview(buffer))
-            self._pending_bytes += len(buffer)
-        # TLS sockets have no sendmsg (nor does every platform)
-        gather = hasattr(sock, "sendmsg") and not isinstance(sock, ssl_module.SSLSocket)
+        engine = self._engine
+        if engine.needs_write():
+            for buffer in engine.buffers_to_send():
+                pending.append(memoryview(buffer))
+                self._pending_bytes += len(buffer)
         progress = False
         while pending:
             try:
-                if gather and len(pending) > 1:  # all the buffers in one syscall (writev)
+                # all the buffers in one syscall (writev); TLS sockets have no sendmsg (nor
+                # does every platform)
+                if len(pending) > 1 and not self._tls and hasattr(sock, "sendmsg"):
                     sent = sock.sendmsg(list(islice(pending, _IOV_MAX)))
                 else:
                     sent = sock.send(pending[0])
@@ -426,7 +432,7 @@ class Client(Calls[int]):
             numbers = list(promise_numbers)
         deadline = None if timeout is None else time.monotonic() + timeout
         promises = self._engine.promises
-        if timeout is None and all(promises.is_finished_consume(n) for n in numbers):
+        if timeout is None and promises.all_finished_consumes(numbers):
             raise ChannelClosed(f"consume {numbers[0]} is over (cancelled): it yields nothing more")
         if self._sock is None and self._engine.state.value == "initial":
             raise ClientClosed("the client is not connected: call connect() first")
@@ -483,7 +489,7 @@ class Client(Calls[int]):
 
     @property
     def _recovering(self) -> bool:
-        return self._engine.state is ConnectionState.RECOVERING or self._engine.transport_wanted
+        return self._engine.state is _RECOVERING or self._engine.transport_wanted
 
     def _reconnect(self) -> None:
         """Recovery wants a transport: open one to the engine's current node."""
@@ -504,25 +510,28 @@ class Client(Calls[int]):
             if self._recovering:
                 self._recovery_step(deadline)
             return
-        if self._selector is None:
-            self._selector = selectors.DefaultSelector()
-            self._selector.register(sock, selectors.EVENT_READ)
-        writing = self.needs_write()
-        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if writing else 0)
-        self._selector.modify(sock, events)
+        selector = self._selector
+        if selector is None:
+            selector = self._selector = selectors.DefaultSelector()
+            selector.register(sock, selectors.EVENT_READ)
+            self._selecting = selectors.EVENT_READ
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if self.needs_write() else 0)
+        if events != self._selecting:  # `modify` costs a system call, or Python that checks
+            selector.modify(sock, events)
+            self._selecting = events
         now = time.monotonic()
         timer = self._engine.next_timer()
         until = deadline if timer is None or (deadline is not None and deadline < timer) else timer
         wait_for = None if until is None else max(0.0, until - now)
-        if isinstance(sock, ssl_module.SSLSocket) and sock.pending():
+        if self._tls and sock.pending():  # type: ignore[attr-defined]
             wait_for = 0.0
-        ready = self._selector.select(wait_for)
+        ready = selector.select(wait_for)
         for _key, mask in ready:
             if mask & selectors.EVENT_READ:
                 self.on_read()
             if mask & selectors.EVENT_WRITE and self._sock is not None:
                 self._write()
-        if not ready and isinstance(sock, ssl_module.SSLSocket) and sock.pending():
+        if not ready and self._tls and sock.pending():  # type: ignore[attr-defined]
             self.on_read()
         if not self._run_timers(time.monotonic()):
             return

@@ -174,6 +174,11 @@ class Promises:
         """Whether `number` is a consume that ended and has nothing more to hand out."""
         return number in self._finished_multi and number not in self.live
 
+    def all_finished_consumes(self, numbers: list[int]) -> bool:
+        """Whether every one of `numbers` is a consume that ended with nothing more to hand out
+        (`is_finished_consume`); at once `False` while no consume has ended."""
+        return bool(self._finished_multi) and all(map(self.is_finished_consume, numbers))
+
     def fail_all(self, exception: BaseException) -> None:
         """End every unfinished promise with `exception` (the connection is gone)."""
         for promise in list(self.live.values()):
