@@ -93,3 +93,17 @@ def test_peek_shows_the_newest_result_wherever_it_is_kept_and_leaves_it() -> Non
     assert registry.take(confirmed.number) is CONFIRMED  # peeking handed nothing out
     assert registry.take(consume.number) is first
     assert registry.peek(confirmed.number) is None  # claimed: nothing left to see
+
+
+def test_all_finished_consumes_is_true_only_when_every_number_is_an_ended_consume() -> None:
+    registry = Promises()
+    ended, running, other = registry.new(multi=True), registry.new(multi=True), registry.new()
+    assert not registry.all_finished_consumes([ended.number])  # none has ended yet
+    registry.finish(ended)
+    assert registry.all_finished_consumes([ended.number])
+    assert not registry.all_finished_consumes([ended.number, running.number])
+    assert not registry.all_finished_consumes([other.number])  # not a consume at all
+    registry.resolve(running, Result("basic.deliver", {"body": b"last"}))  # ends, one to take
+    assert not registry.all_finished_consumes([running.number])
+    registry.take(running.number)
+    assert registry.all_finished_consumes([ended.number, running.number])
