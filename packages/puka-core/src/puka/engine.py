@@ -74,9 +74,10 @@ DEFAULT_MAX_MESSAGE_SIZE = urls.DEFAULT_MAX_MESSAGE_SIZE
 
 READ_SIZE = 65536
 """How many bytes a transport should read at once. Body pieces go from each read straight into
-the message they belong to, so reads need not be large; kept small, they leave the allocator
-free space it reuses for the next large body, where 256 KiB reads left a consumer of 4 MiB
-messages with a third more memory."""
+the message they belong to, so reads need not be large. Both clients read into one buffer of
+this size per connection, lent to `receive_data`: a new buffer per read (256 KiB, then 64 KiB)
+left the allocator fragmented between a large body's growth steps, and a consumer of 4 MiB
+messages with one more message's worth of memory."""
 
 _CHANNEL_INPUTS = {
     methods.ChannelOpenOk.KEY: "open-ok",
