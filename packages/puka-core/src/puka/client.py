@@ -1,16 +1,16 @@
 """`puka.Client`: the engine driven over a blocking-capable socket, from one thread.
 
 The client owns the socket (TCP, or TLS through `ssl.SSLContext`), moves bytes between it and
-the engine with `selectors`, runs timers (heartbeats, the handshake timeout), runs callbacks,
-and implements `wait`, `wait_for_all`, `wait_for_any` and `loop`. For a foreign event loop it
-exposes `fileno`, `on_read`, `on_write`, `needs_write` and `run_any_callbacks`.
+the engine (waiting with `poll`, or `selectors` where it is missing), runs timers (heartbeats,
+the handshake timeout), runs callbacks, and implements `wait`, `wait_for_all`, `wait_for_any`
+and `loop`. For a foreign event loop it exposes `fileno`, `on_read`, `on_write`, `needs_write`
+and `run_any_callbacks`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import random
-import selectors
 import socket as socket_module
 import ssl as ssl_module
 import time
@@ -32,6 +32,7 @@ from puka.errors import (
 from puka.promises import Callback, Promise
 from puka.recovery import Recovery
 from puka.results import Result
+from puka.socket_wait import READ, WRITE, SocketWait
 from puka.tls import TLSCertificateError, tls_context
 from puka.urls import parse_urls
 
@@ -122,8 +123,7 @@ class Client(Calls[int]):
         self._pending: deque[memoryview] = deque()
         self._pending_bytes = 0
         self._stalled_since: float | None = None  # the socket last took nothing, since when
-        self._selector: selectors.BaseSelector | None = None
-        self._selecting = 0  # the events the selector watches on the socket (to change them)
+        self._waiter: SocketWait | None = None
         self._tls = False  # the socket is an SSLSocket (it may hold decrypted bytes unread)
         self._loop_break = False
         # every read lands here, lent to the engine (it copies what it keeps): a fresh 64 KiB
@@ -351,9 +351,9 @@ class Client(Calls[int]):
         self._pending.clear()
         self._pending_bytes = 0
         self._stalled_since = None
-        if self._selector is not None:
-            self._selector.close()
-            self._selector = None
+        if self._waiter is not None:
+            self._waiter.close()
+            self._waiter = None
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.close()
@@ -512,27 +512,20 @@ class Client(Calls[int]):
             if self._recovering:
                 self._recovery_step(deadline)
             return
-        selector = self._selector
-        if selector is None:
-            selector = self._selector = selectors.DefaultSelector()
-            selector.register(sock, selectors.EVENT_READ)
-            self._selecting = selectors.EVENT_READ
-        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if self.needs_write() else 0)
-        if events != self._selecting:  # `modify` costs a system call, or Python that checks
-            selector.modify(sock, events)
-            self._selecting = events
+        waiter = self._waiter
+        if waiter is None:
+            waiter = self._waiter = SocketWait(sock)
         now = time.monotonic()
         timer = self._engine.next_timer()
         until = deadline if timer is None or (deadline is not None and deadline < timer) else timer
         wait_for = None if until is None else max(0.0, until - now)
         if self._tls and sock.pending():  # type: ignore[attr-defined]
             wait_for = 0.0
-        ready = selector.select(wait_for)
-        for _key, mask in ready:
-            if mask & selectors.EVENT_READ:
-                self.on_read()
-            if mask & selectors.EVENT_WRITE and self._sock is not None:
-                self._write()
+        ready = waiter.wait(wait_for, self.needs_write())
+        if ready & READ:
+            self.on_read()
+        if ready & WRITE and self._sock is not None:
+            self._write()
         if not ready and self._tls and sock.pending():  # type: ignore[attr-defined]
             self.on_read()
         if not self._run_timers(time.monotonic()):
