@@ -120,7 +120,7 @@ class Client(Calls[int]):
         self._ssl_context = ssl
         self._sock: socket_module.socket | None = None
         # bytes taken from the engine, not yet accepted by the socket (views: never copied)
-        self._pending: deque[memoryview] = deque()
+        self._pending: deque[bytes | memoryview] = deque()
         self._pending_bytes = 0
         self._stalled_since: float | None = None  # the socket last took nothing, since when
         self._waiter: SocketWait | None = None
@@ -273,7 +273,7 @@ class Client(Calls[int]):
         engine = self._engine
         if engine.needs_write():
             for buffer in engine.buffers_to_send():
-                pending.append(memoryview(buffer))
+                pending.append(buffer)
                 self._pending_bytes += len(buffer)
         progress = False
         while pending:
@@ -294,11 +294,15 @@ class Client(Calls[int]):
             if not sent:
                 break
             progress = True
+            if sent == self._pending_bytes:  # all of it: the usual case
+                pending.clear()
+                self._pending_bytes = 0
+                break
             self._pending_bytes -= sent
             while sent:
                 chunk = pending[0]
                 if sent < len(chunk):
-                    pending[0] = chunk[sent:]  # a view: a slow socket costs no copies
+                    pending[0] = memoryview(chunk)[sent:]  # a view: a slow socket costs no copies
                     break
                 sent -= len(chunk)
                 pending.popleft()
@@ -306,7 +310,7 @@ class Client(Calls[int]):
             self._stalled_since = None
         elif progress or self._stalled_since is None:
             self._stalled_since = time.monotonic()
-        if self._engine.closed and not pending:
+        if engine.closed and not pending:
             self._close_socket()
 
     def _write_failed(self, exc: OSError) -> None:
