@@ -82,8 +82,10 @@ class Publisher:
             self._payloads[key] = payload
         engine = self.engine
         channel, frame_max = self.channel.number, engine.frame_max
-        if len(body) <= frame_max - 8:
-            engine.send_raw(encode_content(channel, payload, properties, body, frame_max))
+        if len(body) <= frame_max - 8:  # `engine.send_raw`, inlined: this runs per message
+            data = encode_content(channel, payload, properties, body, frame_max)
+            engine._out.append(data)
+            engine._out_bytes += len(data)
         else:  # several body frames: views of the body, not a copy of it
             frames = encode_content_buffers(channel, payload, properties, body, frame_max)
             engine.send_buffers(frames)
@@ -128,12 +130,13 @@ class Publisher:
             hit = False
             messages = self.messages
             last = min(tag, self.next_tag - 1)
+            ok = _OK if error is None and not self.returned else None  # the outcome of each
             for settled in range(self.oldest, last + 1):
                 messages.pop(settled, None)
                 promise = by_tag.pop(settled, None)
                 if promise is not None:
                     hit = True
-                    resolve(promise, self._outcome(settled, error))
+                    resolve(promise, self._outcome(settled, error) if ok is None else ok)
             self.oldest = max(self.oldest, last + 1)  # the tags up to `last` are settled
             if not hit or tag >= self.next_tag:  # settled nothing, or names unpublished tags
                 self.unknown_confirms += 1
