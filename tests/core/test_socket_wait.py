@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import pytest
 from puka.socket_wait import HAS_POLL, READ, WRITE, SocketWait
@@ -15,42 +16,24 @@ if not HAS_POLL:
     WAYS = WAYS[1:]
 
 
-@pytest.fixture
-def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+@dataclass
+class Watched:
+    """A connected socket pair, `ours` non-blocking and watched by `waiter`."""
+
+    ours: socket.socket
+    theirs: socket.socket
+    waiter: SocketWait
+
+
+@pytest.fixture(params=WAYS)
+def watched(request: pytest.FixtureRequest) -> Iterator[Watched]:
     ours, theirs = socket.socketpair()
     ours.setblocking(False)
-    yield ours, theirs
+    waiter = SocketWait(ours, use_poll=request.param)
+    yield Watched(ours, theirs, waiter)
+    waiter.close()
     ours.close()
     theirs.close()
-
-
-@pytest.mark.parametrize("use_poll", WAYS)
-def test_ready_events_follow_the_socket(
-    pair: tuple[socket.socket, socket.socket], use_poll: bool
-) -> None:
-    ours, theirs = pair
-    waiter = SocketWait(ours, use_poll=use_poll)
-    assert waiter.wait(0, False) == 0  # nothing to read
-    assert waiter.wait(0, True) == WRITE  # room to write
-    assert waiter.wait(0, False) == 0  # no longer asked about writing
-    theirs.sendall(b"x")
-    assert waiter.wait(None, False) == READ
-    assert waiter.wait(None, True) == READ | WRITE
-    assert ours.recv(16) == b"x"
-    assert waiter.wait(0, False) == 0
-    waiter.close()
-
-
-@pytest.mark.parametrize("use_poll", WAYS)
-def test_a_closed_peer_is_readable(
-    pair: tuple[socket.socket, socket.socket], use_poll: bool
-) -> None:
-    ours, theirs = pair
-    waiter = SocketWait(ours, use_poll=use_poll)
-    theirs.close()
-    assert waiter.wait(1.0, False) == READ  # the read finds the end of the stream
-    assert ours.recv(16) == b""
-    waiter.close()
 
 
 def _until_it_would_block(step: Callable[[], int]) -> int:
@@ -63,28 +46,35 @@ def _until_it_would_block(step: Callable[[], int]) -> int:
             return moved
 
 
-@pytest.mark.parametrize("use_poll", WAYS)
-def test_a_full_socket_is_not_writable_until_the_peer_reads(
-    pair: tuple[socket.socket, socket.socket], use_poll: bool
-) -> None:
-    ours, theirs = pair
-    waiter = SocketWait(ours, use_poll=use_poll)
+def test_ready_events_follow_the_socket(watched: Watched) -> None:
+    waiter = watched.waiter
+    assert waiter.wait(0, False) == 0  # nothing to read
+    assert waiter.wait(0, True) == WRITE  # room to write
+    assert waiter.wait(0, False) == 0  # no longer asked about writing
+    watched.theirs.sendall(b"x")
+    assert waiter.wait(None, False) == READ
+    assert waiter.wait(None, True) == READ | WRITE
+    assert watched.ours.recv(16) == b"x"
+    assert waiter.wait(0, False) == 0
+
+
+def test_a_closed_peer_is_readable(watched: Watched) -> None:
+    watched.theirs.close()
+    assert watched.waiter.wait(1.0, False) == READ  # the read finds the end of the stream
+    assert watched.ours.recv(16) == b""
+
+
+def test_a_full_socket_is_not_writable_until_the_peer_reads(watched: Watched) -> None:
+    ours, theirs = watched.ours, watched.theirs
     sent = _until_it_would_block(lambda: ours.send(b"\0" * 65536))
-    assert waiter.wait(0, True) == 0
+    assert watched.waiter.wait(0, True) == 0
     theirs.setblocking(False)
     received = _until_it_would_block(lambda: len(theirs.recv(1 << 20)))
     assert received == sent
-    assert waiter.wait(1.0, True) == WRITE
-    waiter.close()
+    assert watched.waiter.wait(1.0, True) == WRITE
 
 
-@pytest.mark.parametrize("use_poll", WAYS)
-def test_the_timeout_is_waited_out(
-    pair: tuple[socket.socket, socket.socket], use_poll: bool
-) -> None:
-    ours, _theirs = pair
-    waiter = SocketWait(ours, use_poll=use_poll)
+def test_the_timeout_is_waited_out(watched: Watched) -> None:
     started = time.monotonic()
-    assert waiter.wait(0.05, False) == 0
+    assert watched.waiter.wait(0.05, False) == 0
     assert time.monotonic() - started >= 0.045  # not rounded down to a busy loop
-    waiter.close()
