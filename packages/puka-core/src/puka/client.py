@@ -47,6 +47,7 @@ _LOW_WATER = 1024 * 1024
 _EAGER_WRITE = 65536  # queued bytes above which a call writes what the socket takes
 _IOV_MAX = 512  # buffers handed to one sendmsg (Linux allows 1024)
 _BATCH_WRITE = 4096  # queued bytes a wait that need not block still writes (batched acks)
+_LEND_FROM = 4096  # reads of this many bytes or more are lent to the engine, not copied
 _RECOVERING = ConnectionState.RECOVERING  # a global: Enum class attributes are slow on 3.11
 
 
@@ -257,7 +258,9 @@ class Client(Calls[int]):
                 engine.connection_lost(None)
                 self._close_socket()
                 return
-            engine.receive_data(buffer[:size])
+            # a large read is lent (a body's pieces go from it straight into the message); a
+            # small one is copied: decoding from bytes costs less than from a view of them
+            engine.receive_data(buffer[:size] if size >= _LEND_FROM else buffer[:size].tobytes())
             if size < READ_SIZE and not (self._tls and sock.pending()):  # type: ignore[attr-defined]
                 break
         if engine.closed:
