@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from puka import Engine, Recovery, parse_urls
 from puka.errors import ConnectFailed
+from puka.recovery import recovery_for
 
 from .fake_broker import FakeBroker
 
@@ -96,3 +97,10 @@ def test_shuffle_tries_the_urls_in_a_random_order() -> None:
         firsts.add(ports[0])
     assert firsts == {5001, 5002, 5003}
     assert [p.port for p in puka.Client(URLS).engine.addresses] == [5001, 5002, 5003]
+
+
+def test_a_clients_reconnect_argument_becomes_its_recovery() -> None:
+    timings = Recovery(initial_delay=0.5)
+    assert recovery_for(True) == Recovery()
+    assert recovery_for(timings) is timings
+    assert recovery_for(False) is None

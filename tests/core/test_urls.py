@@ -908,3 +908,20 @@ def test_any_string_parses_or_raises_invalid_url(text: str) -> None:
         assert parse_url(redacted.replace("***", quote(p.password, safe=""), 1)) == p
     else:
         assert parse_url(redacted) == p.replace(password="guest")
+
+
+def test_client_addresses_leave_out_overrides_not_given() -> None:
+    nodes = puka.urls.client_addresses(
+        "amqp://a?heartbeat=5, amqp://b", heartbeat=None, connection_timeout=2.5
+    )
+    assert [(p.host, p.heartbeat, p.connection_timeout) for p in nodes] == [
+        ("a", 5, 2.5),  # the URL's own heartbeat stands: None overrides nothing
+        ("b", parse_url("amqp://b").heartbeat, 2.5),
+    ]
+
+
+def test_client_addresses_shuffle_the_nodes_on_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    urls = "amqp://a, amqp://b, amqp://c"
+    monkeypatch.setattr(puka.urls.random, "shuffle", lambda items: items.reverse())
+    assert [p.host for p in puka.urls.client_addresses(urls)] == ["a", "b", "c"]
+    assert [p.host for p in puka.urls.client_addresses(urls, shuffle=True)] == ["c", "b", "a"]

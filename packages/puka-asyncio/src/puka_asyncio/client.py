@@ -17,7 +17,6 @@ iterator of messages.
 from __future__ import annotations
 
 import asyncio
-import random
 import ssl as ssl_module
 from collections import deque
 from collections.abc import AsyncIterator, Generator, Sequence
@@ -28,10 +27,10 @@ from puka.api import Calls
 from puka.engine import Engine
 from puka.errors import ConnectFailed, ConnectTimeout
 from puka.promises import Callback, Promise
-from puka.recovery import Recovery
+from puka.recovery import Recovery, recovery_for
 from puka.results import Result
 from puka.tls import TLSCertificateError, tls_context
-from puka.urls import ConnectionParameters, parse_urls
+from puka.urls import ConnectionParameters, client_addresses
 
 from puka_asyncio.protocol import EngineProtocol
 
@@ -337,24 +336,20 @@ async def connect(
     broker that takes nothing we send for two heartbeat intervals (the transport stays
     paused) is taken for dead: `HeartbeatTimeout`.
     """
-    overrides: dict[str, Any] = {}
-    if heartbeat is not None:
-        overrides["heartbeat"] = heartbeat
-    if connection_timeout is not None:
-        overrides["connection_timeout"] = connection_timeout
-    if connection_name is not None:
-        overrides["connection_name"] = connection_name
-    if max_message_size is not None:
-        overrides["max_message_size"] = max_message_size
-    addresses = parse_urls(amqp_url, **overrides)
-    if shuffle:
-        random.shuffle(addresses)
+    addresses = client_addresses(
+        amqp_url,
+        shuffle=shuffle,
+        heartbeat=heartbeat,
+        connection_timeout=connection_timeout,
+        connection_name=connection_name,
+        max_message_size=max_message_size,
+    )
     client = AsyncClient(
         addresses,
         asyncio.get_running_loop(),
         pubacks=pubacks,
         client_properties=client_properties,
-        recovery=Recovery() if reconnect is True else (reconnect or None),
+        recovery=recovery_for(reconnect),
         ssl=ssl,
         blocked_timeout=blocked_timeout,
         handshake_timeout=handshake_timeout,

@@ -10,7 +10,6 @@ and `run_any_callbacks`.
 from __future__ import annotations
 
 import contextlib
-import random
 import socket as socket_module
 import ssl as ssl_module
 import time
@@ -30,11 +29,11 @@ from puka.errors import (
     HeartbeatTimeout,
 )
 from puka.promises import Callback, Promise
-from puka.recovery import Recovery
+from puka.recovery import Recovery, recovery_for
 from puka.results import Result
 from puka.socket_wait import READ, WRITE, SocketWait
 from puka.tls import TLSCertificateError, tls_context
-from puka.urls import parse_urls
+from puka.urls import client_addresses
 
 __all__ = ["OUTGOING_BUFFER_LIMIT", "Client"]
 
@@ -97,24 +96,19 @@ class Client(Calls[int]):
         blocked_timeout: float | None = None,
         handshake_timeout: float | None = None,
     ) -> None:
-        overrides: dict[str, Any] = {}
-        if heartbeat is not None:
-            overrides["heartbeat"] = heartbeat
-        if connection_timeout is not None:
-            overrides["connection_timeout"] = connection_timeout
-        if connection_name is not None:
-            overrides["connection_name"] = connection_name
-        if max_message_size is not None:
-            overrides["max_message_size"] = max_message_size
-        addresses = parse_urls(amqp_url, **overrides)
-        if shuffle:
-            random.shuffle(addresses)
-        recovery = Recovery() if reconnect is True else (reconnect or None)
+        addresses = client_addresses(
+            amqp_url,
+            shuffle=shuffle,
+            heartbeat=heartbeat,
+            connection_timeout=connection_timeout,
+            connection_name=connection_name,
+            max_message_size=max_message_size,
+        )
         self._engine = Engine(
             addresses,
             pubacks=pubacks,
             client_properties=client_properties,
-            recovery=recovery,
+            recovery=recovery_for(reconnect),
             blocked_timeout=blocked_timeout,
             handshake_timeout=handshake_timeout,
         )

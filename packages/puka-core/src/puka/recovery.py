@@ -22,7 +22,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-__all__ = ["RECOVERABLE_REPLY_CODES", "Recovery"]
+__all__ = ["RECOVERABLE_REPLY_CODES", "Recovery", "recovery_for"]
 
 RECOVERABLE_REPLY_CODES = frozenset({320, 541})
 """Connection closes by the broker after which recovery reconnects (forced, internal error)."""
@@ -48,3 +48,8 @@ class Recovery:
         """Seconds to wait before reconnection attempt `attempt` (0-based)."""
         base = min(self.max_delay, self.initial_delay * self.multiplier**attempt)
         return base * (1 + random.uniform(-self.jitter, self.jitter))  # noqa: S311 - jitter
+
+
+def recovery_for(reconnect: bool | Recovery) -> Recovery | None:
+    """What a client's `reconnect` argument asks for: `True` is `Recovery()`, `False` none."""
+    return Recovery() if reconnect is True else (reconnect or None)

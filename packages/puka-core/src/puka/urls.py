@@ -121,6 +121,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import math
+import random
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -132,6 +133,7 @@ __all__ = [
     "DEFAULT_URL",
     "ConnectionParameters",
     "InvalidURL",
+    "client_addresses",
     "parse_url",
     "parse_urls",
 ]
@@ -761,3 +763,21 @@ def parse_urls(urls: str | Sequence[str], **overrides: Any) -> list[ConnectionPa
                 raise
             raise InvalidURL(f"URL {index} of {len(items)}: {exc.reason}", exc.url) from None
     return result
+
+
+def client_addresses(
+    urls: str | Sequence[str], *, shuffle: bool = False, **overrides: Any
+) -> list[ConnectionParameters]:
+    """The nodes a client connects to, from its `amqp_url` and keyword arguments.
+
+    :func:`parse_urls` with the overrides that are not ``None`` (a ``None`` leaves the URL's
+    own value, or the default); ``shuffle=True`` puts the nodes in a random order, which
+    spreads many clients over a cluster.
+
+    >>> [p.heartbeat for p in client_addresses("amqp://a?heartbeat=5", heartbeat=None)]
+    [5]
+    """
+    addresses = parse_urls(urls, **{k: v for k, v in overrides.items() if v is not None})
+    if shuffle:
+        random.shuffle(addresses)
+    return addresses
