@@ -78,3 +78,9 @@ def test_the_timeout_is_waited_out(watched: Watched) -> None:
     started = time.monotonic()
     assert watched.waiter.wait(0.05, False) == 0
     assert time.monotonic() - started >= 0.045  # not rounded down to a busy loop
+
+
+def test_a_closed_waiter_refuses_to_wait(watched: Watched) -> None:
+    watched.waiter.close()
+    with pytest.raises(ValueError, match="closed"):
+        watched.waiter.wait(0, False)

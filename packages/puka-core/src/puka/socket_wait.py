@@ -66,7 +66,8 @@ class SocketWait:
                     ready |= WRITE
             return ready & events
         selector = self._selector
-        assert selector is not None
+        if selector is None:
+            raise ValueError("wait on a closed SocketWait")
         if events != self._events:
             selector.modify(self._sock, events)
             self._events = events
