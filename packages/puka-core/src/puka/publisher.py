@@ -82,10 +82,8 @@ class Publisher:
             self._payloads[key] = payload
         engine = self.engine
         channel, frame_max = self.channel.number, engine.frame_max
-        if len(body) <= frame_max - 8:  # `engine.send_raw`, inlined: this runs per message
-            data = encode_content(channel, payload, properties, body, frame_max)
-            engine._out.append(data)
-            engine._out_bytes += len(data)
+        if len(body) <= frame_max - 8:
+            engine.send_raw(encode_content(channel, payload, properties, body, frame_max))
         else:  # several body frames: views of the body, not a copy of it
             frames = encode_content_buffers(channel, payload, properties, body, frame_max)
             engine.send_buffers(frames)
