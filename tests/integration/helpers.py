@@ -185,12 +185,17 @@ class Resources:
             cleaner = puka.Client(url)
             try:
                 cleaner.wait(cleaner.connect(), timeout=SOON)
-                promises = [cleaner.queue_delete(queue=q) for q in self.queues]
-                promises += [cleaner.exchange_delete(exchange=x) for x in self.exchanges]
-                for promise in promises:
-                    with contextlib.suppress(puka.AMQPError):  # already gone: fine
-                        cleaner.wait(promise, timeout=SOON)
-                leftover = []
+                deletes = [(q, cleaner.queue_delete(queue=q)) for q in self.queues]
+                deletes += [(None, cleaner.exchange_delete(exchange=x)) for x in self.exchanges]
+                unanswered = []
+                for queue, promise in deletes:
+                    try:
+                        done = cleaner.wait(promise, timeout=SOON) is not None
+                    except puka.AMQPError:  # already gone: fine
+                        done = True
+                    if not done and queue is not None:  # no answer in time: rabbitmqctl's turn
+                        unanswered.append(queue)
+                leftover = unanswered
             finally:
                 close_quietly(cleaner)
         if leftover and rabbitmqctl is not None:
