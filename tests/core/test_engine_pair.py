@@ -6,7 +6,7 @@ import random
 from itertools import pairwise
 
 import pytest
-from puka import Engine, NoRoute, NotFound, PreconditionFailed, PublishNacked, parse_url
+from puka import Engine, NoRoute, NotFound, PreconditionFailed, PublishNacked, Recovery, parse_url
 from puka.channels import SHORT_CHANNELS
 from puka.errors import ClientClosed, ConnectionLost
 from puka.promises import Promise
@@ -360,3 +360,23 @@ def test_heartbeats_are_sent_and_a_silent_broker_is_dead() -> None:
     result = pair.engine.promises.take(pending.number)
     assert result is not None
     assert isinstance(result.exception, HeartbeatTimeout)
+
+
+@pytest.mark.parametrize("recovering", [False, True], ids=["no-recovery", "recovery"])
+def test_a_lost_transport_is_the_cause_of_the_connection_lost(recovering: bool) -> None:
+    """The socket's own error (a reset, EPIPE) stays reachable as ``__cause__``: it tells a
+    reset apart from a clean EOF, which the broker's reply code cannot when none came."""
+    pair = Pair(13)
+    if recovering:
+        pair.engine.recovery = Recovery()
+    pair.open()
+    lost: list[BaseException] = []
+    pair.engine.on_connection_lost = lost.append
+    pending = pair.engine.publish("", "q", False, None, b"x")
+    reset = ConnectionResetError(104, "Connection reset by peer")
+    pair.engine.connection_lost(reset)
+    error = pair.engine.promises.take(pending.number).exception  # type: ignore[union-attr]
+    assert isinstance(error, ConnectionLost)
+    assert "Connection reset by peer" in str(error)
+    reported = lost[0] if recovering else error
+    assert reported.__cause__ is reset

@@ -163,8 +163,7 @@ def test_f3_broker_restart(
         # 320 surfaced, at most 1 s after the broker sent it (before stop_app returned)
         assert events.lost, "the connection loss was never reported"
         lost_at, cause = events.lost[0]
-        assert isinstance(cause, puka.ConnectionForced), repr(cause)
-        assert cause.reply_code == 320
+        assert _forced_or_reset_unsent(cause), repr(cause)
         assert lost_at - restart.stop_returned <= 1.0
         # back at most 3 s after start_app, once
         assert len(events.recovered) == 1 == len(events.lost), (events.lost, events.recovered)
@@ -189,6 +188,7 @@ def test_f3_broker_restart(
             lost=len(lost),
             duplicates=duplicates,
             failed_promises=len(events.failures),
+            cause=type(cause).__name__,
             detection_after_stop_app_began=round(lost_at - restart.stop_began, 3),
             detection_after_stop_app_returned=round(lost_at - restart.stop_returned, 3),
             reconnect_after_start_app=round(reconnect, 3),
@@ -207,6 +207,23 @@ def test_f3_broker_restart(
             client.wait(client.exchange_delete(names["exchange"]), timeout=5, raise_errors=False)
         finally:
             close_quietly(client)
+
+
+def _forced_or_reset_unsent(cause: BaseException) -> bool:
+    """Whether the loss was reported as the broker's 320, or as a reset that came with no close.
+
+    The node usually sends connection.close 320 before it drops the socket, and both clients
+    read it even when a write meets the reset first (`tests/integration/test_connection_loss.py`
+    proves that against a fake broker that closes, then resets). About one restart in 25 here,
+    RabbitMQ resets the socket without having sent the close: the client's `recv` reports
+    ECONNRESET at once, which Linux does only once every byte that arrived before the reset
+    has been read, so there was no close to report. The loss must still surface in time.
+    """
+    if isinstance(cause, puka.ConnectionForced):
+        return cause.reply_code == 320
+    return isinstance(cause, puka.ConnectionLost) and isinstance(
+        cause.__cause__, ConnectionResetError
+    )
 
 
 def _f3_blocking(url: str, names: dict[str, str], restart: Restart, events: Events) -> set[int]:

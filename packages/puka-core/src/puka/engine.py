@@ -331,30 +331,33 @@ class Engine:
             self.transport_failed(exc or ConnectionLost("the broker closed the connection"))
             return
         if self.state is _OPEN and self.recovery is not None:
-            self._begin_recovery(
-                ConnectionLost(
-                    f"connection to {self.params.host}:{self.params.port} lost"
-                    + (f": {exc}" if exc else "")
-                )
-            )
+            self._begin_recovery(self._transport_error(exc))
             return
         if self.state is ConnectionState.CLOSING and self._close_promise is not None:
             # we were closing anyway: the close succeeded as far as the user is concerned
             self.promises.resolve(self._close_promise, Result("connection.close_ok"))
         if exc is None or not isinstance(exc, (AMQPError, ConnectionLost, ConnectFailed)):
             if self.state in (_OPEN, ConnectionState.CLOSING):
-                error: BaseException = ConnectionLost(
-                    f"connection to {self.params.host}:{self.params.port} lost"
-                    + (f": {exc}" if exc else "")
-                )
+                error: BaseException = self._transport_error(exc)
             else:
                 error = ConnectFailed(
                     f"connection to {self.params.host}:{self.params.port} closed during the "
                     "handshake" + (f": {exc}" if exc else "")
                 )
+                error.__cause__ = exc
         else:
             error = exc
         self._end(error)
+
+    def _transport_error(self, exc: BaseException | None) -> ConnectionLost:
+        """The error for a transport that failed with `exc` (an `OSError`, or `None` for a
+        clean EOF): named by address, with `exc` as its `__cause__`."""
+        error = ConnectionLost(
+            f"connection to {self.params.host}:{self.params.port} lost"
+            + (f": {exc}" if exc else "")
+        )
+        error.__cause__ = exc
+        return error
 
     def next_timer(self) -> float | None:
         """When `handle_timer` should next run (in the driver's clock), or `None`."""

@@ -93,7 +93,8 @@ class ConnectionLost(PukaError):
     """The connection ended under an operation: its outcome is unknown.
 
     A publish that fails with this error may or may not have reached the broker; republish it
-    if at-least-once delivery matters.
+    if at-least-once delivery matters. When the transport failed, its `OSError` (a reset, a
+    broken pipe) is the `__cause__`.
     """
 
 
