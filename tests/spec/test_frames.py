@@ -460,6 +460,31 @@ def test_a_reused_buffer_is_lent_until_read_frame_returns_none() -> None:
     assert lent_pieces >= 5000 // 700  # every read inside the large body
 
 
+@pytest.mark.parametrize("stream_bodies", [True, False])
+def test_a_whole_body_frame_in_a_lent_buffer_is_a_view_of_it_only_when_streaming(
+    stream_bodies: bool,
+) -> None:
+    """Streamed, it is copied once, by whoever assembles the body; else it is bytes of its own.
+
+    (A read of a large body that follows a whole body frame: with frames smaller than reads,
+    most of a large body comes this way.)"""
+    message = _message(b"z" * 3000)
+    body_at = len(message) - 3000 - 8
+    reader = FrameReader(stream_bodies=stream_bodies)
+    reader.feed(message[:body_at])
+    assert [type(f) for f in _read_all(reader)] == [MethodFrame, HeaderFrame]
+    buffer = bytearray(message[body_at:] + HEARTBEAT_FRAME)
+    reader.feed(memoryview(buffer))
+    frame, heartbeat = _read_all(reader)
+    assert isinstance(frame, BodyFrame) and isinstance(heartbeat, HeartbeatFrame)
+    payload = frame.payload
+    assert bytes(payload) == b"z" * 3000
+    if stream_bodies:
+        assert isinstance(payload, memoryview) and payload.readonly and payload.obj is buffer
+    else:
+        assert type(payload) is bytes
+
+
 def test_a_large_frame_fed_in_small_reads_is_kept_aside_until_whole() -> None:
     props = BasicProperties(headers={"big": "h" * 60000})
     frame = encode_header_frame(3, 60, 0, props)

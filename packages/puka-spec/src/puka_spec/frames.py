@@ -359,8 +359,9 @@ class FrameReader:
     With `stream_bodies=True`, a body frame whose payload is not all buffered yet is returned
     in pieces as its bytes arrive: a `BodyFrame` per piece, whose `payload` is a read-only
     `memoryview` of the bytes fed. The pieces of one frame add up to its payload, and the last
-    comes only once the frame-end octet is checked. A large body is then copied once, from the
-    bytes received to wherever the caller assembles it, with no frame-sized buffer between.
+    comes only once the frame-end octet is checked. A whole body frame in a lent buffer comes
+    as a read-only view of it too. A large body is then copied once, from the bytes received
+    to wherever the caller assembles it, with no frame-sized buffer between.
 
     A `bytearray` or `memoryview` fed is lent, not given: the caller may write into it again
     once `read_frame` has returned `None`, and the reader copies what it keeps by then. Until
@@ -478,8 +479,9 @@ class FrameReader:
             self._pos = end + 1
             frame = _new(BodyFrame)
             frame.channel = channel
-            if self._lent:  # a copy out of the caller's buffer (one: not a slice, then bytes)
-                frame.payload = memoryview(buf)[pos + 7 : end].tobytes()
+            if self._lent:  # out of the caller's buffer: a view when streaming, else a copy
+                payload = memoryview(buf)[pos + 7 : end]
+                frame.payload = payload.toreadonly() if self._stream else payload.tobytes()
             else:
                 frame.payload = buf[pos + 7 : end]
             return frame
