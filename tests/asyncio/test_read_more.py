@@ -1,0 +1,111 @@
+"""A read that fills the protocol's buffer is followed by more reads in the same callback.
+
+The transport reads once per loop iteration; the protocol reads on from the socket while each
+read fills its buffer, so a large message costs a few loop iterations, not one per buffer.
+These tests play the transport's part by hand over a real socket: one `recv_into` into
+`get_buffer()`, one `buffer_updated`, and then look at what the engine got. The engine is
+opened in memory against `FakeBroker` first, so the socket carries only the broker's bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from puka.errors import ConnectionLost
+from puka.promises import Promise
+from puka_asyncio.protocol import EngineProtocol
+
+from tests.core.test_engine_pair import Pair
+
+BUFFER = 4096  # the protocol's read buffer, made small so a message spans several
+BODY = bytes(range(256)) * 80  # 20 KiB: five buffers and more
+
+
+class HandTransport:
+    """The little of a transport the protocol asks for, over a real socket it does not read."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.written: list[bytes] = []
+        self.closing = False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"socket": self.sock, "sslcontext": None}.get(name, default)
+
+    def write(self, data: bytes | memoryview) -> None:
+        self.written.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+def _consuming_protocol(
+    loop: asyncio.AbstractEventLoop, client: socket.socket
+) -> tuple[Pair, Promise, EngineProtocol]:
+    """An open engine consuming queue "q" (handshake in memory), driven by a protocol whose
+    transport is `client`; the broker has a 20 KiB message for it, not sent yet."""
+    pair = Pair(7)
+    consume = pair.consuming("q", "reader")
+    protocol = EngineProtocol(pair.engine, loop, lambda promise: None)
+    protocol._read_buffer = memoryview(bytearray(BUFFER))
+    protocol.connection_made(HandTransport(client))  # type: ignore[arg-type]
+    pair.broker.publish("", "q", BODY)
+    return pair, consume, protocol
+
+
+def _transport_reads_once(protocol: EngineProtocol, client: socket.socket) -> None:
+    buffer = protocol.get_buffer(-1)
+    protocol.buffer_updated(client.recv_into(buffer))
+
+
+def test_one_callback_reads_every_full_buffer_that_is_waiting(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    client, server = socket.socketpair()
+    with client, server:
+        client.setblocking(False)
+        pair, consume, protocol = _consuming_protocol(loop, client)
+        server.sendall(pair.broker.data_to_send())
+        _transport_reads_once(protocol, client)
+        result = pair.engine.promises.take(consume.number)
+        assert result is not None, "the message needed more loop iterations"
+        assert result["body"] == BODY
+        with pytest.raises(BlockingIOError):
+            client.recv(1)  # all of it was read
+
+
+def test_a_reset_met_by_the_extra_reads_is_the_cause_of_the_loss(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    with listener, socket.create_connection(listener.getsockname()) as client:
+        server, _ = listener.accept()
+        client.setblocking(False)
+        pair, consume, protocol = _consuming_protocol(loop, client)
+        with server:
+            server.sendall(pair.broker.data_to_send()[: 2 * BUFFER])  # two full reads of it
+            server.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        # the first read fills the buffer; the protocol's own reads then meet the reset, and
+        # the transport, reading next, would see only the end of the stream
+        _transport_reads_once(protocol, client)
+        assert client.recv(1) == b""
+        protocol.connection_lost(None)
+        result = pair.engine.promises.take(consume.number)
+        assert result is not None and result.is_error
+        assert isinstance(result.exception, ConnectionLost), repr(result.exception)
+        assert isinstance(result.exception.__cause__, ConnectionResetError)
