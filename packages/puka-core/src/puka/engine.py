@@ -224,7 +224,9 @@ class Engine:
         self._client_properties = self._build_client_properties(client_properties)
         self._out: list[bytes | memoryview] = []
         self._out_views = False  # whether _out holds views of message bodies
-        self._out_bytes = 0
+        self.outgoing_bytes = 0
+        """Bytes queued for the transport: drivers apply backpressure on this (an attribute,
+        not a property: it is read once per call; only the engine changes it)."""
         self._reader = FrameReader(FRAME_MIN_SIZE, assemble_content=True, stream_bodies=True)
         self._waiting: deque[Operation] = deque()  # ops waiting for the connection or a channel
         self._connect_promise: Promise | None = None
@@ -251,11 +253,6 @@ class Engine:
         """The connection is over (the driver may close the transport once flushed)."""
         return self.state is _CLOSED
 
-    @property
-    def outgoing_bytes(self) -> int:
-        """Bytes queued for the transport: drivers apply backpressure on this."""
-        return self._out_bytes
-
     def needs_write(self) -> bool:
         """Whether `data_to_send` has anything."""
         return bool(self._out)
@@ -278,7 +275,7 @@ class Engine:
         if not out:
             return []
         self._out = []
-        self._out_bytes = 0
+        self.outgoing_bytes = 0
         if self._out_views:  # join the runs of small buffers between the views
             self._out_views = False
             out = _coalesce(out)
@@ -296,7 +293,7 @@ class Engine:
                 if self._out:
                     out += self._out
                     self._out = []
-                    self._out_bytes = 0
+                    self.outgoing_bytes = 0
                     self._out_views = False
         return out
 
@@ -446,19 +443,19 @@ class Engine:
     def send_raw(self, data: bytes) -> None:
         """Queue encoded frames."""
         self._out.append(data)
-        self._out_bytes += len(data)
+        self.outgoing_bytes += len(data)
 
     def send_buffers(self, buffers: list[bytes | memoryview]) -> None:
         """Queue encoded frames given as several buffers (`encode_content_buffers`)."""
         self._out += buffers
-        self._out_bytes += sum(map(len, buffers))
+        self.outgoing_bytes += sum(map(len, buffers))
         self._out_views = True
 
     def send_method(self, channel: int, method: methods.Method) -> None:
         """Queue one method frame."""
         data = encode_method_frame(channel, method)
         self._out.append(data)
-        self._out_bytes += len(data)
+        self.outgoing_bytes += len(data)
 
     # ------------------------------------------------------------------------------------
     # Frames in
@@ -705,7 +702,7 @@ class Engine:
         self.channels.clear()
         self.consumes = survivors
         self._out.clear()
-        self._out_bytes = 0
+        self.outgoing_bytes = 0
         self.written.clear()
         self._secret_promises.clear()
         self._next_tick = self._connect_deadline = self._blocked_deadline = None
@@ -742,7 +739,7 @@ class Engine:
         self.channels = ChannelPool(self)
         self.frame_max = FRAME_MIN_SIZE
         self._out.clear()
-        self._out_bytes = 0
+        self.outgoing_bytes = 0
         self._received_since_tick = self._sent_since_tick = False
         self._silent_ticks = 0
         self._next_tick = None
@@ -1084,7 +1081,7 @@ class Engine:
             tag = message._ack[1]
             data = _ACK_FRAME.pack(1, channel.number, 13, 60, 80, tag, 1 if multiple else 0, 206)
             self._out.append(data)
-            self._out_bytes += 21
+            self.outgoing_bytes += 21
 
     def _settle_channel(self, message: Result, multiple: bool) -> Channel | None:
         if self.state is not _OPEN:

@@ -89,7 +89,12 @@ class Promises:
             ):
                 # an empty success nobody asked for yet (a confirm, a written publish): keep the
                 # result alone, not its promise, until it is claimed or pushed out
-                self._remember_unclaimed(promise.number, result)
+                number = promise.number
+                del self.live[number]
+                unclaimed = self._unclaimed_ok
+                unclaimed[number] = result
+                if len(unclaimed) > UNCLAIMED_SUCCESSES_KEPT:
+                    unclaimed.popitem(last=False)  # O(1), where a dict's oldest is found by a scan
                 if self.on_ready is not None:
                     self.on_ready(promise)
                 return
@@ -115,13 +120,6 @@ class Promises:
         promise.callback = callback
         if promise.results:
             self.callbacks_ready.add(number)
-
-    def _remember_unclaimed(self, number: int, result: Result) -> None:
-        del self.live[number]
-        unclaimed = self._unclaimed_ok
-        unclaimed[number] = result
-        if len(unclaimed) > UNCLAIMED_SUCCESSES_KEPT:
-            unclaimed.popitem(last=False)  # O(1), where a dict's oldest key is found by a scan
 
     def finish(self, promise: Promise) -> None:
         """End a multi-result promise without a further result (a cancelled consume)."""
