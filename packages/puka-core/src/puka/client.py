@@ -46,7 +46,6 @@ _LOW_WATER = 1024 * 1024
 _EAGER_WRITE = 65536  # queued bytes above which a call writes what the socket takes
 _IOV_MAX = 512  # buffers handed to one sendmsg (Linux allows 1024)
 _BATCH_WRITE = 4096  # queued bytes a wait that need not block still writes (batched acks)
-_LEND_FROM = 4096  # reads of this many bytes or more are lent to the engine, not copied
 _RECOVERING = ConnectionState.RECOVERING  # a global: Enum class attributes are slow on 3.11
 
 
@@ -252,9 +251,9 @@ class Client(Calls[int]):
                 engine.connection_lost(None)
                 self._close_socket()
                 return
-            # a large read is lent (a body's pieces go from it straight into the message); a
-            # small one is copied: decoding from bytes costs less than from a view of them
-            engine.receive_data(buffer[:size] if size >= _LEND_FROM else buffer[:size].tobytes())
+            # lent: a body's pieces go from it straight into the message (the reader copies a
+            # small read first: decoding from bytes costs less than from a view of them)
+            engine.receive_data(buffer[:size])
             if size < READ_SIZE and not (self._tls and sock.pending()):  # type: ignore[attr-defined]
                 break
         if engine.closed:

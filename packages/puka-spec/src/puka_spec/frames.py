@@ -58,6 +58,9 @@ _HEADER_PEEK = struct.Struct(">BHIHHQH")  # a header frame's header, its fixed p
 _IDS = struct.Struct(">HH")
 _U32 = struct.Struct(">I")
 _END = b"\xce"
+_COPY_BELOW = 4096
+"""A lent buffer shorter than this is copied at once: decoding a few small frames (a confirm, a
+reply) from bytes costs less than from a view, and than copying what is left of it after."""
 
 _new = object.__new__
 _METHODS = METHODS
@@ -366,7 +369,8 @@ class FrameReader:
     A `bytearray` or `memoryview` fed is lent, not given: the caller may write into it again
     once `read_frame` has returned `None`, and the reader copies what it keeps by then. Until
     then, body pieces are views of it (so a read into a reused buffer is not copied first),
-    and what is decoded in place (methods, headers) is copied out of it.
+    and what is decoded in place (methods, headers) is copied out of it. One shorter than
+    4 KiB is copied when fed: its few frames decode faster from bytes.
     """
 
     __slots__ = (
@@ -435,7 +439,14 @@ class FrameReader:
             self._more.clear()
             self._more_size = self._want = 0
         elif self._pos >= len(self._buf):
-            self._lent = type(data) is not bytes
+            kind = type(data)
+            if kind is bytes:
+                self._lent = False
+            elif len(data) < _COPY_BELOW:
+                self._lent = False
+                data = data.tobytes() if kind is memoryview else bytes(data)  # type: ignore[union-attr]
+            else:
+                self._lent = True
             self._buf = data  # type: ignore[assignment]  # lent: read like bytes until _keep
         else:  # what was kept and the new bytes, joined (`_keep`: in case it was not read)
             self._buf = self._keep()[self._pos :] + data
