@@ -22,9 +22,11 @@ from puka_spec import (
     UnsupportedProtocol,
     decode_header,
     encode_content,
+    encode_content_after,
     encode_content_buffers,
     encode_header_frame,
     encode_method_frame,
+    encode_method_frame_open,
     methods,
 )
 from puka_spec.exceptions import AMQPNotImplemented, FrameError, UnexpectedFrame
@@ -370,6 +372,36 @@ def test_every_single_corrupted_byte_fails_the_same_assembled_or_not(flip: int) 
     for i in range(len(stream)):
         corrupted = stream[:i] + bytes([stream[i] ^ flip]) + stream[i + 1 :]
         assert _outcome(corrupted, [], assemble=True) == _outcome(corrupted, [], assemble=False), i
+
+
+@given(
+    st.integers(0, 65535),
+    st.text(max_size=40),
+    st.text(max_size=40),
+    st.booleans(),
+    properties,
+    st.binary(min_size=1, max_size=4088),
+)
+def test_content_after_a_reused_method_frame_reads_back_as_its_frames(
+    channel: int,
+    exchange: str,
+    routing_key: str,
+    mandatory: bool,
+    props: BasicProperties,
+    body: bytes,
+) -> None:
+    """What a publisher sends with the method frame it encoded once, for every body that fits."""
+    method = methods.BasicPublish(exchange=exchange, routing_key=routing_key, mandatory=mandatory)
+    head = encode_method_frame_open(channel, method.encode())
+    reader = FrameReader()
+    for _ in range(2):  # the same head twice: nothing in it is spent by the first message
+        reader.feed(encode_content_after(head, channel, props.encode(), body))
+        first, header, last = _read_all(reader)
+        assert isinstance(first, MethodFrame) and first.method == method
+        assert isinstance(header, HeaderFrame) and header.properties == props
+        assert header.body_size == len(body)
+        assert isinstance(last, BodyFrame) and last.payload == body
+        assert first.channel == header.channel == last.channel == channel
 
 
 # --- streamed bodies (FrameReader(stream_bodies=True)) ---------------------------------------

@@ -459,10 +459,15 @@ class Client(Calls[int]):
     def wait_for_all(self, promise_list: Iterable[int], raise_errors: bool = True) -> list[Result]:
         """Wait for every promise, in order; returns their results."""
         results = []
+        take = self._take
         for number in promise_list:
-            result = self.wait(number, raise_errors=raise_errors)
+            result = take(number, raise_errors)  # most are ready once the first was
+            if result is None:
+                result = self.wait(number, raise_errors=raise_errors)
             if result is not None:
                 results.append(result)
+        if self._engine.outgoing_bytes >= _BATCH_WRITE:  # as `wait` does for a ready result
+            self._write()
         return results
 
     def wait_for_any(self, promise_list: Iterable[int], raise_errors: bool = True) -> Result | None:

@@ -18,7 +18,13 @@ import re
 from collections import deque
 from typing import TYPE_CHECKING
 
-from puka_spec import BasicProperties, encode_content, encode_content_buffers, methods
+from puka_spec import (
+    BasicProperties,
+    encode_content_after,
+    encode_content_buffers,
+    encode_method_frame_open,
+    methods,
+)
 from puka_spec.exceptions import AMQPError, UnexpectedFrame
 
 from puka.errors import PublishNacked, Returned
@@ -50,9 +56,14 @@ class Publisher:
         self.oldest = 1
         self.mandatory: deque[tuple[int, str, str]] = deque()
         self.returned: dict[int, Result] = {}
-        # what each unconfirmed publish sent, to send again if another publish kills the channel
-        self.messages: dict[int, tuple[str, str, bool, bytes, bytes]] = {}
-        self._payloads: dict[tuple[str, str, bool], bytes] = {}
+        # what each unconfirmed publish sent, to send again if another publish kills the channel:
+        # ((exchange, routing_key, mandatory), properties, body)
+        self.messages: dict[int, tuple[tuple[str, str, bool], bytes, bytes]] = {}
+        # basic.publish method frames (without their frame-end octet) by (exchange, routing_key,
+        # mandatory): encoded once, as most publishers send a few over and over
+        self._method_frames: dict[tuple[str, str, bool], bytes] = {}
+        self._channel_number = channel.number
+        self._max_body = engine.frame_max - 8  # a body up to this long goes in one frame
         self.unknown_confirms = 0
         """Acks and nacks for tags not in flight (unpublished, already settled): counted, ignored.
 
@@ -72,31 +83,43 @@ class Publisher:
     ) -> None:
         """Send one message; its promise settles on confirm (or once written)."""
         key = (exchange, routing_key, mandatory)
-        payload = self._payloads.get(key)
-        if payload is None:
-            payload = methods.BasicPublish(
-                exchange=exchange, routing_key=routing_key, mandatory=mandatory
-            ).encode()
-            if len(self._payloads) >= _METHOD_CACHE_SIZE:
-                self._payloads.clear()
-            self._payloads[key] = payload
-        engine = self.engine
-        channel, frame_max = self.channel.number, engine.frame_max
-        if len(body) <= frame_max - 8:
-            engine.send_raw(encode_content(channel, payload, properties, body, frame_max))
-        else:  # several body frames: views of the body, not a copy of it
-            frames = encode_content_buffers(channel, payload, properties, body, frame_max)
-            engine.send_buffers(frames)
+        method_frame = self._method_frames.get(key)
+        if method_frame is None:
+            method_frame = self._method_frame(key)
+        if 0 < len(body) <= self._max_body:  # one body frame: the frames in one buffer
+            content = encode_content_after(method_frame, self._channel_number, properties, body)
+            self.engine.send_raw(content)
+        else:  # no body, or several body frames: views of the body, not a copy of it
+            self._send_buffers(method_frame, properties, body)
         if not self.confirm:
-            engine.written.append(promise)
+            self.engine.written.append(promise)
             return
         tag = self.next_tag
         self.next_tag = tag + 1
         self.by_tag[tag] = promise
-        self.messages[tag] = (exchange, routing_key, mandatory, properties, body)
+        self.messages[tag] = (key, properties, body)
         promise.op = self
         if mandatory:
             self.mandatory.append((tag, exchange, routing_key))
+
+    def _method_frame(self, key: tuple[str, str, bool]) -> bytes:
+        exchange, routing_key, mandatory = key
+        method = methods.BasicPublish(
+            exchange=exchange, routing_key=routing_key, mandatory=mandatory
+        )
+        if len(self._method_frames) >= _METHOD_CACHE_SIZE:
+            self._method_frames.clear()
+        frame = self._method_frames[key] = encode_method_frame_open(
+            self._channel_number, method.encode()
+        )
+        return frame
+
+    def _send_buffers(self, method_frame: bytes, properties: bytes, body: bytes) -> None:
+        engine, payload = self.engine, method_frame[7:]  # the method, after the frame header
+        frames = encode_content_buffers(
+            self._channel_number, payload, properties, body, engine.frame_max
+        )
+        engine.send_buffers(frames)
 
     @property
     def in_flight(self) -> int:
@@ -208,7 +231,7 @@ class Publisher:
         self.mandatory.clear()
         self.returned.clear()
         resolve = self.engine.promises.resolve
-        for promise, (exchange, routing_key, mandatory, properties, body) in pending:
+        for promise, ((exchange, routing_key, mandatory), properties, body) in pending:
             if exchange == culprit:
                 resolve(promise, Result.error(error))
             else:

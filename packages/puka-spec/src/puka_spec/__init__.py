@@ -36,9 +36,11 @@ from puka_spec.frames import (
     decode_header,
     decode_method,
     encode_content,
+    encode_content_after,
     encode_content_buffers,
     encode_header_frame,
     encode_method_frame,
+    encode_method_frame_open,
 )
 from puka_spec.methods import METHODS, Method
 from puka_spec.properties import BasicProperties
@@ -81,9 +83,11 @@ __all__ = [
     "decode_table",
     "encode_array",
     "encode_content",
+    "encode_content_after",
     "encode_content_buffers",
     "encode_header_frame",
     "encode_method_frame",
+    "encode_method_frame_open",
     "encode_table",
     "error_for",
     "methods",

@@ -43,9 +43,11 @@ __all__ = [
     "decode_header",
     "decode_method",
     "encode_content",
+    "encode_content_after",
     "encode_content_buffers",
     "encode_header_frame",
     "encode_method_frame",
+    "encode_method_frame_open",
 ]
 
 _FRAME = struct.Struct(">BHI")
@@ -195,22 +197,37 @@ def encode_content(
     """
     payload = method if isinstance(method, bytes) else method.encode()
     props = properties if isinstance(properties, bytes) else properties.encode()
-    size = len(body)
-    if 0 < size <= frame_max - 8:  # the body fits in one frame: the common case
-        return b"".join(
-            (
-                _FRAME.pack(FRAME_METHOD, channel, len(payload)),
-                payload,
-                _END_AND_CONTENT_HEADER.pack(
-                    FRAME_END, FRAME_HEADER, channel, 12 + len(props), 60, 0, size
-                ),
-                props,
-                _END_AND_FRAME.pack(FRAME_END, FRAME_BODY, channel, size),
-                body,
-                _END,
-            )
-        )
+    if 0 < len(body) <= frame_max - 8:  # the body fits in one frame: the common case
+        head = encode_method_frame_open(channel, payload)
+        return encode_content_after(head, channel, props, body)
     return b"".join(_content_parts(channel, payload, props, memoryview(body), frame_max))
+
+
+def encode_method_frame_open(channel: int, payload: bytes) -> bytes:
+    """A method frame without its frame-end octet, from the method's encoded `payload`: what
+    `encode_content_after` starts with. A publisher encodes it once per channel and method."""
+    return _FRAME.pack(FRAME_METHOD, channel, len(payload)) + payload
+
+
+def encode_content_after(
+    method_frame_open: bytes, channel: int, properties: bytes, body: bytes
+) -> bytes:
+    """`encode_content` for a body of 1 to `frame_max - 8` bytes, whose method frame was encoded
+    before (`encode_method_frame_open`): the frames in one buffer. It checks nothing: the
+    caller knows the body fits one frame, and that `channel` is the method frame's."""
+    size = len(body)
+    return b"".join(
+        (
+            method_frame_open,
+            _END_AND_CONTENT_HEADER.pack(
+                FRAME_END, FRAME_HEADER, channel, 12 + len(properties), 60, 0, size
+            ),
+            properties,
+            _END_AND_FRAME.pack(FRAME_END, FRAME_BODY, channel, size),
+            body,
+            _END,
+        )
+    )
 
 
 def encode_content_buffers(
