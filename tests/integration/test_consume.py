@@ -76,6 +76,25 @@ def test_consume_many_in_order_with_acks(client: Any, queue: str) -> None:
     assert message_count(client, queue) == 0
 
 
+def test_wait_for_all_of_ready_promises_writes_a_batch_of_queued_acks(
+    client: Any, queue: str
+) -> None:
+    """Acks wait for 4 KiB or the next block; `wait_for_all` of results already there blocks
+    on nothing, so it writes them itself, as `wait` does for a ready result."""
+    publish(client, queue, 250)
+    consume = client.basic_consume(queue=queue, prefetch_count=250)
+    messages = receive(client, consume, 250)
+    ready = client.basic_publish(exchange="", routing_key="", body=b"to nowhere")
+    wait_ok(client, ready)
+    for message in messages:
+        client.basic_ack(message)  # 21 bytes each: 5,250 queued, below the eager 64 KiB
+    assert client.engine.outgoing_bytes >= 4096
+    client.wait_for_all([ready])
+    assert client.engine.outgoing_bytes == 0
+    wait_ok(client, client.basic_cancel(consume))
+    assert message_count(client, queue) == 0
+
+
 def test_messages_published_after_the_consume_started(client: Any, queue: str) -> None:
     consume = client.basic_consume(queue=queue, no_ack=True)
     assert client.wait(consume, timeout=0.3) is None
