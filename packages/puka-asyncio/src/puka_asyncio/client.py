@@ -255,7 +255,7 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
         if self._engine.outgoing_bytes > _EAGER_WRITE:
             self._protocol.flush()  # a big backlog goes out now, not after the whole batch
         else:
-            self._protocol.schedule_flush()
+            self._protocol.write_call()
         return handle
 
     def _sent(self) -> None:

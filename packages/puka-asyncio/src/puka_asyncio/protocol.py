@@ -55,6 +55,7 @@ class EngineProtocol(asyncio.BufferedProtocol):
         self._reconnect = reconnect
         self._ready: dict[int, Promise] = {}
         self._flush_scheduled = False
+        self._read_since_write = False  # `write_call` writes at once (a round trip starts)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._paused = False
@@ -92,6 +93,7 @@ class EngineProtocol(asyncio.BufferedProtocol):
         """Feed the engine what was read (it copies what it keeps), then write its answers and
         hand out results."""
         buffer = self._read_buffer
+        self._read_since_write = True
         self.engine.receive_data(buffer[:nbytes])
         if nbytes == len(buffer) and self._fd >= 0:
             self._read_more(buffer)
@@ -196,6 +198,21 @@ class EngineProtocol(asyncio.BufferedProtocol):
             self._wake_drainers()
 
     # --- writing and results ----------------------------------------------------------------
+
+    def write_call(self) -> None:
+        """A call was made: write it at once if it is the first since the broker last sent
+        something, else at the end of this loop iteration with the calls after it.
+
+        A call awaited on its own (a confirm, a reply waited for one at a time) is written
+        before its caller awaits it, which saves the loop iteration that `schedule_flush`
+        costs before the round trip can start; calls made in a row are still written
+        together, all but the first.
+        """
+        if self._read_since_write and not self._flush_scheduled:
+            self._read_since_write = False
+            self.flush()
+        else:
+            self.schedule_flush()
 
     def schedule_flush(self) -> None:
         """Write what the engine queued at the end of this loop iteration (one write per batch)."""

@@ -1,10 +1,12 @@
-"""A read that fills the protocol's buffer is followed by more reads in the same callback.
+"""How the protocol reads and writes, seen from the transport's side.
 
-The transport reads once per loop iteration; the protocol reads on from the socket while each
-read fills its buffer, so a large message costs a few loop iterations, not one per buffer.
+A read that fills the protocol's buffer is followed by more reads in the same callback: the
+transport reads once per loop iteration, so a large message costs a few iterations, not one
+per buffer. The first call after a read is written at once, the calls after it together.
 These tests play the transport's part by hand over a real socket: one `recv_into` into
-`get_buffer()`, one `buffer_updated`, and then look at what the engine got. The engine is
-opened in memory against `FakeBroker` first, so the socket carries only the broker's bytes.
+`get_buffer()`, one `buffer_updated`, and then look at what the engine got and what was
+written. The engine is opened in memory against `FakeBroker` first, so the socket carries only
+the broker's bytes.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pytest
 from puka.errors import ConnectionLost
 from puka.promises import Promise
 from puka_asyncio.protocol import EngineProtocol
+from puka_spec import encode_method_frame, methods
 
 from tests.core.test_engine_pair import Pair
 
@@ -73,20 +76,30 @@ def _transport_reads_once(protocol: EngineProtocol, client: socket.socket) -> No
     protocol.buffer_updated(client.recv_into(buffer))
 
 
-def test_one_callback_reads_every_full_buffer_that_is_waiting(
+@pytest.fixture
+def read_once(
     loop: asyncio.AbstractEventLoop,
-) -> None:
+) -> Iterator[tuple[Pair, Promise, EngineProtocol, socket.socket]]:
+    """The protocol after the transport's one read of all the broker sent, over a socket pair
+    (and the client's end of it)."""
     client, server = socket.socketpair()
     with client, server:
         client.setblocking(False)
         pair, consume, protocol = _consuming_protocol(loop, client)
         server.sendall(pair.broker.data_to_send())
         _transport_reads_once(protocol, client)
-        result = pair.engine.promises.take(consume.number)
-        assert result is not None, "the message needed more loop iterations"
-        assert result["body"] == BODY
-        with pytest.raises(BlockingIOError):
-            client.recv(1)  # all of it was read
+        yield pair, consume, protocol, client
+
+
+def test_one_callback_reads_every_full_buffer_that_is_waiting(
+    read_once: tuple[Pair, Promise, EngineProtocol, socket.socket],
+) -> None:
+    pair, consume, _protocol, client = read_once
+    result = pair.engine.promises.take(consume.number)
+    assert result is not None, "the message needed more loop iterations"
+    assert result["body"] == BODY
+    with pytest.raises(BlockingIOError):
+        client.recv(1)  # all of it was read
 
 
 def test_a_reset_met_by_the_extra_reads_is_the_cause_of_the_loss(
@@ -109,3 +122,29 @@ def test_a_reset_met_by_the_extra_reads_is_the_cause_of_the_loss(
         assert result is not None and result.is_error
         assert isinstance(result.exception, ConnectionLost), repr(result.exception)
         assert isinstance(result.exception.__cause__, ConnectionResetError)
+
+
+def test_the_first_call_after_a_read_is_written_at_once_the_next_ones_together(
+    loop: asyncio.AbstractEventLoop,
+    read_once: tuple[Pair, Promise, EngineProtocol, socket.socket],
+) -> None:
+    """A call awaited on its own starts its round trip without waiting for the loop."""
+    pair, _consume, protocol, _client = read_once
+    transport = protocol.transport
+    assert isinstance(transport, HandTransport)
+    sent = len(b"".join(transport.written))
+    declares = [methods.QueueDeclare(queue=name, passive=True) for name in "abc"]
+    payloads = [encode_method_frame(1, declare)[7:-1] for declare in declares]
+
+    def written() -> bytes:
+        return b"".join(transport.written)[sent:]
+
+    pair.engine.rpc(declares[0])
+    protocol.write_call()
+    assert payloads[0] in written()  # at once: no loop iteration ran
+    for declare in declares[1:]:
+        pair.engine.rpc(declare)
+        protocol.write_call()
+    assert payloads[1] not in written()  # the next ones wait for the loop
+    loop.run_until_complete(asyncio.sleep(0))
+    assert payloads[1] in written() and payloads[2] in written()
