@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import struct
 from collections.abc import Iterator
 from typing import Any
@@ -32,13 +33,14 @@ BODY = bytes(range(256)) * 80  # 20 KiB: five buffers and more
 class HandTransport:
     """The little of a transport the protocol asks for, over a real socket it does not read."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, tls: bool = False) -> None:
         self.sock = sock
+        self.sslcontext = ssl.create_default_context() if tls else None
         self.written: list[bytes] = []
         self.closing = False
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return {"socket": self.sock, "sslcontext": None}.get(name, default)
+        return {"socket": self.sock, "sslcontext": self.sslcontext}.get(name, default)
 
     def write(self, data: bytes | memoryview) -> None:
         self.written.append(bytes(data))
@@ -58,7 +60,7 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 
 
 def _consuming_protocol(
-    loop: asyncio.AbstractEventLoop, client: socket.socket
+    loop: asyncio.AbstractEventLoop, client: socket.socket, tls: bool = False
 ) -> tuple[Pair, Promise, EngineProtocol]:
     """An open engine consuming queue "q" (handshake in memory), driven by a protocol whose
     transport is `client`; the broker has a 20 KiB message for it, not sent yet."""
@@ -66,7 +68,7 @@ def _consuming_protocol(
     consume = pair.consuming("q", "reader")
     protocol = EngineProtocol(pair.engine, loop, lambda promise: None)
     protocol._read_buffer = memoryview(bytearray(BUFFER))
-    protocol.connection_made(HandTransport(client))  # type: ignore[arg-type]
+    protocol.connection_made(HandTransport(client, tls))  # type: ignore[arg-type]
     pair.broker.publish("", "q", BODY)
     return pair, consume, protocol
 
@@ -100,6 +102,18 @@ def test_one_callback_reads_every_full_buffer_that_is_waiting(
     assert result["body"] == BODY
     with pytest.raises(BlockingIOError):
         client.recv(1)  # all of it was read
+
+
+def test_under_tls_the_socket_is_left_to_the_transport(loop: asyncio.AbstractEventLoop) -> None:
+    """Its bytes are encrypted: only the transport may read them, once per callback."""
+    client, server = socket.socketpair()
+    with client, server:
+        client.setblocking(False)
+        pair, consume, protocol = _consuming_protocol(loop, client, tls=True)
+        server.sendall(pair.broker.data_to_send())
+        _transport_reads_once(protocol, client)
+        assert pair.engine.promises.take(consume.number) is None  # one buffer of it, no more
+        assert len(client.recv(65536)) > 0  # the rest still waits in the socket
 
 
 def test_a_reset_met_by_the_extra_reads_is_the_cause_of_the_loss(
