@@ -63,7 +63,7 @@ class EngineProtocol(asyncio.BufferedProtocol):
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._backlog: deque[bytes | memoryview] = deque()  # for the transport, once it takes more
         self._read_buffer = memoryview(bytearray(READ_SIZE))
-        self._fd = -1  # the transport's socket, read directly after a full read (`_read_more`)
+        self._fd = -1  # the transport's plain TCP socket (`_read_more`, `_read_what_is_left`)
         self._read_error: OSError | None = None  # what such a read met, for `connection_lost`
         self._link: TransportLink | None = None  # the newest transport's link, if links are used
         self.closed = loop.create_future()
@@ -80,7 +80,7 @@ class EngineProtocol(asyncio.BufferedProtocol):
         # not `isinstance(transport, asyncio.Transport)`: uvloop's transports implement the
         # interface without deriving from the asyncio classes
         self.transport = cast("asyncio.Transport", transport)
-        self._fd = _readable_fd(transport)
+        self._fd = _plain_socket_fd(transport)
         self._read_error = None
         self.engine.handle_timer(self.loop.time())
         self.flush()
@@ -95,7 +95,7 @@ class EngineProtocol(asyncio.BufferedProtocol):
         buffer = self._read_buffer
         self._read_since_write = True
         self.engine.receive_data(buffer[:nbytes])
-        if nbytes == len(buffer) and self._fd >= 0:
+        if nbytes == len(buffer) and self._fd >= 0 and _CAN_READ_FD:
             self._read_more(buffer)
         self.flush()
 
@@ -130,12 +130,12 @@ class EngineProtocol(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Fail everything in flight with a typed error (or, with recovery, reconnect later)."""
-        self._fd = -1
+        fd, self._fd = self._fd, -1
         if exc is None and self._read_error is not None:
             exc = self._read_error  # our own read met it first: the transport saw only the end
         self._read_error = None
-        if isinstance(exc, OSError):
-            self._read_what_is_left()
+        if isinstance(exc, OSError) and fd >= 0:
+            self._read_what_is_left(fd)
         self.engine.connection_lost(exc)
         self.transport = None
         self._backlog.clear()
@@ -152,25 +152,18 @@ class EngineProtocol(asyncio.BufferedProtocol):
         else:
             self._arm_timer()
 
-    def _read_what_is_left(self) -> None:
+    def _read_what_is_left(self, fd: int) -> None:
         """The transport failed (a write reset, EPIPE): read what the broker sent before.
 
         A node that shuts down sends connection.close (320) and closes its socket; a write
         that comes before the loop read that close fails, and the transport reports the loss
         with the close still unread. Its reason is what users and recovery need, not a bare
         reset. Both asyncio's and uvloop's transports close their socket only after
-        `connection_lost` returns, so it is still ours to read here (not under TLS: those
-        bytes are encrypted).
+        `connection_lost` returns, so `fd` (a plain TCP socket's: under TLS those bytes are
+        encrypted) is still ours to read here.
         """
-        transport = self.transport
-        if transport is None or transport.get_extra_info("sslcontext") is not None:
-            return
-        sock = transport.get_extra_info("socket")
-        fileno = sock.fileno() if sock is not None else -1
-        if fileno < 0:
-            return
         engine = self.engine
-        reader = socket.socket(fileno=fileno)  # the same descriptor, detached (not closed) after
+        reader = socket.socket(fileno=fd)  # the same descriptor, detached (not closed) after
         try:
             reader.setblocking(False)
             while not engine.closed and engine.state is not ConnectionState.RECOVERING:
@@ -382,10 +375,10 @@ class TransportLink(asyncio.BufferedProtocol):
             self._driver.resume_writing()
 
 
-def _readable_fd(transport: asyncio.BaseTransport) -> int:
+def _plain_socket_fd(transport: asyncio.BaseTransport) -> int:
     """The descriptor of `transport`'s socket, if the protocol may read it directly: a plain
-    TCP socket (under TLS its bytes are encrypted), on a platform with `os.readv`; else -1."""
-    if not _CAN_READ_FD or transport.get_extra_info("sslcontext") is not None:
+    TCP socket (under TLS its bytes are encrypted); else -1."""
+    if transport.get_extra_info("sslcontext") is not None:
         return -1
     sock = transport.get_extra_info("socket")
     return sock.fileno() if sock is not None else -1

@@ -334,24 +334,24 @@ class Engine:
             # we were closing anyway: the close succeeded as far as the user is concerned
             self.promises.resolve(self._close_promise, Result("connection.close_ok"))
         if exc is None or not isinstance(exc, (AMQPError, ConnectionLost, ConnectFailed)):
-            if self.state in (_OPEN, ConnectionState.CLOSING):
-                error: BaseException = self._transport_error(exc)
-            else:
-                error = ConnectFailed(
-                    f"connection to {self.params.host}:{self.params.port} closed during the "
-                    "handshake" + (f": {exc}" if exc else "")
-                )
-                error.__cause__ = exc
+            handshake = self.state not in (_OPEN, ConnectionState.CLOSING)
+            error: BaseException = self._transport_error(exc, handshake=handshake)
         else:
             error = exc
         self._end(error)
 
-    def _transport_error(self, exc: BaseException | None) -> ConnectionLost:
+    def _transport_error(
+        self, exc: BaseException | None, *, handshake: bool = False
+    ) -> ConnectionLost | ConnectFailed:
         """The error for a transport that failed with `exc` (an `OSError`, or `None` for a
-        clean EOF): named by address, with `exc` as its `__cause__`."""
-        error = ConnectionLost(
-            f"connection to {self.params.host}:{self.params.port} lost"
-            + (f": {exc}" if exc else "")
+        clean EOF): `ConnectFailed` during the handshake, else `ConnectionLost`; named by
+        address, with `exc` as its `__cause__`."""
+        where = f"connection to {self.params.host}:{self.params.port}"
+        why = f": {exc}" if exc else ""
+        error = (
+            ConnectFailed(f"{where} closed during the handshake{why}")
+            if handshake
+            else ConnectionLost(f"{where} lost{why}")
         )
         error.__cause__ = exc
         return error
