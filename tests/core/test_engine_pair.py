@@ -380,3 +380,80 @@ def test_a_lost_transport_is_the_cause_of_the_connection_lost(recovering: bool) 
     assert "Connection reset by peer" in str(error)
     reported = lost[0] if recovering else error
     assert reported.__cause__ is reset
+
+
+def _take(pair: Pair, number: int) -> Result:
+    result = pair.engine.promises.take(number)
+    assert result is not None, f"promise {number} is still pending"
+    return result
+
+
+def test_bare_publishes_settle_by_batched_confirm_nack_and_return() -> None:
+    """What `puka.Client` publishes: numbers, no promise objects, settled by tag."""
+    pair = Pair(14)
+    pair.open()
+    pair.wait(pair.engine.rpc(methods.QueueDeclare(queue="q")))
+    pair.wait(pair.engine.publish("", "q", False, None, b"first"))  # opens the publish channel
+    pair.broker.confirm_batch = 3
+    numbers = [pair.engine.publish("", "q", False, None, b"%d" % i, bare=True) for i in range(6)]
+    assert set(numbers) == set(pair.engine.promises.bare)  # no objects made
+    assert all(pair.engine.promises.take(n) is None for n in numbers)  # in flight
+    pair.pump()
+    assert all(_take(pair, n).name == "basic.ack" for n in numbers)
+    assert pair.engine.promises.live == {} and not pair.engine.promises.bare
+    pair.broker.confirm_batch = 1
+    pair.broker.nack_next = 1
+    nacked = pair.engine.publish("", "q", False, None, b"n", bare=True)
+    returned = pair.engine.publish("", "no-such-queue", True, None, b"r", bare=True)
+    pair.pump()
+    assert isinstance(_take(pair, nacked).exception, PublishNacked)
+    assert _take(pair, returned)["body"] == b"r"
+    with pytest.raises(TypeError):  # a bare promise has nowhere to keep a callback
+        pair.engine.publish("", "q", False, None, b"c", lambda n, r: None, bare=True)  # type: ignore[call-overload]
+
+
+def test_a_missing_exchange_fails_its_bare_publish_and_sends_the_others_again() -> None:
+    pair = Pair(15)
+    pair.open()
+    pair.wait(pair.engine.rpc(methods.QueueDeclare(queue="q")))
+    pair.wait(pair.engine.publish("", "q", False, None, b"first"))  # opens the publish channel
+    pair.broker.confirm_batch = 10  # nothing confirmed before the channel dies
+    before = pair.engine.publish("", "q", False, None, b"before", bare=True)
+    culprit = pair.engine.publish("missing-exchange", "q", False, None, b"x", bare=True)
+    after = pair.engine.publish("", "q", False, None, b"after", bare=True)
+    assert {before, culprit, after} == set(pair.engine.promises.bare)
+    pair.pump()
+    assert isinstance(_take(pair, culprit).exception, NotFound)
+    pair.broker.confirm_batch = 1
+    pair.wait(pair.engine.publish("", "q", False, None, b"flush"))
+    assert _take(pair, before).name == "basic.ack"
+    assert _take(pair, after).name == "basic.ack"
+
+
+def test_bare_publishes_without_confirms_settle_once_written() -> None:
+    pair = Pair(16, pubacks=False)
+    pair.open()
+    pair.wait(pair.engine.publish("", "q", False, None, b"first"))  # opens the publish channel
+    number = pair.engine.publish("", "q", False, None, b"x", bare=True)
+    assert number in pair.engine.promises.bare
+    closing = pair.engine.close()
+    assert pair.engine.promises.take(number) is None  # queued, not written yet
+    sent = pair.engine.data_to_send()
+    assert sent.index(b"x") < sent.index(b"Goodbye")  # the close follows the publish
+    assert _take(pair, number).name == "ok"
+    pair.broker.receive_data(sent)
+    pair.engine.receive_data(pair.broker.data_to_send())
+    assert _take(pair, closing.number).name == "connection.close_ok"
+
+
+@pytest.mark.parametrize("pubacks", [True, False])
+def test_a_lost_connection_fails_bare_publishes_while_recovering(pubacks: bool) -> None:
+    pair = Pair(17, pubacks=pubacks)
+    pair.engine.recovery = Recovery()
+    pair.open()
+    pair.wait(pair.engine.publish("", "q", False, None, b"first"))  # opens the publish channel
+    number = pair.engine.publish("", "q", False, None, b"x", bare=True)  # not even written
+    assert number in pair.engine.promises.bare
+    pair.engine.connection_lost(ConnectionResetError(104, "reset"))
+    assert isinstance(_take(pair, number).exception, ConnectionLost)
+    assert not pair.engine.promises.bare

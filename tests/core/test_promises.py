@@ -45,7 +45,7 @@ def test_the_oldest_unclaimed_successes_are_pushed_out_beyond_the_bound(
         promise = registry.new()
         registry.resolve(promise, CONFIRMED)
         numbers.append(promise.number)
-    assert list(registry._unclaimed_ok) == numbers[2:]
+    assert list(registry.unclaimed_ok) == numbers[2:]
     assert registry.take(numbers[0]) == Result("ok")  # forgotten: a made-up success
     assert registry.take(numbers[4]) is CONFIRMED
 
@@ -75,7 +75,7 @@ def test_many_unclaimed_successes_cost_little_memory() -> None:
         growth = tracemalloc.get_traced_memory()[0] - base
     finally:
         tracemalloc.stop()
-    assert len(registry._unclaimed_ok) == promises_module.UNCLAIMED_SUCCESSES_KEPT
+    assert len(registry.unclaimed_ok) == promises_module.UNCLAIMED_SUCCESSES_KEPT
     assert registry.live == {}
     assert growth < 16 * 1024 * 1024, f"{growth / 2**20:.1f} MiB"
 
@@ -107,3 +107,70 @@ def test_all_finished_consumes_is_true_only_when_every_number_is_an_ended_consum
     assert not registry.all_finished_consumes([running.number])
     registry.take(running.number)
     assert registry.all_finished_consumes([ended.number, running.number])
+
+
+# --- bare promises: a number and no object, for publishes nobody listens to ------------------
+
+
+def test_a_bare_promise_is_pending_until_it_ends_and_leaves_no_object() -> None:
+    registry = Promises()
+    number = registry.new_bare()
+    assert registry.take(number) is None  # pending, not a forgotten success
+    assert registry.peek(number) is None
+    assert registry.pending() == 1
+    assert registry.live == {}
+    registry.resolve_all([number], CONFIRMED)
+    assert registry.pending() == 0 and registry.live == {} and not registry.bare
+    assert registry.take(number) is CONFIRMED
+    assert registry.take(number) == Result("ok")  # claimed: then a made-up success
+
+
+def test_a_bare_promise_that_fails_keeps_its_error_until_claimed() -> None:
+    registry = Promises()
+    number = registry.new_bare()
+    error = Result.error(ConnectionLost("gone"))
+    registry.resolve_all([number], error)
+    assert registry.peek(number) is error
+    assert registry.take(number) is error
+    assert registry.live == {}
+
+
+def test_a_callback_set_on_a_pending_bare_promise_gets_its_result() -> None:
+    registry = Promises()
+    number = registry.new_bare()
+    got: list[tuple[int, Result]] = []
+    registry.set_callback(number, lambda n, result: got.append((n, result)))
+    assert registry.live[number].callback is not None and not registry.bare  # promoted
+    registry.resolve_all([number], CONFIRMED)  # the publisher still knows it by number
+    assert number in registry.callbacks_ready
+    assert registry.take(number) is CONFIRMED
+
+
+def test_resolve_all_ends_objects_bare_and_promoted_promises_alike() -> None:
+    registry = Promises()
+    promise, bare, promoted = registry.new(), registry.new_bare(), registry.new_bare()
+    registry.promote(promoted)
+    registry.resolve_all([promise, bare, promoted], CONFIRMED)
+    assert registry.pending() == 0
+    for number in (promise.number, bare, promoted):
+        assert registry.take(number) is CONFIRMED
+    registry.resolve_all([bare], Result.error(ConnectionLost("late")))  # ended: ignored
+    assert registry.take(bare) == Result("ok")
+
+
+def test_bare_successes_are_bounded_like_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(promises_module, "UNCLAIMED_SUCCESSES_KEPT", 3)
+    registry = Promises()
+    numbers = [registry.new_bare() for _ in range(5)]
+    registry.resolve_all(numbers, CONFIRMED)
+    assert list(registry.unclaimed_ok) == numbers[2:]
+    assert registry.take(numbers[0]) == Result("ok")  # forgotten: a made-up success
+
+
+def test_fail_all_ends_pending_bare_promises_with_the_error() -> None:
+    registry = Promises()
+    number = registry.new_bare()
+    registry.fail_all(ConnectionLost("gone"))
+    result = registry.take(number)
+    assert result is not None and isinstance(result.exception, ConnectionLost)
+    assert not registry.bare

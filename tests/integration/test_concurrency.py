@@ -151,6 +151,24 @@ def test_set_callback_and_run_any_callbacks(client: Any, resources: Resources) -
     assert seen[0][1].name == "queue.declare_ok"
 
 
+def test_a_callback_set_on_publishes_in_flight_gets_their_confirms(
+    client: Any, resources: Resources
+) -> None:
+    """Publishes without a callback have no promise object (a bare number) until one is set."""
+    queue = resources.queue()
+    wait_ok(client, client.queue_declare(queue=queue))
+    wait_ok(client, client.basic_publish(exchange="", routing_key=queue, body=b"first"))
+    publishes = [client.basic_publish(exchange="", routing_key=queue, body=b"x") for _ in range(3)]
+    seen: list[tuple[int, str]] = []
+    for promise in publishes:
+        client.set_callback(promise, lambda p, r: seen.append((p, r.name)))
+    deadline = time.monotonic() + SOON
+    while len(seen) < 3 and time.monotonic() < deadline:
+        client.loop(timeout=0.05)
+    assert sorted(seen) == [(p, "basic.ack") for p in publishes]
+    assert message_count(client, queue) == 4
+
+
 def test_loop_until_loop_break(client: Any, resources: Resources) -> None:
     queue = resources.queue()
     wait_ok(client, client.queue_declare(queue=queue))

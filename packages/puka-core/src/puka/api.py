@@ -28,7 +28,15 @@ class Calls(Generic[T]):
 
     _engine: Engine
 
+    _bare_publishes = False
+    """Whether a publish without a callback is a bare promise (`Engine.publish`, `bare=True`),
+    handed to `_wrap_number`: for a driver that waits by number and leaves `on_ready` alone."""
+
     def _wrap(self, promise: Promise) -> T:
+        raise NotImplementedError
+
+    def _wrap_number(self, number: int) -> T:
+        """What a bare promise's call returns (only with `_bare_publishes`)."""
         raise NotImplementedError
 
     def _sent(self) -> None:
@@ -251,6 +259,10 @@ class Calls(Generic[T]):
         """
         if isinstance(body, str):
             body = body.encode()
+        if channel_of is None and callback is None and self._bare_publishes:
+            engine = self._engine
+            number = engine.publish(exchange, routing_key, mandatory, headers, body, bare=True)
+            return self._wrap_number(number)
         channel_number = None if channel_of is None else self._promise_number(channel_of)
         return self._wrap(
             self._engine.publish(

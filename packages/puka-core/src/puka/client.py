@@ -362,12 +362,17 @@ class Client(Calls[int]):
     # Promises
     # ------------------------------------------------------------------------------------
 
+    _bare_publishes = True  # publishes wait by number: no promise objects for them
+
     def _wrap(self, promise: Promise) -> int:
+        return self._wrap_number(promise.number)
+
+    def _wrap_number(self, number: int) -> int:
         if self._engine.outgoing_bytes > _EAGER_WRITE:
             self._write()
             if self._engine.outgoing_bytes + self._pending_bytes > _HIGH_WATER:
                 self._drain()
-        return promise.number
+        return number
 
     def _drain(self) -> None:
         """Backpressure: block until the socket took most of what is queued."""
@@ -459,11 +464,14 @@ class Client(Calls[int]):
     def wait_for_all(self, promise_list: Iterable[int], raise_errors: bool = True) -> list[Result]:
         """Wait for every promise, in order; returns their results."""
         results = []
-        take = self._take
+        take, take_ok = self._take, self._engine.promises.unclaimed_ok.pop
         for number in promise_list:
-            result = take(number, raise_errors)  # most are ready once the first was
+            # most are ready once the first was; confirmed publishes are kept apart, as is
+            result = take_ok(number, None)
             if result is None:
-                result = self.wait(number, raise_errors=raise_errors)
+                result = take(number, raise_errors)
+                if result is None:
+                    result = self.wait(number, raise_errors=raise_errors)
             if result is not None:
                 results.append(result)
         if self._engine.outgoing_bytes >= _BATCH_WRITE:  # as `wait` does for a ready result

@@ -15,7 +15,7 @@ import platform
 import struct
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, overload
 
 from puka_spec import (
     HEARTBEAT_FRAME,
@@ -217,7 +217,7 @@ class Engine:
         self._blocked_deadline: float | None = None  # set when blocked, with blocked_timeout
         self._blocked_armed = False  # the deadline counts from the driver's clock, not a stale one
         self.error: BaseException | None = None  # why the connection ended, if it did
-        self.written: list[Promise] = []  # publishes without confirms, done once written
+        self.written: list[Promise | int] = []  # publishes without confirms, done once written
         self.unpaired_returns = 0
         self.stale_acks = 0  # acks of deliveries from a channel that is gone, dropped
         self.duplicate_consume_oks = 0  # repeated consume-oks for a tag we hold, dropped
@@ -285,9 +285,7 @@ class Engine:
             self._sent_since_tick = True
         if self.written:
             written, self.written = self.written, []
-            resolve = self.promises.resolve
-            for promise in written:
-                resolve(promise, _WRITTEN)
+            self.promises.resolve_all(written, _WRITTEN)
             if self._close_requested:
                 self._close_if_idle()
                 if self._out:
@@ -698,6 +696,7 @@ class Engine:
         for promise in list(self.promises.live.values()):
             if not promise.done and promise.op not in survivors:
                 self.promises.resolve(promise, Result.error(lost))
+        self.promises.fail_bare(lost)  # unwritten publishes without confirms
         self._waiting.clear()
         self.channels.clear()
         self.consumes = survivors
@@ -865,7 +864,7 @@ class Engine:
         """
         if not self._close_requested or self.state is not _OPEN:
             return
-        if self.publisher is not None and self.publisher.in_flight:
+        if (self.publisher is not None and self.publisher.in_flight) or self.promises.bare:
             return
         for promise in self.promises.live.values():
             if not promise.done and not promise.multi and promise is not self._close_promise:
@@ -954,6 +953,7 @@ class Engine:
         else:
             holder.side(side)
 
+    @overload
     def publish(
         self,
         exchange: str,
@@ -963,15 +963,66 @@ class Engine:
         body: bytes,
         callback: Callback | None = None,
         channel_of: int | None = None,
-    ) -> Promise:
-        """basic.publish; the promise settles on the broker's confirm (or once written)."""
+        *,
+        bare: Literal[False] = False,
+    ) -> Promise: ...
+
+    @overload
+    def publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        mandatory: bool,
+        headers: dict[str, Any] | None,
+        body: bytes,
+        *,
+        bare: Literal[True],
+    ) -> int: ...
+
+    def publish(
+        self,
+        exchange: str,
+        routing_key: str,
+        mandatory: bool,
+        headers: dict[str, Any] | None,
+        body: bytes,
+        callback: Callback | None = None,
+        channel_of: int | None = None,
+        *,
+        bare: bool = False,
+    ) -> Promise | int:
+        """basic.publish; the promise settles on the broker's confirm (or once written).
+
+        With `bare=True` (and no callback) the promise is bare: its number, returned, is all
+        there is until it ends or something asks for its object (`Promises.promote`); see
+        `puka.promises`. That is for a driver that waits by number and leaves `on_ready` alone.
+        """
+        if bare and callback is not None:
+            raise TypeError("a bare publish has no callback")
         props = headers_to_properties(headers)
         if self.state is _OPEN and not self._waiting and channel_of is None:
             publisher = self.publisher
             if publisher is not None:  # the hot path: straight to the publish channel
-                promise = self.promises.new(callback)
+                promises = self.promises
+                promise = promises.new_bare() if bare else promises.new(callback)
                 publisher.publish(promise, exchange, routing_key, mandatory, props, body)
                 return promise
+        later = self._publish_later(
+            props, exchange, routing_key, mandatory, body, callback, channel_of
+        )
+        return later.number if bare else later
+
+    def _publish_later(
+        self,
+        props: bytes,
+        exchange: str,
+        routing_key: str,
+        mandatory: bool,
+        body: bytes,
+        callback: Callback | None,
+        channel_of: int | None,
+    ) -> Promise:
+        """A publish off the hot path: a first channel, a connection not open yet, a channel."""
         self._check_usable()
         promise = self.promises.new(callback)
         if self.state is ConnectionState.RECOVERING or self._recovering:

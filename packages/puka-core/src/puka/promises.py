@@ -6,12 +6,19 @@ promises with a callback have results waiting (`callbacks_ready`) and forgets a 
 is finished and its last result handed out. A successful result nobody claims is kept for a
 while, then dropped: waiting on a forgotten promise number returns an empty success result,
 because only successes are ever forgotten (errors stay until claimed).
+
+A promise is an object (`Promise`) when something will ask about it before it ends: a callback,
+an adapter listening to `on_ready`, an operation that feeds it several results. A publish that
+no one listens to is a *bare* number (`new_bare`): no object, only an entry in `bare` until it
+ends (`resolve_all`), which is what makes a hundred thousand publishes in flight cheap.
+`take`, `peek`, `set_callback` and `pending` answer alike for both kinds; `promote` turns a
+bare number into an object when one is needed after all.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from puka.results import Result
@@ -24,6 +31,9 @@ Callback = Callable[[int, Result], Any]
 UNCLAIMED_SUCCESSES_KEPT = 65536
 """How many finished, successful, never-waited-for promises are remembered."""
 
+
+_NOT_BARE = 1
+"""What `bare.pop` gives for a number not there (its entries hold `None`)."""
 
 _NO_RESULTS: deque[Result] = deque(maxlen=0)
 """The results of a promise that has had none yet: shared, and it can hold nothing (a deque
@@ -55,11 +65,17 @@ class Promises:
         self._next = 1
         self.live: dict[int, Promise] = {}
         self.callbacks_ready: set[int] = set()  # promises with a callback and results to run
-        # the results of finished promises nobody claimed yet, oldest first (no promise kept)
-        self._unclaimed_ok: OrderedDict[int, Result] = OrderedDict()
+        self.unclaimed_ok: OrderedDict[int, Result] = OrderedDict()
+        """The empty successes of finished promises nobody claimed yet, oldest first, by number
+        (no promise kept). None has a callback and none is an error: popping one is `take`."""
         self._finished_multi: OrderedDict[int, None] = OrderedDict()  # ended consumes, newest kept
         self.on_ready: Callable[[Promise], None] | None = None
-        """Called when a promise gets a result (adapters resolve their futures here)."""
+        """Called when a promise gets a result (adapters resolve their futures here).
+
+        Bare numbers (`new_bare`) are never reported: a driver that sets this makes objects.
+        """
+        self.bare: dict[int, None] = {}
+        """The bare promise numbers not yet ended (see the module docstring)."""
 
     def new(self, callback: Callback | None = None, *, multi: bool = False) -> Promise:
         """A new promise."""
@@ -67,6 +83,50 @@ class Promises:
         self._next += 1
         self.live[promise.number] = promise
         return promise
+
+    def new_bare(self) -> int:
+        """A new promise without an object: its number, to end with `resolve_all`."""
+        number = self._next
+        self._next = number + 1
+        self.bare[number] = None
+        return number
+
+    def promote(self, number: int) -> Promise:
+        """The object of unfinished promise `number`: made now if it is bare."""
+        if self.bare.pop(number, _NOT_BARE) is None:
+            return self._object_for(number)
+        return self.live[number]
+
+    def _object_for(self, number: int) -> Promise:
+        promise = self.live[number] = Promise(number, None, False)
+        return promise
+
+    def resolve_all(self, promises: Iterable[Promise | int], result: Result) -> None:
+        """End each of `promises`, objects or bare numbers, with the same final `result`.
+
+        A confirm that settles thousands of publishes at once ends them here, in one call.
+        """
+        bare, live = self.bare, self.live
+        if not result and not result.is_error:  # an empty success: a bare one leaves no object
+            unclaimed = self.unclaimed_ok
+            for promise in promises:
+                if isinstance(promise, Promise):
+                    self.resolve(promise, result)
+                elif bare.pop(promise, _NOT_BARE) is None:
+                    unclaimed[promise] = result
+                elif (promoted := live.get(promise)) is not None:
+                    self.resolve(promoted, result)
+            while len(unclaimed) > UNCLAIMED_SUCCESSES_KEPT:
+                unclaimed.popitem(last=False)  # O(1), where a dict's oldest is found by a scan
+            return
+        for promise in promises:
+            if isinstance(promise, Promise):
+                self.resolve(promise, result)
+            elif bare.pop(promise, _NOT_BARE) is None:
+                # an error, or a result with content, is kept until claimed: on an object
+                self.resolve(self._object_for(promise), result)
+            elif (promoted := live.get(promise)) is not None:
+                self.resolve(promoted, result)
 
     def issued(self, number: int) -> bool:
         """Whether `number` was ever given out."""
@@ -91,7 +151,7 @@ class Promises:
                 # result alone, not its promise, until it is claimed or pushed out
                 number = promise.number
                 del self.live[number]
-                unclaimed = self._unclaimed_ok
+                unclaimed = self.unclaimed_ok
                 unclaimed[number] = result
                 if len(unclaimed) > UNCLAIMED_SUCCESSES_KEPT:
                     unclaimed.popitem(last=False)  # O(1), where a dict's oldest is found by a scan
@@ -111,12 +171,15 @@ class Promises:
         """Give a live promise a callback; results already waiting go to it too."""
         promise = self.live.get(number)
         if promise is None:
-            result = self._unclaimed_ok.pop(number, None)
-            if result is None:
-                return
-            promise = self.live[number] = Promise(number, callback, False)
-            promise.done = True
-            promise.results = deque((result,))
+            if number in self.bare:
+                promise = self.promote(number)
+            else:
+                result = self.unclaimed_ok.pop(number, None)
+                if result is None:
+                    return
+                promise = self._object_for(number)
+                promise.done = True
+                promise.results = deque((result,))
         promise.callback = callback
         if promise.results:
             self.callbacks_ready.add(number)
@@ -143,9 +206,11 @@ class Promises:
         """Hand out the next result of promise `number`, or `None` if it has none yet."""
         promise = self.live.get(number)
         if promise is None:
-            result = self._unclaimed_ok.pop(number, None)
+            result = self.unclaimed_ok.pop(number, None)
             if result is not None:
                 return result
+            if number in self.bare:  # pending
+                return None
             if self.issued(number) and number not in self._finished_multi:
                 return Result("ok")
             return None
@@ -165,7 +230,7 @@ class Promises:
         """
         promise = self.live.get(number)
         if promise is None:
-            return self._unclaimed_ok.get(number)
+            return self.unclaimed_ok.get(number)
         return promise.results[-1] if promise.results else None
 
     def is_finished_consume(self, number: int) -> bool:
@@ -182,7 +247,13 @@ class Promises:
         for promise in list(self.live.values()):
             if not promise.done:
                 self.resolve(promise, Result.error(exception))
+        self.fail_bare(exception)
+
+    def fail_bare(self, exception: BaseException) -> None:
+        """End every bare promise still pending with `exception`."""
+        if self.bare:
+            self.resolve_all(list(self.bare), Result.error(exception))
 
     def pending(self) -> int:
         """Promises not yet finished."""
-        return sum(1 for p in self.live.values() if not p.done)
+        return sum(1 for p in self.live.values() if not p.done) + len(self.bare)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from itertools import repeat
 from typing import TYPE_CHECKING
 
 from puka_spec import (
@@ -29,17 +30,20 @@ from puka_spec.exceptions import AMQPError, UnexpectedFrame
 
 from puka.errors import PublishNacked, Returned
 from puka.operations import message_result
+from puka.promises import Promise
 from puka.results import Result
 
 if TYPE_CHECKING:
     from puka.channels import Channel
     from puka.engine import Engine
-    from puka.promises import Promise
 
 __all__ = ["Publisher"]
 
 _METHOD_CACHE_SIZE = 512
 _OK = Result("basic.ack")
+
+_InFlight = tuple[Promise | int, tuple[str, str, bool], bytes, bytes]
+"""An unconfirmed publish: (promise, (exchange, routing_key, mandatory), properties, body)."""
 
 
 class Publisher:
@@ -50,15 +54,14 @@ class Publisher:
         self.channel = channel
         self.confirm = confirm
         self.next_tag = 1
-        self.by_tag: dict[int, Promise] = {}
+        # each unconfirmed publish by tag: its promise (an object, or a bare number) and what it
+        # sent, to send again if another publish kills the channel
+        self.by_tag: dict[int, _InFlight] = {}
         # Tags are given out 1, 2, 3...: every tag from `oldest` to next_tag - 1 was published,
         # and every one below `oldest` is settled. A `multiple` confirm settles from `oldest`.
         self.oldest = 1
         self.mandatory: deque[tuple[int, str, str]] = deque()
         self.returned: dict[int, Result] = {}
-        # what each unconfirmed publish sent, to send again if another publish kills the channel:
-        # ((exchange, routing_key, mandatory), properties, body)
-        self.messages: dict[int, tuple[tuple[str, str, bool], bytes, bytes]] = {}
         # basic.publish method frames (without their frame-end octet) by (exchange, routing_key,
         # mandatory): encoded once, as most publishers send a few over and over
         self._method_frames: dict[tuple[str, str, bool], bytes] = {}
@@ -74,14 +77,15 @@ class Publisher:
 
     def publish(
         self,
-        promise: Promise,
+        promise: Promise | int,
         exchange: str,
         routing_key: str,
         mandatory: bool,
         properties: bytes,
         body: bytes,
     ) -> None:
-        """Send one message; its promise settles on confirm (or once written)."""
+        """Send one message; its promise (an object or a bare number, see `puka.promises`)
+        settles on confirm (or once written)."""
         key = (exchange, routing_key, mandatory)
         method_frame = self._method_frames.get(key)
         if method_frame is None:
@@ -96,9 +100,7 @@ class Publisher:
             return
         tag = self.next_tag
         self.next_tag = tag + 1
-        self.by_tag[tag] = promise
-        self.messages[tag] = (key, properties, body)
-        promise.op = self
+        self.by_tag[tag] = (promise, key, properties, body)
         if mandatory:
             self.mandatory.append((tag, exchange, routing_key))
 
@@ -146,28 +148,34 @@ class Publisher:
             raise UnexpectedFrame(f"{method.NAME} on the publish channel was not expected")
 
     def _settle(self, tag: int, multiple: bool, error: PublishNacked | None) -> None:
-        by_tag, resolve = self.by_tag, self.engine.promises.resolve
+        by_tag, promises = self.by_tag, self.engine.promises
         if multiple:
-            hit = False
-            messages = self.messages
-            last = min(tag, self.next_tag - 1)
-            ok = _OK if error is None and not self.returned else None  # the outcome of each
-            for settled in range(self.oldest, last + 1):
-                messages.pop(settled, None)
-                promise = by_tag.pop(settled, None)
-                if promise is not None:
-                    hit = True
-                    resolve(promise, self._outcome(settled, error) if ok is None else ok)
-            self.oldest = max(self.oldest, last + 1)  # the tags up to `last` are settled
+            start, last, pop = self.oldest, min(tag, self.next_tag - 1), by_tag.pop
+            if error is None and not self.returned:  # each ends the same way: all at once
+                settled = [
+                    entry[0]
+                    for entry in map(pop, range(start, last + 1), repeat(None))
+                    if entry is not None
+                ]
+                promises.resolve_all(settled, _OK)
+                hit = bool(settled)
+            else:
+                hit = False
+                for settled_tag in range(start, last + 1):
+                    entry = pop(settled_tag, None)
+                    if entry is not None:
+                        hit = True
+                        outcome = self._outcome(settled_tag, error)
+                        promises.resolve_all((entry[0],), outcome)
+            self.oldest = max(start, last + 1)  # the tags up to `last` are settled
             if not hit or tag >= self.next_tag:  # settled nothing, or names unpublished tags
                 self.unknown_confirms += 1
         else:
-            promise = by_tag.pop(tag, None)
-            self.messages.pop(tag, None)
-            if promise is None:
+            entry = by_tag.pop(tag, None)
+            if entry is None:
                 self.unknown_confirms += 1
                 return
-            resolve(promise, self._outcome(tag, error))
+            promises.resolve_all((entry[0],), self._outcome(tag, error))
         oldest, end = self.oldest, self.next_tag  # past tags settled one by one, either way
         while oldest < end and oldest not in by_tag:
             oldest += 1
@@ -226,26 +234,25 @@ class Publisher:
         if culprit is None:
             self.fail_all(error)
             return
-        pending = [(promise, self.messages[t]) for t, promise in self.by_tag.items()]  # tag order
-        self.by_tag, self.messages = {}, {}
+        pending, self.by_tag = self.by_tag, {}  # in tag order
         self.mandatory.clear()
         self.returned.clear()
-        resolve = self.engine.promises.resolve
-        for promise, ((exchange, routing_key, mandatory), properties, body) in pending:
+        promises = self.engine.promises
+        failed = Result.error(error)
+        for promise, (exchange, routing_key, mandatory), properties, body in pending.values():
             if exchange == culprit:
-                resolve(promise, Result.error(error))
-            else:
-                self.engine.republish(promise, exchange, routing_key, mandatory, properties, body)
+                promises.resolve_all((promise,), failed)
+            else:  # it may have to wait for the new channel: as an object
+                again = promise if isinstance(promise, Promise) else promises.promote(promise)
+                self.engine.republish(again, exchange, routing_key, mandatory, properties, body)
 
     def fail_all(self, error: BaseException) -> None:
         """Fail every publish in flight with `error`."""
-        resolve = self.engine.promises.resolve
         pending, self.by_tag = self.by_tag, {}
-        self.messages = {}
         self.mandatory.clear()
         self.returned.clear()
-        for promise in pending.values():
-            resolve(promise, Result.error(error))
+        failed = Result.error(error)
+        self.engine.promises.resolve_all([entry[0] for entry in pending.values()], failed)
 
 
 _NAMED_EXCHANGE = re.compile(r"exchange '((?:[^'\\]|\\.)*)' in vhost")
