@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -167,6 +168,28 @@ def test_ack_removes_messages(client: Any, queue: str) -> None:
         client.basic_ack(message)
     wait_ok(client, client.basic_cancel(consume))
     assert message_count(client, queue) == 0
+
+
+@pytest.mark.parametrize("settle", ["basic_ack", "basic_reject", "basic_nack"])
+def test_settling_what_is_not_a_message_to_settle_is_a_value_error(
+    client: Any, queue: str, settle: str
+) -> None:
+    """Not a message, or one fetched with no_ack: a clear `ValueError`; the client goes on."""
+    declared = wait_ok(client, client.queue_declare(queue=queue, passive=True))
+    publish(client, queue, 1)
+    unacked = wait_ok(client, client.basic_get(queue=queue, no_ack=True))
+    for wrong in ({"delivery_tag": 1}, declared, unacked, None):
+        with pytest.raises(ValueError, match="message"):
+            getattr(client, settle)(wrong)
+    publish(client, queue, 1)
+    message = wait_ok(client, client.basic_get(queue=queue))
+    getattr(client, settle)(message)  # the client is still fine: the real one is settled
+    if settle != "basic_ack":  # requeued: it comes back (the reject runs on another channel)
+        deadline = time.monotonic() + SOON
+        again = wait_ok(client, client.basic_get(queue=queue, no_ack=True))
+        while again.get("empty") and time.monotonic() < deadline:
+            again = wait_ok(client, client.basic_get(queue=queue, no_ack=True))
+        assert again["body"] == message["body"] and again["redelivered"]
 
 
 def test_reject_requeue_redelivers(client: Any, queue: str) -> None:

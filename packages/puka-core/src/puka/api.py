@@ -362,7 +362,8 @@ class Calls(Generic[T]):
 
     def basic_ack(self, msg_result: Result, multiple: bool = False) -> None:
         """Acknowledge a delivered message (and, with `multiple`, all before it)."""
-        _delivery_tag(msg_result)
+        if type(msg_result) is not Result:  # the engine refuses a result that is no message
+            _delivery_tag(msg_result)  # raises the same clear error
         self._engine.ack(msg_result, multiple)
         self._sent()
 
