@@ -97,6 +97,7 @@ def assert_no_leaks(client: puka_asyncio.AsyncClient, max_channels: int = 3) -> 
     engine = client.engine
     live = dict(engine.promises.live)
     assert live == {}, f"promises still live: {live}"
+    assert not engine.promises.bare, f"bare promises pending: {list(engine.promises.bare)}"
     assert client.pending_handles == 0, f"{client.pending_handles} handles pending"
     if engine.publisher is not None:
         assert engine.publisher.in_flight == 0

@@ -7,6 +7,7 @@ import gc
 
 import puka_asyncio
 import pytest
+from puka import promises as promises_module
 from puka.channels import IDLE_CHANNELS_KEPT
 
 from tests.asyncio.conftest import ClientFactory
@@ -31,7 +32,7 @@ async def test_ten_thousand_concurrent_publishes(make_client: ClientFactory) -> 
     assert len(results) == 10_000
     assert all(result == {} and not result.is_error for result in results)
     assert await counts(client, queue) == (10_000, 0)
-    assert len(client.engine.promises.live) == 0
+    assert len(client.engine.promises.live) == 0 and not client.engine.promises.bare
     assert client.pending_handles == 0
     assert client.engine.publisher is not None
     assert client.engine.publisher.in_flight == 0
@@ -102,7 +103,8 @@ async def _settled(client: puka_asyncio.AsyncClient) -> bool:
     """No operation in flight, no delivery left to settle."""
     engine = client.engine
     channels = engine.channels.by_number.values()
-    return not engine.promises.live and not any(channel.unacked for channel in channels)
+    promises = engine.promises
+    return not promises.live and not promises.bare and not any(c.unacked for c in channels)
 
 
 async def test_exception_inside_a_consume_loop_cancels_it(make_client: ClientFactory) -> None:
@@ -267,3 +269,39 @@ async def test_concurrent_consumers_and_publishers(make_client: ClientFactory) -
     for queue in queues:
         assert await counts(client, queue) == (0, 0)
     assert_no_leaks(client, max_channels=6)
+
+
+async def test_publishes_are_futures_without_promise_objects(make_client: ClientFactory) -> None:
+    """A publish without a callback is a bare promise: its future, and a number in the engine."""
+    client = await make_client()
+    queue = await exclusive_queue(client)
+    await within(client.basic_publish("", queue, body=b"first"))  # opens the publish channel
+    futures = [client.basic_publish("", queue, body=b"%d" % i) for i in range(100)]
+    assert {int(f) for f in futures} == set(client.engine.promises.bare)
+    assert not client.engine.promises.live
+    results = await within(asyncio.gather(*futures))
+    assert [r.name for r in results] == ["basic.ack"] * 100
+    assert await counts(client, queue) == (101, 0)
+    assert_no_leaks(client)
+
+
+@pytest.mark.parametrize("pubacks", [True, False])
+async def test_publishes_ended_past_the_unclaimed_bound_still_resolve(
+    make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch, pubacks: bool
+) -> None:
+    """More publishes end in one read (or one write) than the engine keeps successes for: the
+    future of one pushed out still gets a success."""
+    monkeypatch.setattr(promises_module, "UNCLAIMED_SUCCESSES_KEPT", 3)
+    client = await make_client(pubacks=pubacks)
+    queue = await exclusive_queue(client)
+    await within(client.basic_publish("", queue, body=b"first"))
+    results = await within(
+        asyncio.gather(*(client.basic_publish("", queue, body=b"%d" % i) for i in range(200)))
+    )
+    assert len(results) == 200 and not any(r.is_error for r in results)
+
+    async def all_enqueued() -> bool:  # without confirms, "written" is all a publish knows
+        return await counts(client, queue) == (201, 0)
+
+    await eventually(all_enqueued, what="the 201 messages to be enqueued")
+    assert_no_leaks(client)

@@ -507,7 +507,8 @@ async def test_direct_reply_to_rpc(make_client: ClientFactory) -> None:
 
 
 async def _no_parked(client: puka_asyncio.AsyncClient) -> bool:
-    return client.pending_handles == 0 and not client.engine.promises.live
+    promises = client.engine.promises
+    return client.pending_handles == 0 and not promises.live and not promises.bare
 
 
 async def test_direct_reply_to_needs_the_consume_channel(make_client: ClientFactory) -> None:

@@ -208,7 +208,9 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
         self._ssl = ssl
         self._handles: dict[int, PromiseHandle] = {}
         self._reconnecting: asyncio.Task[None] | None = None
-        self._protocol = EngineProtocol(self._engine, loop, self._deliver, self._start_reconnect)
+        self._protocol = EngineProtocol(
+            self._engine, loop, self._deliver, self._start_reconnect, self._deliver_ended
+        )
 
     def __repr__(self) -> str:
         return f"<puka_asyncio.AsyncClient {self.params.redacted_url()} {self._engine.state.value}>"
@@ -242,6 +244,8 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
         """Handles whose operation has not finished (for leak checks)."""
         return len(self._handles)
 
+    _bare_publishes = True  # a publish without a callback: a future and no promise object
+
     def _wrap(self, promise: Promise) -> PromiseHandle:
         handle: PromiseHandle
         if promise.multi:
@@ -252,14 +256,44 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
         self._handles[promise.number] = handle
         if promise.results:  # it may have a result already (e.g. a call on a closed client)
             self._deliver(promise)
+        self._write_call()
+        return handle
+
+    def _wrap_number(self, number: int) -> PromiseHandle:
+        live = self._engine.promises.live.get(number)
+        if live is not None:  # made off the hot path, as an object: it may have a result
+            return self._wrap(live)
+        handle = PromiseFuture(loop=self.loop)
+        handle.number = number
+        self._handles[number] = handle
+        self._write_call()
+        return handle
+
+    def _write_call(self) -> None:
         if self._engine.outgoing_bytes > _EAGER_WRITE:
             self._protocol.flush()  # a big backlog goes out now, not after the whole batch
         else:
             self._protocol.write_call()
-        return handle
 
     def _sent(self) -> None:
         self._protocol.schedule_flush()
+
+    def _deliver_ended(self, ended: Sequence[Promise | int]) -> None:
+        """Bare promises ended with a success: their futures get it (see `puka.promises`)."""
+        handles, promises = self._handles, self._engine.promises
+        live, pop_ok = promises.live, promises.unclaimed_ok.pop
+        for number in ended:
+            # objects, and numbers promoted to objects, come through `_deliver`
+            if type(number) is int and number not in live:
+                handle = handles.get(number)
+                if not isinstance(handle, PromiseFuture):  # delivered already
+                    continue
+                del handles[number]
+                result = pop_ok(number, None)
+                if result is None:  # pushed out of `unclaimed_ok` already: a stand-in
+                    result = Result("ok")
+                if not handle.done():  # cancelled
+                    handle.set_result(result)
 
     def _deliver(self, promise: Promise) -> None:
         number = promise.number

@@ -18,7 +18,7 @@ import asyncio
 import os
 import socket
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import cast
 
 from puka.connection_states import ConnectionState
@@ -47,6 +47,7 @@ class EngineProtocol(asyncio.BufferedProtocol):
         loop: asyncio.AbstractEventLoop,
         deliver: Callable[[Promise], None],
         reconnect: Callable[[], None] | None = None,
+        deliver_ended: Callable[[Sequence[Promise | int]], None] | None = None,
     ) -> None:
         self.engine = engine
         self.loop = loop
@@ -54,6 +55,8 @@ class EngineProtocol(asyncio.BufferedProtocol):
         self._deliver = deliver
         self._reconnect = reconnect
         self._ready: dict[int, Promise] = {}
+        self._deliver_ended = deliver_ended
+        self._ended: list[Sequence[Promise | int]] = []  # for `deliver_ended`, as `_ready`
         self._flush_scheduled = False
         self._read_since_write = False  # `write_call` writes at once (a round trip starts)
         self._timer: asyncio.TimerHandle | None = None
@@ -68,6 +71,8 @@ class EngineProtocol(asyncio.BufferedProtocol):
         self._link: TransportLink | None = None  # the newest transport's link, if links are used
         self.closed = loop.create_future()
         engine.promises.on_ready = self._on_ready
+        if deliver_ended is not None:
+            engine.promises.on_bare_ended = self._on_bare_ended
 
     def link(self) -> TransportLink:
         """A protocol for one new transport (pass `protocol.link` as the protocol factory)."""
@@ -261,8 +266,16 @@ class EngineProtocol(asyncio.BufferedProtocol):
     def _on_ready(self, promise: Promise) -> None:
         self._ready[promise.number] = promise
 
+    def _on_bare_ended(self, batch: Sequence[Promise | int]) -> None:
+        self._ended.append(batch)
+
     def _dispatch(self) -> None:
-        while self._ready:
+        while self._ready or self._ended:
+            deliver_ended = self._deliver_ended
+            if self._ended and deliver_ended is not None:  # bare promises that ended
+                ended, self._ended = self._ended, []
+                for batch in ended:
+                    deliver_ended(batch)
             ready, self._ready = self._ready, {}
             for promise in ready.values():
                 self._deliver(promise)

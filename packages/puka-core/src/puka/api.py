@@ -30,7 +30,8 @@ class Calls(Generic[T]):
 
     _bare_publishes = False
     """Whether a publish without a callback is a bare promise (`Engine.publish`, `bare=True`),
-    handed to `_wrap_number`: for a driver that waits by number and leaves `on_ready` alone."""
+    handed to `_wrap_number`. A driver that does not wait by number learns that one ended from
+    `promises.on_bare_ended` (see `puka.promises`)."""
 
     def _wrap(self, promise: Promise) -> T:
         raise NotImplementedError

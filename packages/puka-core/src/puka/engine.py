@@ -995,7 +995,7 @@ class Engine:
 
         With `bare=True` (and no callback) the promise is bare: its number, returned, is all
         there is until it ends or something asks for its object (`Promises.promote`); see
-        `puka.promises`. That is for a driver that waits by number and leaves `on_ready` alone.
+        `puka.promises`, and `on_bare_ended` for a driver that does not wait by number.
         """
         if bare and callback is not None:
             raise TypeError("a bare publish has no callback")

@@ -12,13 +12,15 @@ an adapter listening to `on_ready`, an operation that feeds it several results. 
 no one listens to is a *bare* number (`new_bare`): no object, only an entry in `bare` until it
 ends (`resolve_all`), which is what makes a hundred thousand publishes in flight cheap.
 `take`, `peek`, `set_callback` and `pending` answer alike for both kinds; `promote` turns a
-bare number into an object when one is needed after all.
+bare number into an object when one is needed after all. A bare promise that ends with an
+empty success is reported to `on_bare_ended`, not `on_ready`; one that fails becomes an object
+holding the error, reported to `on_ready`.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from puka.results import Result
@@ -70,10 +72,11 @@ class Promises:
         (no promise kept). None has a callback and none is an error: popping one is `take`."""
         self._finished_multi: OrderedDict[int, None] = OrderedDict()  # ended consumes, newest kept
         self.on_ready: Callable[[Promise], None] | None = None
-        """Called when a promise gets a result (adapters resolve their futures here).
-
-        Bare numbers (`new_bare`) are never reported: a driver that sets this makes objects.
-        """
+        """Called when a promise object gets a result (adapters resolve their futures here)."""
+        self.on_bare_ended: Callable[[Sequence[Promise | int]], None] | None = None
+        """Called by `resolve_all` with what it ended with an empty success: how a driver that
+        makes bare promises and does not wait by number learns that they ended. Objects, and
+        numbers promoted to objects (still in `live`), come too: `on_ready` has them already."""
         self.bare: dict[int, None] = {}
         """The bare promise numbers not yet ended (see the module docstring)."""
 
@@ -101,7 +104,7 @@ class Promises:
         promise = self.live[number] = Promise(number, None, False)
         return promise
 
-    def resolve_all(self, promises: Iterable[Promise | int], result: Result) -> None:
+    def resolve_all(self, promises: Sequence[Promise | int], result: Result) -> None:
         """End each of `promises`, objects or bare numbers, with the same final `result`.
 
         A confirm that settles thousands of publishes at once ends them here, in one call.
@@ -118,6 +121,8 @@ class Promises:
                     self.resolve(promoted, result)
             while len(unclaimed) > UNCLAIMED_SUCCESSES_KEPT:
                 unclaimed.popitem(last=False)  # O(1), where a dict's oldest is found by a scan
+            if self.on_bare_ended is not None:
+                self.on_bare_ended(promises)
             return
         for promise in promises:
             if isinstance(promise, Promise):
