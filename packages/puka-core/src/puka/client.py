@@ -47,6 +47,7 @@ _EAGER_WRITE = 65536  # queued bytes above which a call writes what the socket t
 _IOV_MAX = 512  # buffers handed to one sendmsg (Linux allows 1024)
 _BATCH_WRITE = 4096  # queued bytes a wait that need not block still writes (batched acks)
 _RECOVERING = ConnectionState.RECOVERING  # a global: Enum class attributes are slow on 3.11
+_CLOSED = ConnectionState.CLOSED
 
 
 class Client(Calls[int]):
@@ -265,9 +266,11 @@ class Client(Calls[int]):
         sock = self._sock
         if sock is None:
             return
-        pending = self._pending
         engine = self._engine
-        if engine.needs_write():
+        if not self._pending_bytes and not engine.outgoing_bytes and engine.state is not _CLOSED:
+            return  # nothing to write (a wait's loop asks after every step)
+        pending = self._pending
+        if engine.outgoing_bytes:
             for buffer in engine.buffers_to_send():
                 pending.append(buffer)
                 self._pending_bytes += len(buffer)
@@ -407,7 +410,7 @@ class Client(Calls[int]):
         live = promises.live.get(number)
         result = promises.take(number)
         if result is None:
-            if live is None and not promises.issued(number):
+            if live is None and number not in promises.bare and not promises.issued(number):
                 raise ValueError(f"{number} is not a promise of this client")
             return None
         if live is not None and live.callback is not None:
@@ -528,13 +531,14 @@ class Client(Calls[int]):
         waiter = self._waiter
         if waiter is None:
             waiter = self._waiter = SocketWait(sock)
+        engine = self._engine
         now = time.monotonic()
-        timer = self._engine.next_timer()
+        timer = engine.next_timer()
         until = deadline if timer is None or (deadline is not None and deadline < timer) else timer
         wait_for = None if until is None else max(0.0, until - now)
         if self._tls and sock.pending():  # type: ignore[attr-defined]
             wait_for = 0.0
-        ready = waiter.wait(wait_for, self.needs_write())
+        ready = waiter.wait(wait_for, bool(self._pending_bytes or engine.outgoing_bytes))
         if ready & READ:
             self.on_read()
         if ready & WRITE and self._sock is not None:
@@ -543,8 +547,7 @@ class Client(Calls[int]):
             self.on_read()
         if not self._run_timers(time.monotonic()):
             return
-        if self.needs_write():
-            self._write()
+        self._write()  # returns at once if there is nothing to write
         self._check_write_stall()
 
     def _run_timers(self, now: float) -> bool:
