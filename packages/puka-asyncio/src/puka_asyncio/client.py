@@ -289,10 +289,10 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
                 if not isinstance(handle, PromiseFuture):  # delivered already
                     continue
                 del handles[number]
-                result = pop_ok(number, None)
-                if result is None:  # pushed out of `unclaimed_ok` already: a stand-in
-                    result = Result("ok")
-                if not handle.done():  # cancelled
+                result = pop_ok(number, None)  # `take`, without its call for the usual case
+                if result is None:  # pushed out of `unclaimed_ok` already: `take` stands in
+                    result = promises.take(number)
+                if result is not None and not handle.done():  # (done: cancelled)
                     handle.set_result(result)
 
     def _deliver(self, promise: Promise) -> None:

@@ -270,8 +270,8 @@ class EngineProtocol(asyncio.BufferedProtocol):
         self._ended.append(batch)
 
     def _dispatch(self) -> None:
+        deliver_ended = self._deliver_ended  # `_ended` fills only when there is one
         while self._ready or self._ended:
-            deliver_ended = self._deliver_ended
             if self._ended and deliver_ended is not None:  # bare promises that ended
                 ended, self._ended = self._ended, []
                 for batch in ended:

@@ -39,7 +39,7 @@ _NOT_BARE = 1
 
 _NO_RESULTS: deque[Result] = deque(maxlen=0)
 """The results of a promise that has had none yet: shared, and it can hold nothing (a deque
-costs about 600 bytes, and a hundred thousand publishes in flight each have a promise)."""
+costs about 600 bytes, and thousands of operations in flight may each have a promise)."""
 
 
 class Promise:
@@ -109,29 +109,25 @@ class Promises:
 
         A confirm that settles thousands of publishes at once ends them here, in one call.
         """
-        bare, live = self.bare, self.live
-        if not result and not result.is_error:  # an empty success: a bare one leaves no object
-            unclaimed = self.unclaimed_ok
-            for promise in promises:
-                if isinstance(promise, Promise):
-                    self.resolve(promise, result)
-                elif bare.pop(promise, _NOT_BARE) is None:
-                    unclaimed[promise] = result
-                elif (promoted := live.get(promise)) is not None:
-                    self.resolve(promoted, result)
-            while len(unclaimed) > UNCLAIMED_SUCCESSES_KEPT:
-                unclaimed.popitem(last=False)  # O(1), where a dict's oldest is found by a scan
-            if self.on_bare_ended is not None:
-                self.on_bare_ended(promises)
-            return
+        bare, live, unclaimed = self.bare, self.live, self.unclaimed_ok
+        # an empty success: a bare one leaves no object, only its result (an error, or a
+        # result with content, is kept on an object until claimed)
+        alone = not result and not result.is_error
         for promise in promises:
             if isinstance(promise, Promise):
                 self.resolve(promise, result)
             elif bare.pop(promise, _NOT_BARE) is None:
-                # an error, or a result with content, is kept until claimed: on an object
-                self.resolve(self._object_for(promise), result)
+                if alone:
+                    unclaimed[promise] = result
+                else:
+                    self.resolve(self._object_for(promise), result)
             elif (promoted := live.get(promise)) is not None:
                 self.resolve(promoted, result)
+        if alone:
+            while len(unclaimed) > UNCLAIMED_SUCCESSES_KEPT:
+                unclaimed.popitem(last=False)  # O(1), where a dict's oldest is found by a scan
+            if self.on_bare_ended is not None:
+                self.on_bare_ended(promises)
 
     def issued(self, number: int) -> bool:
         """Whether `number` was ever given out."""
