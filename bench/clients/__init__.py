@@ -46,7 +46,7 @@ CLIENTS: tuple[ClientInfo, ...] = (
         "puka-asyncio",
         "clients.puka_async",
         "puka-asyncio",
-        "puka_asyncio; asyncio.gather of call futures, async for over consumes",
+        "puka_asyncio; wait_for_all over call futures, async for over consumes",
     ),
     ClientInfo(
         "pika",

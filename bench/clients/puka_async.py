@@ -1,7 +1,8 @@
 """Puka's asyncio client (`puka_asyncio`), written as its documentation suggests.
 
-Every call returns a future at once, so pipelining is `asyncio.gather` over the futures
-(publishes with confirms, declares); fire-and-forget publishes without confirms are not
+Every call returns a future at once, so pipelining is `await client.wait_for_all(futures)`
+(publishes with confirms, declares), which the client's docs recommend over `asyncio.gather`
+for many futures; fire-and-forget publishes without confirms are not
 awaited one by one but paced with `await client.drain()`, as the client's docstring says. A
 consume is an async iterator of messages; `basic_ack(message)` is a plain call. Publisher
 confirms are on by default and turned off (`pubacks=False`) where the workload has none.
@@ -50,12 +51,12 @@ async def publish(ctx: Context) -> None:
 
 
 async def confirm_pipelined(ctx: Context) -> None:
-    """asyncio.gather over every publish's future (confirms on)."""
+    """wait_for_all over every publish's future (confirms on)."""
     client = await _connect(ctx)
     queue = ctx.queue
     ctx.start()
-    results = await asyncio.gather(
-        *[client.basic_publish(exchange="", routing_key=queue, body=b) for b in ctx.bodies]
+    results = await client.wait_for_all(
+        [client.basic_publish(exchange="", routing_key=queue, body=b) for b in ctx.bodies]
     )
     ctx.stop()
     ctx.published = len(results)
@@ -150,22 +151,22 @@ async def declare_seq(ctx: Context) -> None:
 
 
 async def declare_pipelined(ctx: Context) -> None:
-    """asyncio.gather over every queue_declare."""
+    """wait_for_all over every queue_declare."""
     client = await _connect(ctx)
     ctx.start()
-    results = await asyncio.gather(*[client.queue_declare(queue=n) for n in ctx.declare_names])
+    results = await client.wait_for_all([client.queue_declare(queue=n) for n in ctx.declare_names])
     ctx.stop()
     ctx.declared = [r["queue"] for r in results]
     await client.close()
 
 
 async def large(ctx: Context) -> None:
-    """gather the 4 MiB publishes (confirms), then consume them (prefetch 16, ack each)."""
+    """wait_for_all on the 4 MiB publishes (confirms), then consume them (prefetch 16, ack each)."""
     client = await _connect(ctx)
     queue, big, take, count = ctx.queue, ctx.big, ctx.take, ctx.count
     ctx.start()
-    results = await asyncio.gather(
-        *[client.basic_publish(exchange="", routing_key=queue, body=big) for _ in range(count)]
+    results = await client.wait_for_all(
+        [client.basic_publish(exchange="", routing_key=queue, body=big) for _ in range(count)]
     )
     ctx.published = len(results)
     async for message in _consume_handle(client, queue=queue, prefetch_count=LARGE_PREFETCH):

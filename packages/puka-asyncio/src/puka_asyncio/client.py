@@ -19,13 +19,13 @@ from __future__ import annotations
 import asyncio
 import ssl as ssl_module
 from collections import deque
-from collections.abc import AsyncIterator, Generator, Sequence
+from collections.abc import AsyncIterator, Generator, Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
 from puka.api import Calls
 from puka.engine import Engine
-from puka.errors import ConnectFailed, ConnectTimeout
+from puka.errors import AMQPError, ConnectFailed, ConnectTimeout, PukaError
 from puka.promises import Callback, Promise
 from puka.recovery import Recovery, recovery_for
 from puka.results import Result
@@ -317,6 +317,42 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
         """Wait until the socket takes more: await it in a loop of unawaited publishes."""
         self._protocol.flush()
         await self._protocol.drain()
+
+    async def wait_for_all(
+        self, handles: Iterable[PromiseHandle], raise_errors: bool = True
+    ) -> list[Result]:
+        """Await every handle, in order: their results, as `puka.Client.wait_for_all` gives them.
+
+        For many futures it costs much less than `asyncio.gather`, which schedules a callback
+        per future on the loop: this waits for the last future first (confirms and replies
+        come mostly in order, so by then most others are done), then suspends again only for
+        one still pending.
+
+        The first handle, in order, that failed raises its exception (the later ones are not
+        looked at: their outcome stays on their futures), unless `raise_errors` is false, in
+        which case an error `Result` (`is_error`, `exception`) takes its place. A consume handle
+        gives its next message. Cancelling the task that awaits this cancels none of the
+        operations.
+        """
+        handles = list(handles)
+        if handles:
+            last = handles[-1]
+            if isinstance(last, PromiseFuture) and not last.done():
+                await asyncio.wait((last,))
+        results: list[Result] = []
+        for handle in handles:
+            try:
+                if isinstance(handle, PromiseFuture):
+                    if not handle.done():
+                        await asyncio.wait((handle,))
+                    results.append(handle.result())
+                else:
+                    results.append(await handle)
+            except (AMQPError, PukaError) as error:
+                if raise_errors:
+                    raise
+                results.append(Result.error(error))
+        return results
 
     async def basic_publish_wait(self, *args: Any, **kwargs: Any) -> Result:
         """`basic_publish`, awaiting room in the socket first (for fire-and-forget loops)."""
