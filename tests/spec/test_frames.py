@@ -368,10 +368,31 @@ def test_corrupted_content_fails_the_same_assembled_or_not(data: st.DataObject) 
 @pytest.mark.parametrize("flip", [0x01, 0x80, 0xFF])
 def test_every_single_corrupted_byte_fails_the_same_assembled_or_not(flip: int) -> None:
     stream = _message(b"payload", props=BasicProperties(message_id="m", headers={"a": 1}))
-    stream += _message(b"")
+    stream += _message(b"") + _message(b"plain")  # and two without properties
     for i in range(len(stream)):
         corrupted = stream[:i] + bytes([stream[i] ^ flip]) + stream[i + 1 :]
         assert _outcome(corrupted, [], assemble=True) == _outcome(corrupted, [], assemble=False), i
+
+
+@pytest.mark.parametrize("assemble", [True, False])
+def test_a_header_too_short_for_its_flags_is_refused(assemble: bool) -> None:
+    """A 10-byte content header: read with its fixed 14 bytes, its body size runs into the
+    next frame and its (zero) flags are that frame's channel, which fits a well-formed body
+    frame. Assembled or not, it is refused, not read as a message without properties."""
+    body_size = 0xCE03  # the header's last 6 bytes (zero), its frame-end octet, then 3
+    stream = (
+        encode_method_frame(0, DELIVER)
+        + struct.pack(">BHIHH", 2, 0, 10, 60, 0)
+        + bytes(6)
+        + b"\xce"
+        + struct.pack(">BHI", 3, 0, body_size)
+        + bytes(body_size)
+        + b"\xce"
+    )
+    reader = FrameReader(131072, assemble_content=assemble)
+    reader.feed(stream)
+    with pytest.raises(FrameError, match="content header of 10 bytes is too short"):
+        _read_all(reader)
 
 
 @given(

@@ -625,12 +625,17 @@ class FrameReader:
             or buf[end] != 206
         ):
             return None
-        try:
-            properties, stop = decode_properties(BasicProperties, flags, buf, pos + 21)
-        except _DECODE_ERRORS:
+        if flags:
+            try:
+                properties, stop = decode_properties(BasicProperties, flags, buf, pos + 21)
+            except _DECODE_ERRORS:
+                return None
+            if stop > end:
+                return None
+        elif size < 14:  # no room for the fixed part (read past the frame above)
             return None
-        if stop > end:
-            return None
+        else:  # no property set: a plain message, nothing to decode
+            properties = _new(BasicProperties)
         pos = end + 1
         if body_size:
             try:
