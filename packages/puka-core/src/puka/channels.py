@@ -152,7 +152,8 @@ class Channel:
         """A whole message at once: its method, header and body were read together."""
         if self._content is not None:
             self._incomplete(frame.method)
-        self._check_size(len(frame.body))
+        if len(frame.body) > self.engine.max_message_size:  # (a call less than _check_size)
+            self._check_size(len(frame.body))
         if self.owner is not None:
             self.owner.on_method(self, frame.method, frame.properties, frame.body)
 

@@ -311,7 +311,8 @@ class Consume(ChannelHolder):
             result["exchange"] = method.exchange
             result["routing_key"] = method.routing_key
             result["body"] = body
-            result["headers"] = properties_to_headers(props) if props is not None else {}
+            # (a message without properties, the usual case, costs no call)
+            result["headers"] = properties_to_headers(props) if props and props.__dict__ else {}
             if not self.no_ack:
                 channel.unacked.add(tag)
                 result._ack = (channel, tag)
