@@ -7,13 +7,14 @@ every client's rate relative to Puka, and a detailed table: median rate with min
 repetitions, p50/p99 latency where it applies, client CPU time of the timed section, peak RSS
 of the child process, how far the client's RSS rose above its idle RSS during the timed section
 (and, for the 4 MiB workloads, that growth over the message size), and each rate divided by
-Puka's and by the ceiling's.
+Puka's and by the ceiling's, then checks Puka's targets (`targets.py`).
 
 A run is only reported if it passed both checks: the child's (what the client saw: counts,
 bodies, names) and the broker's (`stage.Stage.verify`: what the queue holds afterwards). A
 run that fails, times out or is not supported by a client shows as "n/a (reason)"; the queues
 of every run are deleted whatever happened. Repetitions interleave the clients (in a rotating
-order) so that machine noise spreads over all of them.
+order, `run_order`) so that machine noise spreads over all of them; the raw client and Puka's
+two clients run back to back, so that their ratios can be taken repetition by repetition.
 
     python bench/run.py [--quick] [--repeat R] [--clients a,b] [--workloads x,y] [--out PATH]
 
@@ -27,72 +28,24 @@ import json
 import os
 import platform
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import targets
 from clients import CLIENTS_BY_KEY, PUKA, RAW, ClientInfo
 from common import DEFAULT_URL, LARGE_SIZE, WORKLOADS, WORKLOADS_BY_KEY, Broker, Workload
+from outcomes import Cell, Outcome
 from rawamqp import RawConnection
 from stage import Stage
+from targets import PUKA_CLIENTS
 
 HERE = Path(__file__).resolve().parent
-
-
-@dataclass
-class Outcome:
-    """One run of one client on one workload."""
-
-    ok: bool
-    error: str = ""
-    rate: float = 0.0
-    cpu: float = 0.0
-    process_cpu: float = 0.0
-    maxrss_mib: float = 0.0
-    rss_growth_mib: float | None = None
-    p50_us: float | None = None
-    p99_us: float | None = None
-    wall: float = 0.0
-    notes: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Cell:
-    """Every run of one client on one workload, and what the table shows for it."""
-
-    client: ClientInfo
-    workload: Workload
-    runs: list[Outcome] = field(default_factory=list)
-    skipped: str = ""
-
-    @property
-    def good(self) -> list[Outcome]:
-        return [r for r in self.runs if r.ok]
-
-    @property
-    def failure(self) -> str:
-        """Why there is no number ('' when every run passed)."""
-        if self.skipped:
-            return self.skipped
-        bad = [r for r in self.runs if not r.ok]
-        return bad[0].error if bad else ""
-
-    @property
-    def rate(self) -> float | None:
-        if self.failure or not self.good:
-            return None
-        return statistics.median(r.rate for r in self.good)
-
-    def median(self, attribute: str) -> float | None:
-        values = [getattr(r, attribute) for r in self.good if getattr(r, attribute) is not None]
-        return statistics.median(values) if values else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -384,6 +337,13 @@ def detail_table(cells: dict[tuple[str, str], Cell], clients: list[ClientInfo], 
     return "\n".join(lines)
 
 
+TARGETS_NOTE = """\
+Puka's targets (issue 8), checked by `bench/targets.py`. A rate or p50 ratio is the median of
+paired ratios: in each repetition the raw client, Puka and Puka's asyncio client run back to
+back, and their ratio is taken within that repetition (the machine's speed drifts more
+between repetitions). CPU ratios compare median CPU time; the 4 MiB consumer's RSS growth is
+the largest of its repetitions."""
+
 NOTES = """\
 How to read it: each rate is the median over the repetitions (min-max beside it) of one
 fresh process per run; ÷ puka and ÷ ceiling divide a client's median rate by Puka's (blocking)
@@ -453,6 +413,12 @@ def write_report(
         "",
         summary_table(cells, clients, quick),
         "",
+        "## Targets",
+        "",
+        TARGETS_NOTE,
+        "",
+        targets.table(targets.evaluate(cells)),
+        "",
         "## Details",
         "",
         detail_table(cells, clients, quick),
@@ -470,6 +436,24 @@ def write_report(
 # ---------------------------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------------------------
+
+
+def run_order(clients: list[ClientInfo], rep: int) -> list[ClientInfo]:
+    """The clients in the order of repetition `rep`.
+
+    The raw client, Puka and Puka's asyncio client run back to back, so that the targets'
+    paired ratios (`targets.paired`) compare runs made within a minute of each other; their
+    order reverses every repetition. The other clients, one by one, and that block take turns
+    at going first, so that machine noise spreads over all of them.
+    """
+    block = [c for c in clients if c.key in PUKA_CLIENTS]
+    if rep % 2:
+        block.reverse()
+    groups = [[c] for c in clients if c.key not in PUKA_CLIENTS]
+    if block:
+        groups.insert(0, block)
+    shift = rep % len(groups)
+    return [client for group in groups[shift:] + groups[:shift] for client in group]
 
 
 def _select(names: str | None, known: dict[str, Any], what: str) -> list[str]:
@@ -517,8 +501,7 @@ def main(argv: list[str] | None = None) -> int:
                 cell.skipped = client.unsupported.get(key, "")
                 cells[key, client.key] = cell
             for rep in range(repeat):
-                shift = rep % len(clients)
-                for client in clients[shift:] + clients[:shift]:
+                for client in run_order(clients, rep):
                     cell = cells[key, client.key]
                     if cell.skipped:
                         continue

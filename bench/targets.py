@@ -1,0 +1,183 @@
+"""Puka's performance targets, checked against one benchmark run.
+
+The machine's speed drifts during a run (on a shared two-core machine, the ceiling's rate can
+move by a fifth between two of its repetitions), so a ratio between two clients is taken
+repetition by repetition, from runs made back to back (`run.py` runs the raw client, Puka
+and Puka's asyncio client one after the other in every repetition), and the median of those
+paired ratios is what a target is checked against. CPU time per operation drifts much less
+and is compared by medians, as are the declare rates of two different workloads.
+
+`evaluate(cells)` gives one `Verdict` per target that the run has the data for; `table`
+formats them for the report.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from clients import PUKA, RAW
+from common import LARGE_SIZE, WORKLOADS_BY_KEY
+from outcomes import Cell, Outcome
+
+PUKA_ASYNCIO = "puka-asyncio"
+PUKA_CLIENTS = frozenset({RAW, PUKA, PUKA_ASYNCIO})
+"""The ceiling and Puka's clients: not "other clients" for the CPU target."""
+
+THROUGHPUT_ROWS = ("publish", "confirm-pipelined", "consume-ack", "consume-noack")
+LATENCY_ROWS = ("confirm-each", "rpc")
+LARGE_ROWS = ("large", "large-consume")
+
+Cells = dict[tuple[str, str], Cell]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One target on one workload: what was measured, the bound, and whether it holds."""
+
+    target: str
+    workload: str
+    bound: str
+    measured: float
+    spread: tuple[float, ...]  # the values the measure is the median of (or the measure alone)
+    met: bool
+
+
+def paired(
+    cell: Cell, base: Cell, value: Callable[[Outcome], float | None] = lambda r: r.rate
+) -> list[float]:
+    """`value` of `cell` over `value` of `base`, repetition by repetition.
+
+    A repetition counts only where both runs passed and both values are there (and the base's
+    is not zero).
+    """
+    ratios = []
+    for mine, theirs in zip(cell.runs, base.runs, strict=False):
+        if not (mine.ok and theirs.ok):
+            continue
+        top, bottom = value(mine), value(theirs)
+        if top is not None and bottom:
+            ratios.append(top / bottom)
+    return ratios
+
+
+def _cpu(cell: Cell) -> float | None:
+    """The median CPU seconds of a cell's runs (`None` if one failed): every client runs the
+    same count of a workload, so two cells' CPU per operation compare as these do."""
+    if cell.failure:
+        return None
+    return cell.median("cpu")
+
+
+def _verdict(
+    target: str, workload: str, bound: str, values: list[float], ok: Callable[[float], bool]
+) -> Verdict | None:
+    if not values:
+        return None
+    measured = statistics.median(values)
+    return Verdict(target, workload, bound, measured, tuple(values), ok(measured))
+
+
+def evaluate(cells: Cells) -> list[Verdict]:
+    """Every target the cells have the data for, in the order of the issue's list."""
+    verdicts: list[Verdict | None] = []
+
+    def cell(workload: str, client: str) -> Cell | None:
+        found = cells.get((workload, client))
+        return found if found is not None and found.good else None
+
+    for key in THROUGHPUT_ROWS + LARGE_ROWS:  # 4 MiB messages: the same bound, in MB/s
+        puka, raw = cell(key, PUKA), cell(key, RAW)
+        if puka and raw:
+            ratios = paired(puka, raw)
+            verdicts.append(_verdict("rate ÷ ceiling", key, ">= 0.9x", ratios, lambda v: v >= 0.9))
+    for key in THROUGHPUT_ROWS:
+        puka = cell(key, PUKA)
+        others = [
+            c
+            for (workload, client), c in cells.items()
+            if workload == key and client not in PUKA_CLIENTS and c.good and not c.failure
+        ]
+        puka_cpu = _cpu(puka) if puka else None
+        other_cpus = [cpu for c in others if (cpu := _cpu(c)) is not None]
+        if puka_cpu is not None and other_cpus:
+            share = puka_cpu / min(other_cpus)
+            verdicts.append(
+                _verdict(
+                    "CPU per message ÷ best other client's",
+                    key,
+                    "<= 0.5x",
+                    [share],
+                    lambda v: v <= 0.5,
+                )
+            )
+    for key in LATENCY_ROWS:
+        puka, raw = cell(key, PUKA), cell(key, RAW)
+        if puka and raw:
+            ratios = paired(puka, raw, lambda r: r.p50_us)
+            verdicts.append(_verdict("p50 ÷ ceiling's", key, "<= 1.2x", ratios, lambda v: v <= 1.2))
+    for key in LARGE_ROWS:
+        puka = cell(key, PUKA)
+        growths = [r.rss_growth_mib for r in puka.good] if puka else []
+        sizes = [g * 1024 * 1024 / LARGE_SIZE for g in growths if g is not None]
+        if sizes:  # the largest repetition's, not the median: memory is bounded or it is not
+            verdicts.append(
+                Verdict(
+                    "consumer RSS growth ÷ message size",
+                    key,
+                    "< 3x",
+                    max(sizes),
+                    tuple(sizes),
+                    max(sizes) < 3,
+                )
+            )
+    seq, pipelined = cell("declare-seq", PUKA), cell("declare-pipelined", PUKA)
+    if seq and pipelined and seq.rate and pipelined.rate:
+        speedup = pipelined.rate / seq.rate
+        verdicts.append(
+            _verdict(
+                "pipelined ÷ one by one",
+                "declare-pipelined",
+                ">= 3x",
+                [speedup],
+                lambda v: v >= 3,
+            )
+        )
+    verdicts += _asyncio_verdicts(cells)
+    return [v for v in verdicts if v is not None]
+
+
+def _asyncio_verdicts(cells: Cells) -> Iterable[Verdict | None]:
+    """The asyncio client against the blocking one, on every workload both ran."""
+    for workload in WORKLOADS_BY_KEY:
+        puka, aio = cells.get((workload, PUKA)), cells.get((workload, PUKA_ASYNCIO))
+        if not (puka and aio and puka.good and aio.good):
+            continue
+        yield _verdict(
+            "asyncio rate ÷ blocking", workload, ">= 0.8x", paired(aio, puka), lambda v: v >= 0.8
+        )
+        puka_cpu, aio_cpu = _cpu(puka), _cpu(aio)
+        if puka_cpu and aio_cpu is not None:
+            yield _verdict(
+                "asyncio CPU ÷ blocking",
+                workload,
+                "<= 2x",
+                [aio_cpu / puka_cpu],
+                lambda v: v <= 2,
+            )
+
+
+def table(verdicts: list[Verdict]) -> str:
+    """The verdicts as a Markdown table."""
+    lines = [
+        "| target | workload | bound | measured | per repetition | met |",
+        "|---|---|---|---:|---|---|",
+    ]
+    for v in verdicts:
+        spread = ", ".join(f"{x:.2f}" for x in v.spread) if len(v.spread) > 1 else ""
+        lines.append(
+            f"| {v.target} | {WORKLOADS_BY_KEY[v.workload].title} | {v.bound} "
+            f"| {v.measured:.2f}x | {spread} | {'yes' if v.met else '**no**'} |"
+        )
+    return "\n".join(lines)
