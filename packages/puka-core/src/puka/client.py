@@ -407,10 +407,12 @@ class Client(Calls[int]):
 
     def _take(self, number: int, raise_errors: bool) -> Result | None:
         promises = self._engine.promises
+        if number in promises.bare:  # a publish still in flight: the usual wait, in short
+            return None
         live = promises.live.get(number)
         result = promises.take(number)
         if result is None:
-            if live is None and number not in promises.bare and not promises.issued(number):
+            if live is None and not promises.issued(number):
                 raise ValueError(f"{number} is not a promise of this client")
             return None
         if live is not None and live.callback is not None:
