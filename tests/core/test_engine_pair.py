@@ -430,6 +430,24 @@ def test_a_missing_exchange_fails_its_bare_publish_and_sends_the_others_again() 
     assert _take(pair, after).name == "basic.ack"
 
 
+def test_publishes_in_flight_share_their_destination() -> None:
+    """A publish in flight keeps one new tuple (what the collector counts), not two: its
+    (exchange, routing key, mandatory) is the publisher's cached one."""
+    pair = Pair(17)
+    pair.open()
+    pair.wait(pair.engine.rpc(methods.QueueDeclare(queue="q")))
+    pair.wait(pair.engine.publish("", "q", False, None, b"first"))  # opens the publish channel
+    pair.broker.confirm_batch = 100  # nothing confirmed yet
+    for i in range(3):
+        pair.engine.publish("", "q", False, {"n": i}, b"%d" % i, bare=True)
+        pair.engine.publish("", "other", True, None, b"%d" % i, bare=True)
+    publisher = pair.engine.publisher
+    assert publisher is not None
+    keys = [entry[1] for entry in publisher.by_tag.values()]
+    assert keys == [("", "q", False), ("", "other", True)] * 3
+    assert len({id(key) for key in keys}) == 2
+
+
 def test_bare_publishes_without_confirms_settle_once_written() -> None:
     pair = Pair(16, pubacks=False)
     pair.open()

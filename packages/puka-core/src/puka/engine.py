@@ -55,7 +55,7 @@ from puka.errors import (
     ConnectTimeout,
     HeartbeatTimeout,
 )
-from puka.messages import headers_to_properties
+from puka.messages import EMPTY_PROPERTIES, headers_to_properties
 from puka.operations import ChannelHolder, Consume, Get, Operation, Rpc, SideRpc, Transaction
 from puka.promises import Callback, Promise, Promises
 from puka.publisher import Publisher
@@ -999,7 +999,7 @@ class Engine:
         """
         if bare and callback is not None:
             raise TypeError("a bare publish has no callback")
-        props = headers_to_properties(headers)
+        props = headers_to_properties(headers) if headers else EMPTY_PROPERTIES
         if self.state is _OPEN and not self._waiting and channel_of is None:
             publisher = self.publisher
             if publisher is not None:  # the hot path: straight to the publish channel
