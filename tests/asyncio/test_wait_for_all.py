@@ -113,3 +113,18 @@ async def test_cancelling_the_waiting_task_cancels_no_operation(
     assert all(r.name == "basic.ack" for r in results)
     assert await counts(client, queue) == (100, 0)
     assert_no_leaks(client)
+
+
+async def test_a_cancelled_future_raises_even_without_raise_errors(
+    make_client: ClientFactory,
+) -> None:
+    client = await make_client()
+    queue = await exclusive_queue(client)
+    first = client.basic_publish("", queue, body=b"1")
+    cancelled = client.basic_publish("", queue, body=b"2")
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await within(client.wait_for_all([first, cancelled], raise_errors=False))
+    assert (await within(first)).name == "basic.ack"
+    assert await counts(client, queue) == (2, 0)  # the publish went out all the same
+    assert_no_leaks(client)

@@ -330,9 +330,10 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
 
         The first handle, in order, that failed raises its exception (the later ones are not
         looked at: their outcome stays on their futures), unless `raise_errors` is false, in
-        which case an error `Result` (`is_error`, `exception`) takes its place. A consume handle
-        gives its next message. Cancelling the task that awaits this cancels none of the
-        operations.
+        which case an error `Result` (`is_error`, `exception`) takes its place. A future you
+        cancelled raises `asyncio.CancelledError` either way: it has no result. A consume
+        handle gives its next message. Cancelling the task that awaits this cancels none of
+        the operations.
         """
         handles = list(handles)
         if handles:
