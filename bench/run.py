@@ -443,12 +443,15 @@ def run_order(clients: list[ClientInfo], rep: int) -> list[ClientInfo]:
 
     The raw client, Puka and Puka's asyncio client run back to back, so that the targets'
     paired ratios (`targets.paired`) compare runs made within a minute of each other; their
-    order reverses every repetition. The other clients, one by one, and that block take turns
-    at going first, so that machine noise spreads over all of them.
+    order rotates every repetition, so that each takes each place in turn (a place can
+    matter: the run after another one may meet the broker still busy with it). The other
+    clients, one by one, and that block take turns at going first, so that machine noise
+    spreads over all of them.
     """
     block = [c for c in clients if c.key in PUKA_CLIENTS]
-    if rep % 2:
-        block.reverse()
+    if block:
+        turn = rep % len(block)
+        block = block[turn:] + block[:turn]
     groups = [[c] for c in clients if c.key not in PUKA_CLIENTS]
     if block:
         groups.insert(0, block)
