@@ -449,12 +449,10 @@ def run_order(clients: list[ClientInfo], rep: int) -> list[ClientInfo]:
     spreads over all of them.
     """
     block = [c for c in clients if c.key in PUKA_CLIENTS]
-    if block:
-        turn = rep % len(block)
-        block = block[turn:] + block[:turn]
     groups = [[c] for c in clients if c.key not in PUKA_CLIENTS]
     if block:
-        groups.insert(0, block)
+        turn = rep % len(block)
+        groups.insert(0, block[turn:] + block[:turn])
     shift = rep % len(groups)
     return [client for group in groups[shift:] + groups[:shift] for client in group]
 

@@ -17,11 +17,10 @@ import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from clients import PUKA, RAW
+from clients import PUKA, PUKA_ASYNCIO, RAW
 from common import LARGE_SIZE, WORKLOADS_BY_KEY
 from outcomes import Cell, Outcome
 
-PUKA_ASYNCIO = "puka-asyncio"
 PUKA_CLIENTS = frozenset({RAW, PUKA, PUKA_ASYNCIO})
 """The ceiling and Puka's clients: not "other clients" for the CPU target."""
 
@@ -62,6 +61,12 @@ def paired(
     return ratios
 
 
+def _measured(cells: Cells, workload: str, client: str) -> Cell | None:
+    """The cell of `client` on `workload`, if it has a run that passed."""
+    found = cells.get((workload, client))
+    return found if found is not None and found.good else None
+
+
 def _cpu(cell: Cell) -> float | None:
     """The median CPU seconds of a cell's runs (`None` if one failed): every client runs the
     same count of a workload, so two cells' CPU per operation compare as these do."""
@@ -83,24 +88,19 @@ def evaluate(cells: Cells) -> list[Verdict]:
     """Every target the cells have the data for, in the order of the issue's list."""
     verdicts: list[Verdict | None] = []
 
-    def cell(workload: str, client: str) -> Cell | None:
-        found = cells.get((workload, client))
-        return found if found is not None and found.good else None
-
     for key in THROUGHPUT_ROWS + LARGE_ROWS:  # 4 MiB messages: the same bound, in MB/s
-        puka, raw = cell(key, PUKA), cell(key, RAW)
+        puka, raw = _measured(cells, key, PUKA), _measured(cells, key, RAW)
         if puka and raw:
             ratios = paired(puka, raw)
             verdicts.append(_verdict("rate ÷ ceiling", key, ">= 0.9x", ratios, lambda v: v >= 0.9))
     for key in THROUGHPUT_ROWS:
-        puka = cell(key, PUKA)
-        others = [
-            c
-            for (workload, client), c in cells.items()
-            if workload == key and client not in PUKA_CLIENTS and c.good and not c.failure
-        ]
+        puka = _measured(cells, key, PUKA)
         puka_cpu = _cpu(puka) if puka else None
-        other_cpus = [cpu for c in others if (cpu := _cpu(c)) is not None]
+        other_cpus = [
+            cpu
+            for (workload, client), c in cells.items()
+            if workload == key and client not in PUKA_CLIENTS and (cpu := _cpu(c)) is not None
+        ]
         if puka_cpu is not None and other_cpus:
             share = puka_cpu / min(other_cpus)
             verdicts.append(
@@ -113,12 +113,12 @@ def evaluate(cells: Cells) -> list[Verdict]:
                 )
             )
     for key in LATENCY_ROWS:
-        puka, raw = cell(key, PUKA), cell(key, RAW)
+        puka, raw = _measured(cells, key, PUKA), _measured(cells, key, RAW)
         if puka and raw:
             ratios = paired(puka, raw, lambda r: r.p50_us)
             verdicts.append(_verdict("p50 ÷ ceiling's", key, "<= 1.2x", ratios, lambda v: v <= 1.2))
     for key in LARGE_ROWS:
-        puka = cell(key, PUKA)
+        puka = _measured(cells, key, PUKA)
         growths = [r.rss_growth_mib for r in puka.good] if puka else []
         sizes = [g * 1024 * 1024 / LARGE_SIZE for g in growths if g is not None]
         if sizes:  # the largest repetition's, not the median: memory is bounded or it is not
@@ -132,7 +132,8 @@ def evaluate(cells: Cells) -> list[Verdict]:
                     max(sizes) < 3,
                 )
             )
-    seq, pipelined = cell("declare-seq", PUKA), cell("declare-pipelined", PUKA)
+    seq = _measured(cells, "declare-seq", PUKA)
+    pipelined = _measured(cells, "declare-pipelined", PUKA)
     if seq and pipelined and seq.rate and pipelined.rate:
         speedup = pipelined.rate / seq.rate
         verdicts.append(
@@ -151,8 +152,8 @@ def evaluate(cells: Cells) -> list[Verdict]:
 def _asyncio_verdicts(cells: Cells) -> Iterable[Verdict | None]:
     """The asyncio client against the blocking one, on every workload both ran."""
     for workload in WORKLOADS_BY_KEY:
-        puka, aio = cells.get((workload, PUKA)), cells.get((workload, PUKA_ASYNCIO))
-        if not (puka and aio and puka.good and aio.good):
+        puka, aio = _measured(cells, workload, PUKA), _measured(cells, workload, PUKA_ASYNCIO)
+        if not (puka and aio):
             continue
         yield _verdict(
             "asyncio rate ÷ blocking", workload, ">= 0.8x", paired(aio, puka), lambda v: v >= 0.8

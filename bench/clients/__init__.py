@@ -25,6 +25,7 @@ class ClientInfo:
 
 RAW = "raw"
 PUKA = "puka"
+PUKA_ASYNCIO = "puka-asyncio"
 
 CLIENTS: tuple[ClientInfo, ...] = (
     ClientInfo(
@@ -42,7 +43,7 @@ CLIENTS: tuple[ClientInfo, ...] = (
         "puka.Client; promises pipelined, wait/wait_for_all",
     ),
     ClientInfo(
-        "puka-asyncio",
+        PUKA_ASYNCIO,
         "puka-asyncio",
         "clients.puka_async",
         "puka-asyncio",
