@@ -714,6 +714,32 @@ CASES: list[Case] = [
         FrameError,
     ),
     Case("frame-over-4096-before-tune", "start", _BIG_START, 501, FrameError),
+    # the 7-byte header alone, nothing after it (issue 19 item 5): refused at once, not after
+    # the handshake timeout; `silence` keeps the socket open, so only the header can fail it
+    Case(
+        "header-alone-2GiB-before-tune",
+        "start",
+        struct.pack(">BHI", 1, 0, 2**31),
+        501,
+        FrameError,
+        then="silence",
+    ),
+    Case(
+        "header-alone-4097-before-tune",
+        "start",
+        struct.pack(">BHI", 1, 0, 4097 - 7),
+        501,
+        FrameError,
+        then="silence",
+    ),
+    Case(
+        "header-alone-2GiB-when-open",
+        "open",
+        lambda ch: struct.pack(">BHI", 3, ch.consume, 2**31),
+        501,
+        FrameError,
+        then="silence",
+    ),
     Case(
         "frame-2^32-1-before-tune",
         "start",

@@ -182,6 +182,25 @@ def test_oversized_frame_is_refused_before_its_payload_arrives() -> None:
     assert peak < 1_000_000
 
 
+@pytest.mark.parametrize("kind", [1, 2, 3, 8])
+@pytest.mark.parametrize("size", [4089, 2**31, 2**32 - 1])
+def test_a_header_alone_announcing_too_much_is_refused_at_once(kind: int, size: int) -> None:
+    """The 7-byte header, and nothing after it: no waiting for an 8th byte that never comes."""
+    _expect(struct.pack(">BHI", kind, 0, size), FrameError, "exceeds frame_max")
+
+
+def test_an_unknown_frame_type_alone_is_refused_at_once() -> None:
+    _expect(struct.pack(">BHI", 9, 0, 10), FrameError, "unknown frame type 9")
+
+
+def test_a_header_alone_within_frame_max_waits_for_the_rest() -> None:
+    reader = FrameReader()
+    reader.feed(struct.pack(">BHI", 8, 0, 0))
+    assert reader.read_frame() is None
+    reader.feed(b"\xce")
+    assert isinstance(reader.read_frame(), HeartbeatFrame)
+
+
 def test_frame_max_is_adjustable() -> None:
     reader = FrameReader(frame_max=131072)
     reader.feed(_frame(3, 1, b"x" * 100_000))

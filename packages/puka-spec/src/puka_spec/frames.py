@@ -665,11 +665,19 @@ class FrameReader:
         return frame
 
     def _not_whole(self, kind: int, size: int) -> None:
-        """`read_frame` for a frame too large or not yet whole: refuse it or wait for more."""
-        if len(self._buf) - self._pos < 8:  # the smallest frame, and a protocol header: 8 bytes
-            return
+        """`read_frame` for a frame too large or not yet whole: refuse it or wait for more.
+
+        It is called with at least a frame header (7 bytes): a known frame type announcing more
+        than `frame_max` is refused at once, whatever follows (a hostile header alone must not
+        leave the caller waiting for bytes that never come). An unknown type waits for the
+        8th byte only while the bytes may still be a protocol header (`AMQP` and a version),
+        which then names the version the peer speaks.
+        """
         if kind not in _FRAME_TYPES:
-            raise _bad_frame_type(kind, bytes(self._buf[self._pos : self._pos + 8]))  # maybe lent
+            head = bytes(self._buf[self._pos : self._pos + 8])  # maybe lent: copied
+            if len(head) < 8 and head.startswith(b"AMQP"):
+                return
+            raise _bad_frame_type(kind, head)
         if size > self._max_payload:
             raise FrameError(f"frame of {size} bytes exceeds frame_max {self.frame_max}")
 
