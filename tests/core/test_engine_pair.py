@@ -362,6 +362,35 @@ def test_heartbeats_are_sent_and_a_silent_broker_is_dead() -> None:
     assert isinstance(result.exception, HeartbeatTimeout)
 
 
+@pytest.mark.parametrize("last_byte", [10.0, 10.01, 10.49, 10.5, 10.99])
+def test_a_dead_broker_is_reported_two_intervals_after_its_last_byte(last_byte: float) -> None:
+    """Issue 19 item 7: with the arrival time passed in, the deadline is the last byte plus two
+    heartbeat intervals, whatever the phase of the half-interval ticks (it was up to 2.5)."""
+    from puka.errors import HeartbeatTimeout
+
+    pair = Pair(14, url="amqp://guest:guest@localhost/?heartbeat=2")
+    pair.open()
+    engine = pair.engine
+    now = 0.0
+    while now < last_byte:  # a live broker: a heartbeat now and then, timed as it arrives
+        now = min(now + 0.5, last_byte)
+        engine.handle_timer(now)
+        pair.broker.send_heartbeat()
+        engine.data_to_send()
+        engine.receive_data(pair.broker.data_to_send(), now)
+    pending = engine.rpc(methods.QueueDeclare(queue="q", passive=True))
+    timer = engine.next_timer()
+    assert timer is not None and timer <= last_byte + 4.0
+    while (timer := engine.next_timer()) is not None and timer < last_byte + 4.0:
+        engine.handle_timer(timer)  # the ticks before the deadline: still alive
+        assert not engine.closed
+    assert timer == pytest.approx(last_byte + 4.0)
+    engine.handle_timer(timer)
+    result = engine.promises.take(pending.number)
+    assert result is not None and isinstance(result.exception, HeartbeatTimeout)
+    assert "for 4.0 s" in str(result.exception)
+
+
 @pytest.mark.parametrize("recovering", [False, True], ids=["no-recovery", "recovery"])
 def test_a_lost_transport_is_the_cause_of_the_connection_lost(recovering: bool) -> None:
     """The socket's own error (a reset, EPIPE) stays reachable as ``__cause__``: it tells a

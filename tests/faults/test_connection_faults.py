@@ -6,8 +6,9 @@ stall, slow down or die).
 
 * **F4** -- 500 publishes in flight when the link stalls and then resets: every promise fails
   with ``ConnectionLost`` at most 1 s after the reset, none is reported as acked.
-* **F11** -- the proxy stalls with heartbeat 1 s: ``HeartbeatTimeout`` at most 2 x hb + 1 = 3 s
-  later, every pending operation rejected, recovery reconnects once the link resumes.
+* **F11** -- the proxy stalls with heartbeat 1 s: ``HeartbeatTimeout`` at most 2 x hb after the
+  last byte (the stall), plus 0.5 s for a busy machine; every pending operation rejected,
+  recovery reconnects once the link resumes.
 * **F12** -- 5 s idle at heartbeat 1 s (the blocking client inside ``wait``): the client keeps
   sending heartbeats and the broker keeps the connection.
 * **F13** -- the proxy cuts server-to-client after k bytes, k in 1..64 step 7 and 128..4096:
@@ -229,7 +230,7 @@ def test_f11_dead_broker_detection(
         consume_after=figures["consume_after"],
     )
     assert isinstance(figures.get("cause"), puka.HeartbeatTimeout)
-    assert detection <= 3.0
+    assert detection <= 2 * 1 + 0.5  # two intervals after the last byte (issue 19 item 7)
     assert all(isinstance(e, puka.ConnectionLost) for e in rejected)
     assert recovery <= 3.0
     assert figures["works_after"] and figures["consume_after"]

@@ -99,7 +99,7 @@ class EngineProtocol(asyncio.BufferedProtocol):
         hand out results."""
         buffer = self._read_buffer
         self._read_since_write = True
-        self.engine.receive_data(buffer[:nbytes])
+        self.engine.receive_data(buffer[:nbytes], self.loop.time())
         if nbytes == len(buffer) and self._fd >= 0 and _CAN_READ_FD:
             self._read_more(buffer)
         self.flush()
@@ -125,7 +125,7 @@ class EngineProtocol(asyncio.BufferedProtocol):
                 return
             if not size:  # the end of the stream: the transport's next read reports it
                 return
-            engine.receive_data(buffer[:size])
+            engine.receive_data(buffer[:size], self.loop.time())
             if size < len(buffer) or engine.closed or self.transport is None:
                 return
 
@@ -175,7 +175,7 @@ class EngineProtocol(asyncio.BufferedProtocol):
                 size = reader.recv_into(self._read_buffer)
                 if not size:
                     break
-                engine.receive_data(self._read_buffer[:size])
+                engine.receive_data(self._read_buffer[:size], self.loop.time())
         except OSError:
             pass  # nothing more to read (EAGAIN, the reset itself)
         finally:

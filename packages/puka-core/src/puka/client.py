@@ -254,7 +254,7 @@ class Client(Calls[int]):
                 return
             # lent: a body's pieces go from it straight into the message (the reader copies a
             # small read first: decoding from bytes costs less than from a view of them)
-            engine.receive_data(buffer[:size])
+            engine.receive_data(buffer[:size], time.monotonic())
             if size < READ_SIZE and not (self._tls and sock.pending()):  # type: ignore[attr-defined]
                 break
         if engine.closed:

@@ -237,8 +237,8 @@ class Engine:
         self._connect_deadline: float | None = None
         self._next_tick: float | None = None
         self._sent_since_tick = False
-        self._received_since_tick = False
-        self._silent_ticks = 0
+        self._received_since_tick = False  # bytes came without a `now`: timed at the next tick
+        self._last_received: float | None = None  # when the last bytes came (heartbeats)
         self._clock = 0.0  # the last `now` the driver passed in
 
     def __repr__(self) -> str:
@@ -295,12 +295,21 @@ class Engine:
                     self._out_views = False
         return out
 
-    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+    def receive_data(self, data: bytes | bytearray | memoryview, now: float | None = None) -> None:
         """Bytes from the transport (the engine copies what it keeps of a `bytearray` or
-        `memoryview`, so the caller may read into the same buffer again once this returns)."""
+        `memoryview`, so the caller may read into the same buffer again once this returns).
+
+        `now` (the driver's clock, as given to `handle_timer`) is when they arrived: a peer is
+        then taken for dead exactly two heartbeat intervals after its last byte. Without it,
+        bytes count as arrived at the next `handle_timer`, which may report a dead peer up to
+        half an interval later.
+        """
         if self.state is _CLOSED or not data:
             return
-        self._received_since_tick = True
+        if now is None:
+            self._received_since_tick = True
+        else:
+            self._last_received = self._clock = now
         reader = self._reader
         reader.feed(data)
         try:
@@ -364,8 +373,13 @@ class Engine:
         blocked = self._blocked_deadline
         if blocked is not None and (deadline is None or blocked < deadline):
             deadline = blocked
-        if self._next_tick is not None and (deadline is None or self._next_tick < deadline):
-            return self._next_tick
+        tick = self._next_tick
+        if tick is not None:
+            last = self._last_received
+            if last is not None and last + 2 * self.heartbeat < tick:
+                tick = last + 2 * self.heartbeat  # the peer's deadline, not the next tick's
+            if deadline is None or tick < deadline:
+                return tick
         return deadline
 
     def handle_timer(self, now: float) -> None:
@@ -406,27 +420,25 @@ class Engine:
                     )
                 )
                 return
-        if not self.heartbeat:
+        if not self.heartbeat or self._next_tick is None:
             return
-        interval = self.heartbeat / 2
-        if self._next_tick is None or now < self._next_tick:
-            return
-        self._next_tick = now + interval
-        if self._received_since_tick:
-            self._silent_ticks = 0
-        else:
-            self._silent_ticks += 1
-            if self._silent_ticks >= 4:  # two heartbeat intervals without a byte
-                self._lost(
-                    HeartbeatTimeout(
-                        f"nothing from {self.params.host}:{self.params.port} for "
-                        f"{2 * self.heartbeat} s (heartbeat {self.heartbeat} s)"
-                    )
+        if self._received_since_tick or self._last_received is None:
+            self._received_since_tick = False  # bytes without a time (or the first tick): now
+            self._last_received = now
+        if now - self._last_received >= 2 * self.heartbeat:  # two intervals without a byte
+            self._lost(
+                HeartbeatTimeout(
+                    f"nothing from {self.params.host}:{self.params.port} for "
+                    f"{now - self._last_received:.1f} s (heartbeat {self.heartbeat} s: dead "
+                    f"after {2 * self.heartbeat} s)"
                 )
-                return
+            )
+            return
+        if now < self._next_tick:
+            return
+        self._next_tick = now + self.heartbeat / 2  # ours: at least one frame per half interval
         if not self._sent_since_tick and not self._out:
             self.send_raw(HEARTBEAT_FRAME)
-        self._received_since_tick = False
         self._sent_since_tick = False
 
     def _handshake_timeout(self) -> float:
@@ -740,7 +752,7 @@ class Engine:
         self._out.clear()
         self.outgoing_bytes = 0
         self._received_since_tick = self._sent_since_tick = False
-        self._silent_ticks = 0
+        self._last_received = None
         self._next_tick = None
         self._connect_deadline = None
         self.state = ConnectionState.AWAIT_START
