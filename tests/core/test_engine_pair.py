@@ -504,3 +504,40 @@ def test_a_lost_connection_fails_bare_publishes_while_recovering(pubacks: bool) 
     pair.engine.connection_lost(ConnectionResetError(104, "reset"))
     assert isinstance(_take(pair, number).exception, ConnectionLost)
     assert not pair.engine.promises.bare
+
+
+@pytest.mark.parametrize("recovering", [False, True], ids=["no-recovery", "recovery"])
+@pytest.mark.parametrize("cause", ["blocked", "heartbeat"])
+def test_a_timeout_fails_what_is_in_flight_with_its_own_class(recovering: bool, cause: str) -> None:
+    """Issue 19 item 7: `except puka.BlockedTimeout` (or `HeartbeatTimeout`) catches the
+    publishes in flight with recovery on as well as off; both are `ConnectionLost`s."""
+    from puka import BlockedTimeout, HeartbeatTimeout, Recovery
+
+    expected = BlockedTimeout if cause == "blocked" else HeartbeatTimeout
+    pair = Pair(
+        15,
+        url="amqp://guest:guest@localhost/?heartbeat=2",
+        blocked_timeout=1.0,
+        recovery=Recovery() if recovering else None,
+    )
+    pair.open()
+    engine = pair.engine
+    engine.handle_timer(0.0)
+    if cause == "blocked":
+        assert pair.broker.block()
+        engine.receive_data(pair.broker.data_to_send(), 0.1)
+    pending = engine.publish("", "q", False, None, b"x")
+    result = None
+    for step in range(1, 60):  # the broker answers nothing more
+        engine.handle_timer(step * 0.1)
+        if (result := engine.promises.take(pending.number)) is not None:
+            break
+        if cause == "blocked":  # but it is alive: heartbeats keep coming
+            pair.broker.send_heartbeat()
+            engine.receive_data(pair.broker.data_to_send(), step * 0.1)
+    assert result is not None, "the publish was never failed"
+    assert type(result.exception) is expected, repr(result.exception)
+    assert engine.state.value == ("recovering" if recovering else "closed")
+    pair.broker.send_heartbeat()  # a late byte of the dropped transport changes nothing
+    engine.receive_data(pair.broker.data_to_send(), 10.0)
+    assert engine.state.value == ("recovering" if recovering else "closed")

@@ -304,8 +304,9 @@ class Engine:
         bytes count as arrived at the next `handle_timer`, which may report a dead peer up to
         half an interval later.
         """
-        if self.state is _CLOSED or not data:
-            return
+        state = self.state
+        if state is _CLOSED or state is _RECOVERING or not data:
+            return  # (recovering: late bytes of the transport that was dropped)
         if now is None:
             self._received_since_tick = True
         else:
@@ -693,7 +694,10 @@ class Engine:
 
     def _begin_recovery(self, cause: BaseException) -> None:
         log.warning("connection to %s lost (%s): recovering", self.params.redacted_url(), cause)
-        lost = ConnectionLost(f"the connection was lost ({cause}); the outcome is unknown")
+        # what is in flight fails with the cause's own class (a HeartbeatTimeout, a
+        # BlockedTimeout), as without recovery: `except puka.BlockedTimeout` catches it both ways
+        kind = type(cause) if isinstance(cause, ConnectionLost) else ConnectionLost
+        lost = kind(f"the connection was lost ({cause}); the outcome is unknown")
         lost.__cause__ = cause
         survivors = {op for op in self.consumes if not op.promise.done}
         survivors.update(
