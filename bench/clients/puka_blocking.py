@@ -2,7 +2,7 @@
 
 Calls return promise numbers at once, so pipelining is the natural style: publish everything,
 then `wait_for_all`; declare everything, then `wait_for_all`. A consume is one promise waited
-on once per message; `basic_ack(message)` queues the ack, written in batches by the next wait.
+on once per message; `basic_ack(message)` writes the ack at once (Puka's write rule).
 Publisher confirms are on by default and turned off (`pubacks=False`) where the workload has
 none (publish without confirms, request/reply).
 """

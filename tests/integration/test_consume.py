@@ -77,21 +77,15 @@ def test_consume_many_in_order_with_acks(client: Any, queue: str) -> None:
     assert message_count(client, queue) == 0
 
 
-def test_wait_for_all_of_ready_promises_writes_a_batch_of_queued_acks(
-    client: Any, queue: str
-) -> None:
-    """Acks wait for 4 KiB or the next block; `wait_for_all` of results already there blocks
-    on nothing, so it writes them itself, as `wait` does for a ready result."""
+def test_acks_outside_a_wait_are_handed_to_the_socket_at_once(client: Any, queue: str) -> None:
+    """Issue 19 item 1 (this test asserted the old rule, acks queued until 4 KiB or a block):
+    `basic_ack` outside a wait leaves nothing queued in the engine or the client."""
     publish(client, queue, 250)
     consume = client.basic_consume(queue=queue, prefetch_count=250)
     messages = receive(client, consume, 250)
-    ready = client.basic_publish(exchange="", routing_key="", body=b"to nowhere")
-    wait_ok(client, ready)
     for message in messages:
-        client.basic_ack(message)  # 21 bytes each: 5,250 queued, below the eager 64 KiB
-    assert client.engine.outgoing_bytes >= 4096
-    client.wait_for_all([ready])
-    assert client.engine.outgoing_bytes == 0
+        client.basic_ack(message)
+        assert client.engine.outgoing_bytes == 0 and not client.needs_write()
     wait_ok(client, client.basic_cancel(consume))
     assert message_count(client, queue) == 0
 

@@ -276,7 +276,9 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
             self._protocol.write_call()
 
     def _sent(self) -> None:
-        self._protocol.schedule_flush()
+        """An ack, nack or reject: handed to the transport now, not at the end of the loop's
+        iteration (a consumer that acks and then works without awaiting would hold it)."""
+        self._protocol.write_now()
 
     def _deliver_ended(self, ended: Sequence[Promise | int]) -> None:
         """Bare promises ended with a success: their futures get it (see `puka.promises`)."""
@@ -336,6 +338,7 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
         the operations.
         """
         handles = list(handles)
+        self._protocol.write_now()  # what was queued before is written even if none suspends
         if handles:
             last = handles[-1]
             if isinstance(last, PromiseFuture) and not last.done():

@@ -212,6 +212,17 @@ class EngineProtocol(asyncio.BufferedProtocol):
         else:
             self.schedule_flush()
 
+    def write_now(self) -> None:
+        """Hand the transport what the engine queued, now (the write rule: an ack is on the
+        socket when the call that made it returns). What the transport does not take while it
+        is paused waits in the backlog, as in `flush`."""
+        transport = self.transport
+        if transport is not None and self.engine.needs_write():
+            self._backlog += self.engine.buffers_to_send()
+            self._write_backlog(transport)
+            if self._ready or self._ended:  # publishes without confirms, done once written
+                self.schedule_flush()
+
     def schedule_flush(self) -> None:
         """Write what the engine queued at the end of this loop iteration (one write per batch)."""
         if not self._flush_scheduled:

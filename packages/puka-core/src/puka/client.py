@@ -45,7 +45,6 @@ _HIGH_WATER = OUTGOING_BUFFER_LIMIT  # outgoing bytes above which a call blocks 
 _LOW_WATER = 1024 * 1024
 _EAGER_WRITE = 65536  # queued bytes above which a call writes what the socket takes
 _IOV_MAX = 512  # buffers handed to one sendmsg (Linux allows 1024)
-_BATCH_WRITE = 4096  # queued bytes a wait that need not block still writes (batched acks)
 _RECOVERING = ConnectionState.RECOVERING  # a global: Enum class attributes are slow on 3.11
 _CLOSED = ConnectionState.CLOSED
 
@@ -121,6 +120,9 @@ class Client(Calls[int]):
         self._waiter: SocketWait | None = None
         self._tls = False  # the socket is an SSLSocket (it may hold decrypted bytes unread)
         self._loop_break = False
+        # Inside wait/loop/run_any_callbacks: an ack made in a callback is written when that
+        # call goes on or returns (with the others of its batch), not on its own.
+        self._dispatching = False
         # every read lands here, lent to the engine (it copies what it keeps): a fresh 64 KiB
         # bytes per read, freed between a large body's growth steps, fragmented the heap
         self._read_buffer = memoryview(bytearray(READ_SIZE))
@@ -370,6 +372,12 @@ class Client(Calls[int]):
     def _wrap(self, promise: Promise) -> int:
         return self._wrap_number(promise.number)
 
+    def _sent(self) -> None:
+        """An ack, nack or reject: written now, unless a callback made it inside a wait or a
+        loop, which writes it (with the rest of its batch) before it returns."""
+        if not self._dispatching:
+            self._write()
+
     def _wrap_number(self, number: int) -> int:
         if self._engine.outgoing_bytes > _EAGER_WRITE:
             self._write()
@@ -390,10 +398,24 @@ class Client(Calls[int]):
         self._engine.promises.set_callback(promise, callback)
 
     def run_any_callbacks(self) -> None:
-        """Run the callbacks of every promise that has results waiting."""
-        promises = self._engine.promises
-        if not promises.callbacks_ready:
+        """Run the callbacks of every promise that has results waiting.
+
+        What they send (acks) is handed to the socket before it returns.
+        """
+        if not self._engine.promises.callbacks_ready:
             return
+        if self._dispatching:
+            self._run_callbacks()
+            return
+        self._dispatching = True
+        try:
+            self._run_callbacks()
+        finally:
+            self._dispatching = False
+            self._write()
+
+    def _run_callbacks(self) -> None:
+        promises = self._engine.promises
         for number in list(promises.callbacks_ready):
             live = promises.live.get(number)
             if live is None or live.callback is None:
@@ -431,13 +453,23 @@ class Client(Calls[int]):
 
         An error result raises its exception (unless `raise_errors=False` or the promise has a
         callback, which then receives it). Callbacks of other promises run meanwhile.
+
+        Whether it returns a result, `None` or raises, what was sent before (and by the
+        callbacks it ran) has been handed to the socket by then.
         """
+        dispatching, self._dispatching = self._dispatching, True
+        try:
+            return self._wait(promise_numbers, timeout, raise_errors)
+        finally:
+            self._dispatching = dispatching
+            self._write()  # returns at once when nothing is queued
+
+    def _wait(
+        self, promise_numbers: int | Iterable[int], timeout: float | None, raise_errors: bool
+    ) -> Result | None:
         if isinstance(promise_numbers, int):
             result = self._take(promise_numbers, raise_errors)
             if result is not None:
-                # Ready already: small writes (acks) wait for a batch or the next block.
-                if self._engine.outgoing_bytes >= _BATCH_WRITE:
-                    self._write()
                 return result
             numbers = [promise_numbers]
         else:
@@ -467,19 +499,22 @@ class Client(Calls[int]):
             self._io_step(deadline)
 
     def wait_for_all(self, promise_list: Iterable[int], raise_errors: bool = True) -> list[Result]:
-        """Wait for every promise, in order; returns their results."""
+        """Wait for every promise, in order; returns their results (written as `wait` is)."""
         results = []
         take, take_ok = self._take, self._engine.promises.unclaimed_ok.pop
-        for number in promise_list:
-            # most are ready once the first was; confirmed publishes are kept apart, as is
-            result = take_ok(number, None)
-            if result is None:
-                result = take(number, raise_errors)
+        dispatching, self._dispatching = self._dispatching, True
+        try:
+            for number in promise_list:
+                # most are ready once the first was; confirmed publishes are kept apart, as is
+                result = take_ok(number, None)
                 if result is None:
-                    result = self.wait(number, raise_errors=raise_errors)
-            if result is not None:
-                results.append(result)
-        if self._engine.outgoing_bytes >= _BATCH_WRITE:  # as `wait` does for a ready result
+                    result = take(number, raise_errors)
+                    if result is None:
+                        result = self._wait(number, None, raise_errors)
+                if result is not None:
+                    results.append(result)
+        finally:
+            self._dispatching = dispatching
             self._write()
         return results
 
@@ -488,18 +523,27 @@ class Client(Calls[int]):
         return self.wait(list(promise_list), raise_errors=raise_errors)
 
     def loop(self, timeout: float | None = None) -> None:
-        """Run callbacks as results arrive, until `loop_break()` or `timeout` seconds."""
+        """Run callbacks as results arrive, until `loop_break()` or `timeout` seconds.
+
+        What the callbacks sent (acks) is handed to the socket before it returns.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         self._loop_break = False
-        self._write()
-        while not self._loop_break:
-            self.run_any_callbacks()
-            if self._loop_break or (self._sock is None and not self._recovering):
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-            self._io_step(deadline)
-        self._loop_break = False
+        dispatching, self._dispatching = self._dispatching, True
+        try:
+            self._write()
+            while not self._loop_break:
+                if self._engine.promises.callbacks_ready:
+                    self._run_callbacks()
+                if self._loop_break or (self._sock is None and not self._recovering):
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                self._io_step(deadline)
+        finally:
+            self._loop_break = False
+            self._dispatching = dispatching
+            self._write()
 
     def loop_break(self) -> None:
         """Make the running `loop` return."""
