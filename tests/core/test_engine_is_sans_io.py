@@ -27,6 +27,7 @@ ENGINE_MODULES = [
     "recovery",
     "replay",
     "topology",
+    "frame_log",
 ]
 
 

@@ -41,7 +41,7 @@ from puka_spec.exceptions import (
     error_for,
 )
 
-from puka import connection_states, urls
+from puka import connection_states, frame_log, urls
 from puka.__about__ import __version__
 from puka.channel_states import ChannelState
 from puka.channels import Channel, ChannelPool
@@ -293,6 +293,8 @@ class Engine:
                     self._out = []
                     self.outgoing_bytes = 0
                     self._out_views = False
+        if frame_log.enabled():
+            frame_log.log_sent(out)
         return out
 
     def receive_data(self, data: bytes | bytearray | memoryview, now: float | None = None) -> None:
@@ -313,8 +315,11 @@ class Engine:
             self._last_received = self._clock = now
         reader = self._reader
         reader.feed(data)
+        logged = frame_log.enabled()
         try:
             while (frame := reader.read_frame()) is not None:
+                if logged:
+                    frame_log.log_received(frame)
                 channel = frame.channel
                 if channel:
                     self._channel_frame(channel, frame)
