@@ -2,7 +2,8 @@
 
 Scripts: each ``*.py`` in ``examples/`` and ``examples/tutorials/`` (written by anyone), run as
 a subprocess with ``AMQP_URL`` set, no arguments, and a timeout; it must exit 0. Runnable blocks:
-see ``tests/docs/runnable.py``.
+those of the pages in ``docs/`` and of the repository's ``README.md``; see
+``tests/docs/runnable.py``.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.docs.runnable import MARKER, Block, all_blocks
+from tests.docs.runnable import MARKER, Block, all_blocks, blocks_in
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 EXAMPLE_DIRS = (ROOT / "examples", ROOT / "examples" / "tutorials")
 SCRIPTS = sorted(path for folder in EXAMPLE_DIRS for path in folder.glob("*.py"))
-BLOCKS = all_blocks(DOCS)
+README = ROOT / "README.md"
+BLOCKS = all_blocks(DOCS) + blocks_in(README)
 TIMEOUT = 60.0  # seconds per script; each should take a few
 
 
@@ -70,8 +72,23 @@ def test_the_examples_and_blocks_are_found() -> None:
     """Guard against a change that silently makes the tests above run nothing."""
     assert len([p for p in SCRIPTS if p.parent.name == "tutorials"]) >= 7
     assert len(BLOCKS) >= 5
-    marked = sum(p.read_text(encoding="utf-8").count(MARKER) for p in DOCS.rglob("*.md"))
+    pages = [*DOCS.rglob("*.md"), README]
+    marked = sum(p.read_text(encoding="utf-8").count(MARKER) for p in pages)
     assert marked == len(BLOCKS)
+
+
+def test_first_steps_run_as_pasted() -> None:
+    """The programs a new user copies first are whole programs the tests run: the README's, and
+    one per style on Getting started (blocking, callbacks, asyncio). Every ``python`` block of
+    those two pages is one of them."""
+    for page, wanted in ((README, 1), (DOCS / "getting-started.md", 3)):
+        text = page.read_text(encoding="utf-8")
+        fences = re.findall(r"^[ \t]*```python\b", text, re.MULTILINE)
+        runnable = blocks_in(page)
+        assert len(runnable) >= wanted, f"{page.name}: {len(runnable)} runnable blocks"
+        assert len(fences) == len(runnable), f"{page.name}: a python block is not runnable"
+        for block in runnable:
+            assert "import puka" in block.code, f"{page.name}:{block.line} imports nothing"
 
 
 def test_every_tutorial_script_is_in_the_docs() -> None:

@@ -1,8 +1,10 @@
-"""The documentation site builds with --strict, and renders in a browser.
+"""The documentation site builds with --strict, and renders in a browser, served or from files.
 
 The site is built into a temporary folder (``mkdocs build --strict``, see ``docsite.py``), served
-on loopback, and opened in headless Chromium (Debian's ``chromium`` package). Without Chromium,
-or without mkdocs and hatch, the tests are skipped, unless ``$CI`` is set: then they fail.
+on loopback, and opened in headless Chromium (Debian's ``chromium`` package), both through the
+server and straight from the files (``file://``, as a reader who opens ``site/index.html`` sees
+it). Without Chromium, or without mkdocs and hatch, the tests are skipped, unless ``$CI`` is set:
+then they fail.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
+from urllib.parse import unquote, urlsplit
 
 import pytest
 from puka_spec.exceptions import ERRORS
@@ -60,15 +63,17 @@ def test_build_is_strict_and_complete(built_site: Path) -> None:
     """The build passed --strict (the fixture); every page of the nav is there."""
     for page in (
         "index.html",
-        "getting-started/index.html",
-        "tutorials/rpc/index.html",
-        "concepts/errors/index.html",
-        "reference/api/puka/index.html",
-        "reference/errors/index.html",
-        "reference/cli/index.html",
-        "reference/urls/index.html",
-        "reference/changelogs/index.html",
-        "library-authors/engine/index.html",
+        "getting-started.html",
+        "tutorials/rpc.html",
+        "concepts/errors.html",
+        "concepts/logging.html",
+        "reference/api/puka.html",
+        "reference/errors.html",
+        "reference/cli.html",
+        "reference/urls.html",
+        "reference/changelogs.html",
+        "library-authors/engine.html",
+        "search/search_index.js",  # the index a page opened from file:// loads
     ):
         assert (built_site / page).is_file(), page
     for html in built_site.rglob("*.html"):
@@ -81,7 +86,7 @@ def test_search_index_has_the_pages(base_url: str) -> None:
     with urllib.request.urlopen(base_url + "search/search_index.json", timeout=10) as response:
         index = json.load(response)
     locations = {doc["location"] for doc in index["docs"]}
-    assert {"", "tutorials/hello-world/", "reference/errors/"} <= locations
+    assert {"index.html", "tutorials/hello-world.html", "reference/errors.html"} <= locations
     assert any("PreconditionFailed" in doc["text"] for doc in index["docs"])
 
 
@@ -98,6 +103,41 @@ def _check_page(dom: str, title: str) -> None:
     assert title in re.sub(r"<[^>]+>", "", heading.group(1))
 
 
+def test_every_link_names_a_file(built_site: Path) -> None:
+    """Each link between pages names an HTML file of the site, never a folder: opened from
+    file://, a folder shows as a listing, not as its index.html."""
+    checked = 0
+    for html in built_site.rglob("*.html"):
+        if html.name == "404.html":  # a server's page for a missing path: links from the root
+            continue
+        text = html.read_text(encoding="utf-8")
+        for href in re.findall(r'<a [^>]*href="([^"]*)"', text):
+            parts = urlsplit(href)
+            if parts.scheme or parts.netloc or not parts.path:  # other hosts; #anchors
+                continue
+            target = (html.parent / unquote(parts.path)).resolve()
+            where = f"{html.relative_to(built_site)}: {href}"
+            assert target.is_relative_to(built_site.resolve()), f"{where} leaves the site"
+            assert target.is_file(), f"{where} is not a file of the site"
+            assert target.suffix == ".html" or "/assets/" in target.as_posix(), where
+            checked += 1
+    assert checked > 500  # the navigation alone links every page from every page
+
+
+def test_site_loads_nothing_from_other_hosts(built_site: Path) -> None:
+    """No script or style sheet from a CDN: the site works offline and from files (the offline
+    plugin would add a CDN polyfill if mkdocs.yml did not name our vendored copy)."""
+    for html in built_site.rglob("*.html"):
+        text = html.read_text(encoding="utf-8")
+        urls = re.findall(r'<script\b[^>]*\bsrc="([^"]*)"', text)
+        for tag in re.findall(r"<link\b[^>]*>", text):
+            if 'rel="stylesheet"' in tag:
+                urls += re.findall(r'\bhref="([^"]*)"', tag)
+        assert urls, html
+        for url in urls:
+            assert not urlsplit(url).netloc, f"{html.relative_to(built_site)} loads {url}"
+
+
 def test_home_page_renders(browser: str, base_url: str) -> None:
     dom = site.dump_dom(base_url)
     _check_page(dom, "Puka")
@@ -105,20 +145,53 @@ def test_home_page_renders(browser: str, base_url: str) -> None:
 
 
 def test_a_tutorial_renders(browser: str, base_url: str) -> None:
-    dom = site.dump_dom(base_url + "tutorials/work-queues/")
+    dom = site.dump_dom(base_url + "tutorials/work-queues.html")
     _check_page(dom, "Work queues")
     assert "prefetch_count" in dom  # the code included from examples/tutorials/work_queues.py
     assert re.search(r"md-nav__link--active[^>]*>\s*(<[^>]+>\s*)*2\. Work queues", dom)
 
 
 def test_error_reference_renders(browser: str, base_url: str) -> None:
-    dom = site.dump_dom(base_url + "reference/errors/")
+    dom = site.dump_dom(base_url + "reference/errors.html")
     _check_page(dom, "Errors")
     cells = re.findall(r"<td[^>]*>(.*?)</td>", dom, re.DOTALL)
     text = [re.sub(r"<[^>]+>", "", cell).strip() for cell in cells]
     for code, cls in ERRORS.items():
         assert str(code) in text, f"reply code {code} missing"
         assert any(cell.startswith(cls.__name__) for cell in text), f"{cls.__name__} missing"
+
+
+def test_pages_render_from_files(browser: str, built_site: Path) -> None:
+    """Opened from file:// (``site/index.html`` in a file browser), a page runs its scripts and
+    its top navigation leads to pages."""
+    page = built_site / "tutorials" / "work-queues.html"
+    dom = site.dump_dom(page.as_uri())
+    _check_page(dom, "Work queues")
+    tabs = re.findall(r'<a href="([^"]*)" class="md-tabs__link', dom)
+    assert len(tabs) >= 6, tabs
+    for href in tabs:
+        assert (page.parent / href).resolve().is_file(), f"the tab link {href} is not a page"
+
+
+def test_search_works_from_files(browser: str, built_site: Path) -> None:
+    """Search from file:// finds pages: ``?q=`` opens the search with that query; the results
+    come from search/search_index.js through the vendored worker shim."""
+    dom = site.dump_dom((built_site / "index.html").as_uri() + "?q=PreconditionFailed")
+    meta = re.search(r'class="md-search-result__meta"[^>]*>([^<]*)<', dom)
+    assert meta is not None, "no search results panel"
+    assert re.fullmatch(r"\d+ matching documents?", meta.group(1).strip()), meta.group(1)
+    results = re.search(r'<ol class="md-search-result__list".*?</ol>', dom, re.DOTALL)
+    assert results is not None, "the search found nothing"
+    hrefs = re.findall(r'<a href="([^"]*)" class="md-search-result__link', results.group(0))
+    assert hrefs, "the search found nothing"
+    pages = set()
+    for href in hrefs:
+        parts = urlsplit(href)
+        assert parts.scheme == "file", href
+        path = Path(unquote(parts.path))
+        assert path.is_file(), f"the result {href} is not a page"
+        pages.add(path.relative_to(built_site.resolve()).as_posix())
+    assert "reference/errors.html" in pages, pages
 
 
 def test_home_page_screenshot(browser: str, base_url: str, tmp_path: Path) -> None:
