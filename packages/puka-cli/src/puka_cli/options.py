@@ -82,12 +82,26 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 class Parser(argparse.ArgumentParser):
-    """An `ArgumentParser` whose usage errors raise `UsageError` (exit status 64)."""
+    """An `ArgumentParser` whose usage errors raise `UsageError` (exit status 64).
+
+    Unknown arguments are refused by the parser of the command they were given to, so the
+    usage shown is that command's (`puka get q --bogus` shows `usage: puka get ...`), not the
+    top level's, which is what a plain `ArgumentParser` does.
+    """
 
     def error(self, message: str) -> NoReturn:
         """Show the usage line and raise `UsageError`."""
         self.print_usage(sys.stderr)
         raise UsageError(message)
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        """Parse `args`; refuse any that this parser or its subcommands do not know."""
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
 
 
 # ---------------------------------------------------------------------------------------------
