@@ -173,6 +173,7 @@ def run_serve(ctx: Context) -> int:
         if args.declare:
             client.wait(client.queue_declare(queue=args.queue))
         promise = client.basic_consume(queue=args.queue, prefetch_count=args.prefetch)
+        ctx.waiting(f"requests on queue {args.queue!r}")
         deliveries = Deliveries(client, promise, count=args.count, interrupt=interrupt)
         for request in deliveries:
             headers = request.get("headers") or {}

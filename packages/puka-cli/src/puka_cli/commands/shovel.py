@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import puka
@@ -117,6 +118,7 @@ class Shovel:
         self.in_flight: dict[int, puka.Result] = {}  # publish promise -> source message
         self.error: BaseException | None = None
         self.undelivered = False  # a message was returned or refused: stop, report, exit 3
+        self.on_consuming: Callable[[], object] | None = None  # called once consuming
         self.started = 0  # published in this session
         self.consume: int | None = None
         self.last_activity = time.monotonic()
@@ -234,6 +236,8 @@ class Shovel:
         self.consume = self.source.basic_consume(
             queue=args.source, prefetch_count=args.prefetch, callback=self.on_delivery
         )
+        if self.on_consuming is not None:
+            self.on_consuming()
         while True:
             self._publish_backlog()
             reason = self._stop_reason()
@@ -324,6 +328,7 @@ def _session(
         if separate:
             dest = ctx.client(url=args.dest_url, role="destination")
         shovel = Shovel(args, source, dest, interrupt, totals)
+        shovel.on_consuming = lambda: ctx.waiting(f"queue {args.source!r}")
         reason = shovel.run(progress)
         return reason, shovel.error
     finally:
