@@ -334,9 +334,10 @@ def build_parser() -> Parser:
         ),
         epilog=(
             "Global options may come before or after the command. Run 'puka COMMAND --help' for\n"
-            "a command's options. Exit status: 0 ok, 1 error, 2 empty queue (get), 64 usage,\n"
-            "65 bad input data, 66 no input file, 69 broker unavailable, 75 temporary failure\n"
-            "(connection lost), 77 access refused, 130 interrupted."
+            "a command's options. Exit status: 0 ok, 1 error, 2 empty queue (get), 3 a message\n"
+            "not delivered (returned, nacked or lost in flight), 64 usage, 65 bad input data,\n"
+            "66 no input file, 69 broker unavailable, 75 temporary failure (connection lost),\n"
+            "77 access refused, 130 interrupted."
         ),
     )
     parser.add_argument(

@@ -21,9 +21,9 @@ from puka_cli.options import add_common, add_subcommands
 __all__ = ["register", "run"]
 
 MISSING = """\
-A name that does not exist is reported ('queue 'x' was not there') and makes the exit status
-1, after the other names are deleted; with --if-exists it is reported on stdout and the exit
-status stays 0. The existence check is a passive declare just before the delete: an object
+A name that does not exist is reported as "was not there" and makes the exit status 1, once
+the other names are deleted; with --if-exists it is reported on stdout and the exit status
+stays 0. The existence check is a passive declare just before the delete: an object
 created or deleted by someone else between the two is not noticed.
 """
 

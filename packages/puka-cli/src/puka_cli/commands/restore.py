@@ -51,7 +51,7 @@ def register(subparsers: Any) -> None:
     parser = add_common(
         subparsers,
         "restore",
-        help="publish messages from JSON lines (a dump), confirmed",
+        help="publish messages from JSON lines (a dump), mandatory and confirmed",
         epilog=EXAMPLES,
     )
     parser.add_argument("queue", nargs="?", metavar="QUEUE", help="publish every message to QUEUE")
