@@ -129,3 +129,14 @@ def test_a_bad_line_on_a_pipe_reports_what_was_restored_before_it(
     assert first == "puka: restored 1, returned 0, failed 0"
     assert second.startswith("puka: <stdin>, line 2: not valid JSON")
     assert message_count(admin, queue) == 1
+
+
+def test_a_missing_exchange_counts_every_message_as_failed(
+    cli: Callable[..., Run], names: Names
+) -> None:
+    exchange = names.exchange()  # never declared: the broker closes the publishing channel
+    run = cli("restore", "-e", exchange, "-r", "k", stdin=_lines({"body": "a"}, {"body": "b"}))
+    assert run.code == 1
+    first, second = run.stderr.splitlines()
+    assert first == "puka: restored 0, returned 0, failed 2"
+    assert second.startswith(f"puka: 404 NOT_FOUND - no exchange '{exchange}'")

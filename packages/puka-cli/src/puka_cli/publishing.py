@@ -6,6 +6,7 @@ Used by `publish`, `restore`, `rpc` and `shovel`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
 import select
@@ -19,7 +20,7 @@ import puka
 
 from puka_cli.checks import need_callable, need_positive_int, need_type
 from puka_cli.delivery_report import DeliveryReport
-from puka_cli.errors import CliError, UsageError
+from puka_cli.errors import CliError, UsageError, describe
 from puka_cli.exit_codes import ExitCode
 from puka_cli.options import header_item, property_item
 
@@ -257,6 +258,10 @@ class Publisher:
             report.failed += 1
             report.note_problem(f"{where}: refused by the broker (nack)")
             return
+        except Exception as error:  # a channel or connection error: this one is lost too
+            report.failed += 1
+            report.note_problem(f"{where}: {describe(error)}")
+            raise
         report.delivered += 1
         if self.on_confirmed is not None:
             self.on_confirmed(tag)
@@ -266,9 +271,15 @@ class Publisher:
         while self.pending:
             self._settle_oldest()
 
-    def abandon(self) -> None:
-        """Count the messages still in flight as failed (their fate is unknown): for when the
-        connection ended under them."""
+    def settle_after_error(self) -> None:
+        """After an error: settle what can still be settled, count the rest as failed.
+
+        Never raises, so that the caller can report `report` and then raise the error it has.
+        A message whose fate is unknown (in flight when the connection ended) counts as failed.
+        """
+        while self.pending and not self.client.engine.closed:
+            with contextlib.suppress(Exception):
+                self._settle_oldest()
         if self.pending:
             self.report.failed += len(self.pending)
             self.report.note_problem(f"{self.pending[0][2]}: in flight when the connection ended")

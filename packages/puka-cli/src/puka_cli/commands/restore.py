@@ -7,7 +7,6 @@ returned by the broker and counted, never dropped. The command ends with one lin
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from collections.abc import Iterator
 from typing import IO, Any
@@ -37,7 +36,8 @@ Where each message goes:
 
 Every message is mandatory and confirmed. At the end one line on stderr says what became of
 them: 'restored N, returned M, failed K' (returned: no queue took it; failed: refused by the
-broker, or in flight when the connection was lost). Exit status 3 if M or K is not 0.
+broker, or lost with the channel or connection). Exit status 3 if M or K is not 0, unless
+another error (such as a missing exchange) has a status of its own.
 
 examples:
   puka restore orders -f orders.jsonl
@@ -125,11 +125,7 @@ def run(ctx: Context) -> int:
                     progress.update(publisher.published)
                 publisher.flush()
             except BaseException:
-                # settle what can still be settled, so that the summary is exact
-                with contextlib.suppress(Exception):
-                    if not client.engine.closed:
-                        publisher.flush()
-                publisher.abandon()
+                publisher.settle_after_error()  # so that the summary below is exact
                 progress.finish()
                 ctx.warn(publisher.report.summary("restored"))
                 raise
