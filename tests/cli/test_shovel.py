@@ -182,3 +182,18 @@ def test_ctrl_c_settles_what_is_in_flight(
     # the ones not yet published went back to the source
     assert sorted(m["body"] for m in moved + left) == sorted(bodies)
     assert [m["body"] for m in left] == sorted((m["body"] for m in left), key=int)
+
+
+def test_a_missing_destination_exchange_counts_the_message_as_failed(
+    cli: Callable[..., Run], names: Names, admin: puka.Client
+) -> None:
+    source = names.queue()
+    declare(admin, source)
+    publish_many(admin, source, [b"stay"])
+    missing = names.exchange()
+    run = cli("shovel", source, "-e", missing, "-r", "k", "--until-empty")
+    assert run.code == 1
+    first, second = run.stderr.splitlines()
+    assert first == "puka: moved 0, returned 0, failed 1"
+    assert second.startswith(f"puka: 404 NOT_FOUND - no exchange '{missing}'")
+    assert [m["body"] for m in drain(admin, source)] == [b"stay"]

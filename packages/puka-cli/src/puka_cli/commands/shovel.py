@@ -161,8 +161,11 @@ class Shovel:
                 self.totals.failed += 1
                 self.totals.note_problem(f"refused by the destination (nack, {where})")
                 self.undelivered = True
-            elif self.error is None:
-                self.error = error or CliError("the destination refused a message")
+            else:
+                if isinstance(error, puka.SoftError):  # e.g. a missing exchange: not delivered
+                    self.totals.failed += 1  # (a lost connection is retried, not counted)
+                if self.error is None:
+                    self.error = error or CliError("the destination refused a message")
             return
         with contextlib.suppress(puka.PukaError, puka.AMQPError):
             # If the source connection is gone, the broker requeued the message already: it
@@ -188,7 +191,7 @@ class Shovel:
         return count is not None and self.totals.delivered + len(self.in_flight) >= count
 
     def _publish_backlog(self) -> None:
-        if self.undelivered:
+        if self.undelivered or self.error is not None:
             return  # stopping: what is left goes back to the source
         rate = self.args.rate
         while self.backlog and not self._limit_reached():
