@@ -1,7 +1,8 @@
 """Fixtures of the CLI tests: run `puka` in process or as a subprocess; broker resources.
 
 * ``cli(*argv, stdin=b"")`` runs ``main([...])`` in this process against the shared broker
-  (``-u`` is added) and returns a :class:`Run` (exit status, stdout bytes, stderr text).
+  (``-u`` is added) and returns a :class:`Run` (exit status, stdout bytes, stderr text);
+  ``stderr_tty=True`` makes its stderr say it is a terminal (``isatty()``).
 * ``cli_process(*argv, stdin=b"")`` runs ``python -m puka_cli`` the same way;
   ``spawn(*argv)`` starts it and returns the ``Popen``.
 * ``names`` gives unique queue and exchange names and deletes them at teardown.
@@ -28,12 +29,26 @@ def _stream(data: bytes = b"") -> io.TextIOWrapper:
     return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", newline="", write_through=True)
 
 
+class _TerminalStream(io.TextIOWrapper):
+    """A captured stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
 @pytest.fixture
 def cli(amqp_url: str, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Run]:
     """Run `puka` in process with the shared broker's URL."""
 
-    def run(*argv: str, stdin: bytes = b"", url: str | None = None) -> Run:
-        out, err, inp = _stream(), _stream(), _stream(stdin)
+    def run(
+        *argv: str, stdin: bytes = b"", url: str | None = None, stderr_tty: bool = False
+    ) -> Run:
+        out, inp = _stream(), _stream(stdin)
+        err = (
+            _TerminalStream(io.BytesIO(), encoding="utf-8", newline="", write_through=True)
+            if stderr_tty
+            else _stream()
+        )
         with monkeypatch.context() as patch:
             patch.setattr(sys, "stdout", out)
             patch.setattr(sys, "stderr", err)

@@ -174,6 +174,26 @@ def test_rpc_without_a_server_times_out(
     assert "no reply within 0.3 s" in run.stderr
 
 
+def test_rpc_to_a_misspelled_queue_fails_at_once(cli: Callable[..., Run], names: Names) -> None:
+    started = time.monotonic()
+    run = cli("rpc", "-r", names.queue(), "anyone?", "--timeout", "20")
+    assert time.monotonic() - started < 5  # not the 20 s timeout
+    assert run.code == 3
+    assert run.stderr.count("\n") == 1
+    assert run.stderr.startswith("puka: the request is unroutable: no queue takes exchange ''")
+    assert "312 NO_ROUTE" in run.stderr
+
+
+def test_rpc_through_an_exchange_nothing_is_bound_to_fails_at_once(
+    cli: Callable[..., Run],
+) -> None:
+    started = time.monotonic()
+    run = cli("rpc", "-e", "amq.direct", "-r", "no-such-service", "x", "--timeout", "20")
+    assert time.monotonic() - started < 5
+    assert run.code == 3
+    assert "exchange 'amq.direct', routing key 'no-such-service'" in run.stderr
+
+
 def test_rpc_serve_echoes_in_process(
     cli: Callable[..., Run], names: Names, admin: puka.Client, amqp_url: str
 ) -> None:

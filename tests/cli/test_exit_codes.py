@@ -67,6 +67,15 @@ def test_usage_error_is_64_as_a_subprocess(cli_process: Callable[..., Run]) -> N
     assert run.stderr.strip().splitlines()[-1].startswith("puka: ")
 
 
+def test_unknown_option_shows_the_commands_usage_as_a_subprocess(
+    cli_process: Callable[..., Run],
+) -> None:
+    run = cli_process("consume", "q", "--bogus")
+    assert run.code == 64
+    assert run.stderr.startswith("usage: puka consume ")
+    assert run.stderr.strip().splitlines()[-1] == "puka: unrecognized arguments: --bogus"
+
+
 def test_missing_queue_is_1_with_one_line(cli: Callable[..., Run], names: Names) -> None:
     run = cli("get", names.queue())
     assert run.code == 1

@@ -108,9 +108,34 @@ def test_usage_errors_exit_64(argv: list[str], capsys: pytest.CaptureFixture[str
 
 
 @pytest.mark.parametrize(
+    ("argv", "usage"),
+    [
+        (["get", "q", "--bogus"], "usage: puka get "),
+        (["publish", "--bogus", "-r", "q", "x"], "usage: puka publish "),
+        (["delete", "queue", "q", "--bogus"], "usage: puka delete queue "),
+        (["declare", "exchange", "--nope", "x"], "usage: puka declare exchange "),
+        (["rpc", "-r", "q", "--bogus"], "usage: puka rpc call "),
+        (["rpc", "serve", "q", "--bogus"], "usage: puka rpc serve "),
+        (["restore", "-x"], "usage: puka restore "),
+        (["shovel", "a", "b", "--bogus=1"], "usage: puka shovel "),
+        (["--bogus", "get", "q"], "usage: puka [-h]"),  # before the command: puka's own
+    ],
+)
+def test_an_unknown_option_shows_its_commands_usage(
+    argv: list[str], usage: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert err.startswith(usage)
+    assert err.strip().splitlines()[-1].startswith("puka: unrecognized arguments: -")
+
+
+@pytest.mark.parametrize(
     ("error", "code"),
     [
         (CliError("x", 3), 3),
+        (puka.NoRoute("NO_ROUTE"), ExitCode.UNDELIVERED),
+        (puka.PublishNacked("nack"), 75),
         (DataError("x"), 65),
         (puka.InvalidURL("bad"), 64),
         (puka.ConnectFailed("refused"), 69),

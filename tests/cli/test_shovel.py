@@ -49,7 +49,10 @@ def test_shovel_queue_to_queue_in_order(
     bodies = _fill(admin, source, 500)
     run = cli("shovel", source, dest, "--until-empty", "-F", "jsonl")
     assert run.code == 0, run.stderr
-    assert run.json_lines() == [{"moved": 500, "source": source, "stopped": "empty"}]
+    assert run.json_lines() == [
+        {"moved": 500, "returned": 0, "failed": 0, "source": source, "stopped": "empty"}
+    ]
+    assert run.stderr == "puka: moved 500, returned 0, failed 0\n"
     assert message_count(admin, source) == 0
     assert [m["body"] for m in drain(admin, dest)] == bodies
 
@@ -77,8 +80,32 @@ def test_unroutable_destination_keeps_the_message(
     declare(admin, source)
     publish_many(admin, source, [b"stay"])
     run = cli("shovel", source, "-e", "amq.direct", "-r", "nobody-listens", "--until-empty")
-    assert run.code == 1 and "NO_ROUTE" in run.stderr
+    assert run.code == 3
+    assert run.stderr.count("\n") == 1
+    assert run.stderr.startswith("puka: moved 0, returned 1, failed 0 (first: returned as ")
+    assert "NO_ROUTE, exchange 'amq.direct', routing key 'nobody-listens'" in run.stderr
     assert [m["body"] for m in drain(admin, source)] == [b"stay"]
+
+
+def test_a_return_stops_the_shovel_and_the_rest_stays_on_the_source(
+    cli: Callable[..., Run], names: Names, admin: puka.Client
+) -> None:
+    source, dest = names.queue(), names.queue()
+    exchange = names.exchange()
+    declare(admin, source)
+    declare(admin, dest)
+    admin.wait(admin.exchange_declare(exchange=exchange, type="direct"))
+    admin.wait(admin.queue_bind(queue=dest, exchange=exchange, routing_key="ok"))
+    publish_many(admin, source, [b"1", b"2", b"3"])
+    # -r unset and no DEST_QUEUE: each message keeps its own routing key (the source name),
+    # which the exchange does not route: the first message comes back
+    run = cli("shovel", source, "-e", exchange, "--until-empty", "-F", "jsonl")
+    assert run.code == 3, run.stderr
+    (result,) = run.json_lines()
+    assert result["moved"] == 0 and result["returned"] >= 1 and result["failed"] == 0
+    assert result["stopped"] == "undelivered"
+    assert [m["body"] for m in drain(admin, source)] == [b"1", b"2", b"3"]
+    assert message_count(admin, dest) == 0
 
 
 def test_killed_shovel_restarted_loses_nothing(
@@ -155,3 +182,18 @@ def test_ctrl_c_settles_what_is_in_flight(
     # the ones not yet published went back to the source
     assert sorted(m["body"] for m in moved + left) == sorted(bodies)
     assert [m["body"] for m in left] == sorted((m["body"] for m in left), key=int)
+
+
+def test_a_missing_destination_exchange_counts_the_message_as_failed(
+    cli: Callable[..., Run], names: Names, admin: puka.Client
+) -> None:
+    source = names.queue()
+    declare(admin, source)
+    publish_many(admin, source, [b"stay"])
+    missing = names.exchange()
+    run = cli("shovel", source, "-e", missing, "-r", "k", "--until-empty")
+    assert run.code == 1
+    first, second = run.stderr.splitlines()
+    assert first == "puka: moved 0, returned 0, failed 1"
+    assert second.startswith(f"puka: 404 NOT_FOUND - no exchange '{missing}'")
+    assert [m["body"] for m in drain(admin, source)] == [b"stay"]

@@ -17,7 +17,7 @@ from puka.tls import tls_context
 
 from puka_cli.errors import CliError
 from puka_cli.exit_codes import ExitCode
-from puka_cli.output import Output, Progress
+from puka_cli.output import Output, Progress, is_terminal
 
 __all__ = ["Context", "Interrupt", "close", "result_of"]
 
@@ -61,6 +61,7 @@ class Context:
         self.output = output if output is not None else Output(args.format)
         self.stderr = sys.stderr if stderr is None else stderr
         self.verbose: int = args.verbose
+        self._said_waiting = False
 
     # --- reporting ------------------------------------------------------------------------
 
@@ -73,6 +74,15 @@ class Context:
     def warn(self, text: str) -> None:
         """A line on stderr, always shown."""
         self.stderr.write(f"puka: {text}\n")
+        self.stderr.flush()
+
+    def waiting(self, what: str) -> None:
+        """Say once, on stderr, what a long-running command waits on: `puka: waiting on WHAT
+        (Ctrl-C to stop)`. Only on a terminal: a script reading stderr gets nothing."""
+        if self._said_waiting or not is_terminal(self.stderr):
+            return
+        self._said_waiting = True
+        self.stderr.write(f"puka: waiting on {what} (Ctrl-C to stop)\n")
         self.stderr.flush()
 
     def progress(self, label: str, total: int | None = None) -> Progress:

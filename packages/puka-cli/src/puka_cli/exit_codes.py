@@ -5,6 +5,7 @@
 | 0 | success |
 | 1 | any other error (one line on stderr) |
 | 2 | `get`: the queue was empty |
+| 3 | a message was not delivered: returned as unroutable, nacked, or lost in flight |
 | 64 | usage error (bad option, bad URL) |
 | 65 | malformed input data (a JSON line, a topology file) |
 | 66 | an input file does not exist |
@@ -33,6 +34,7 @@ class ExitCode(enum.IntEnum):
     OK = 0
     ERROR = 1
     EMPTY = 2
+    UNDELIVERED = 3
     USAGE = 64
     DATAERR = 65
     NOINPUT = 66
@@ -52,6 +54,8 @@ def exit_code_for(error: BaseException) -> int:
         return ExitCode.INTERRUPTED
     if isinstance(error, puka.InvalidURL):
         return ExitCode.USAGE
+    if isinstance(error, puka.NoRoute):
+        return ExitCode.UNDELIVERED
     if isinstance(error, (puka.AccessRefused, puka.NotAllowed)):
         return ExitCode.NOPERM
     if isinstance(error, puka.ConnectFailed):

@@ -45,6 +45,7 @@ from typing import Any
 
 from puka.messages import PROPERTY_NAMES
 
+from puka_cli.checks import need_type
 from puka_cli.errors import DataError
 
 __all__ = [
@@ -125,6 +126,7 @@ def to_json_value(value: Any) -> Any:
 
 def table_to_json(table: Mapping[str, Any]) -> dict[str, Any]:
     """A field table as a JSON object (values tagged; an ambiguous table wrapped in `$table`)."""
+    need_type(table, Mapping, "table")
     converted = {str(key): to_json_value(value) for key, value in table.items()}
     if len(converted) == 1 and next(iter(converted)).startswith("$"):
         return {"$table": converted}
@@ -133,6 +135,7 @@ def table_to_json(table: Mapping[str, Any]) -> dict[str, Any]:
 
 def from_json_value(data: Any, where: str = "value") -> Any:
     """The field-table value that tagged JSON data stands for (`DataError` if malformed)."""
+    need_type(where, str, "where")
     if data is None or isinstance(data, (bool, str, int)):
         return data
     if isinstance(data, float):
@@ -151,6 +154,7 @@ def from_json_value(data: Any, where: str = "value") -> Any:
 
 def json_to_table(data: Any, where: str = "headers") -> dict[str, Any]:
     """A field table from a JSON object written by `table_to_json` (or by hand)."""
+    need_type(where, str, "where")
     if not isinstance(data, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(data).__name__}")
     if len(data) == 1 and "$table" in data:
@@ -226,6 +230,8 @@ def parse_timestamp(value: Any) -> datetime.datetime:
 
 def parse_property(name: str, value: Any, where: str = "properties") -> Any:
     """Check (and for the command line, convert from text) one basic property's value."""
+    need_type(name, str, "name")
+    need_type(where, str, "where")
     if name not in PROPERTIES:
         raise DataError(
             f"{where}: unknown property {name!r} (properties: {', '.join(PROPERTIES)}; "
@@ -271,6 +277,7 @@ def _property_int_from_text(name: str, text: str, where: str) -> int:
 
 def split_headers(headers: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Puka's merged `headers` dict split into (basic properties, application headers)."""
+    need_type(headers, Mapping, "headers")
     properties: dict[str, Any] = {}
     table: dict[str, Any] = {}
     for key, value in headers.items():
@@ -289,6 +296,7 @@ def split_headers(headers: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
 
 def record_from_result(result: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
     """The JSON record of a message delivered by `basic_get` or a consume."""
+    need_type(result, Mapping, "result")
     record: dict[str, Any] = {}
     for key in _DELIVERY_FIELDS:
         if key in result:
@@ -317,9 +325,17 @@ class Message:
     exchange: str | None = None
     routing_key: str | None = None
 
+    def __post_init__(self) -> None:
+        need_type(self.body, bytes, "body")
+        need_type(self.headers, dict, "headers")
+        need_type(self.exchange, (str, type(None)), "exchange")
+        need_type(self.routing_key, (str, type(None)), "routing_key")
+
 
 def body_from_record(record: Mapping[str, Any], where: str = "message") -> bytes:
     """The body bytes of a record (`body` as UTF-8, or base64 with `body_encoding`)."""
+    need_type(record, Mapping, "record")
+    need_type(where, str, "where")
     body = record.get("body", "")
     encoding = record.get("body_encoding", "utf-8")
     if not isinstance(body, str):
@@ -335,7 +351,12 @@ def body_from_record(record: Mapping[str, Any], where: str = "message") -> bytes
 
 
 def message_from_record(record: Any, where: str = "message") -> Message:
-    """A message to publish from a JSON record (see the module documentation)."""
+    """A message to publish from a JSON record (see the module documentation).
+
+    `record` is parsed JSON, so anything but an object is a `DataError` (bad input data);
+    `where`, the caller's description of it, must be a string.
+    """
+    need_type(where, str, "where")
     if not isinstance(record, dict):
         raise DataError(f"{where}: expected a JSON object")
     headers: dict[str, Any] = {}
@@ -365,6 +386,8 @@ def message_from_record(record: Any, where: str = "message") -> Message:
 
 def parse_record_line(line: str | bytes, where: str) -> Message:
     """One JSON line as a message (`DataError` naming `where` if it is malformed)."""
+    need_type(line, (str, bytes), "line")
+    need_type(where, str, "where")
     try:
         data = json.loads(line)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -82,12 +82,26 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 class Parser(argparse.ArgumentParser):
-    """An `ArgumentParser` whose usage errors raise `UsageError` (exit status 64)."""
+    """An `ArgumentParser` whose usage errors raise `UsageError` (exit status 64).
+
+    Unknown arguments are refused by the parser of the command they were given to, so the
+    usage shown is that command's (`puka get q --bogus` shows `usage: puka get ...`), not the
+    top level's, which is what a plain `ArgumentParser` does.
+    """
 
     def error(self, message: str) -> NoReturn:
         """Show the usage line and raise `UsageError`."""
         self.print_usage(sys.stderr)
         raise UsageError(message)
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        """Parse `args`; refuse any that this parser or its subcommands do not know."""
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,9 +334,10 @@ def build_parser() -> Parser:
         ),
         epilog=(
             "Global options may come before or after the command. Run 'puka COMMAND --help' for\n"
-            "a command's options. Exit status: 0 ok, 1 error, 2 empty queue (get), 64 usage,\n"
-            "65 bad input data, 66 no input file, 69 broker unavailable, 75 temporary failure\n"
-            "(connection lost), 77 access refused, 130 interrupted."
+            "a command's options. Exit status: 0 ok, 1 error, 2 empty queue (get), 3 a message\n"
+            "not delivered (returned, nacked or lost in flight), 64 usage, 65 bad input data,\n"
+            "66 no input file, 69 broker unavailable, 75 temporary failure (connection lost),\n"
+            "77 access refused, 130 interrupted."
         ),
     )
     parser.add_argument(

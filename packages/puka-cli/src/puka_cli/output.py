@@ -24,10 +24,19 @@ from typing import IO, Any
 
 from puka_cli.messages import PROPERTIES
 
-__all__ = ["FORMATS", "Output", "Progress", "json_dumps"]
+__all__ = ["FORMATS", "Output", "Progress", "is_terminal", "json_dumps"]
 
 FORMATS = ("text", "json", "jsonl", "raw")
 """The values of `-F/--format`."""
+
+
+def is_terminal(stream: Any) -> bool:
+    """Whether `stream` is a terminal (False for files, pipes, and streams without `isatty`)."""
+    isatty = getattr(stream, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except (OSError, ValueError):  # closed, or detached
+        return False
 
 
 def json_dumps(data: Any, *, indent: bool = False) -> str:
@@ -163,10 +172,7 @@ class Progress:
         interval: float = 0.2,
     ) -> None:
         self.stream = sys.stderr if stream is None else stream
-        if enabled is None:
-            isatty = getattr(self.stream, "isatty", None)
-            enabled = bool(isatty and isatty())
-        self.enabled = enabled
+        self.enabled = is_terminal(self.stream) if enabled is None else enabled
         self.label = label
         self.total = total
         self.done = 0

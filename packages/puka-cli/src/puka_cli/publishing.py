@@ -6,6 +6,7 @@ Used by `publish`, `restore`, `rpc` and `shovel`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
 import select
@@ -17,7 +18,10 @@ from typing import IO, Any
 
 import puka
 
-from puka_cli.errors import CliError, UsageError
+from puka_cli.checks import need_callable, need_positive_int, need_type
+from puka_cli.delivery_report import DeliveryReport
+from puka_cli.errors import CliError, UsageError, describe
+from puka_cli.exit_codes import ExitCode
 from puka_cli.options import header_item, property_item
 
 __all__ = ["Publisher", "add_message_options", "bodies", "message_headers"]
@@ -25,6 +29,8 @@ __all__ = ["Publisher", "add_message_options", "bodies", "message_headers"]
 
 def add_message_options(parser: argparse.ArgumentParser, *, lines: bool = True) -> None:
     """The options that say what a message is: body sources, headers and properties."""
+    need_type(parser, argparse.ArgumentParser, "parser")
+    need_type(lines, bool, "lines")
     parser.add_argument(
         "body",
         nargs="?",
@@ -75,6 +81,7 @@ def add_message_options(parser: argparse.ArgumentParser, *, lines: bool = True) 
 
 def message_headers(args: argparse.Namespace) -> dict[str, Any]:
     """Puka's merged headers dict (application headers plus properties) from the options."""
+    need_type(args, argparse.Namespace, "args")
     headers: dict[str, Any] = dict(args.header)
     headers.update(args.property)
     if args.content_type:
@@ -93,7 +100,14 @@ def bodies(args: argparse.Namespace, idle: Callable[[], object] | None = None) -
 
     With `-l` on a pipe or terminal, `idle()` is called about once a second while no line
     comes, so the caller can keep its connection alive (heartbeats) during `tail -f | …`.
+    Its arguments are checked when it is called, not when iteration starts.
     """
+    need_type(args, argparse.Namespace, "args")
+    need_callable(idle, "idle")
+    return _bodies(args, idle)
+
+
+def _bodies(args: argparse.Namespace, idle: Callable[[], object] | None) -> Iterator[bytes]:
     by_line = getattr(args, "lines", False)
     if args.body is not None and args.file is not None:
         raise UsageError("give the body as an argument or with -f, not both")
@@ -158,11 +172,13 @@ def _lines(stream: IO[bytes], idle: Callable[[], object] | None = None) -> Itera
 
 
 class Publisher:
-    """Publishes with at most `window` unconfirmed messages; errors raise in `publish`/`flush`.
+    """Publishes with at most `window` unconfirmed messages.
 
-    An unroutable `mandatory` message raises `CliError` naming it; a nack raises
-    `puka.PublishNacked`. `on_confirmed(tag)` is called with each message's `tag` once
-    confirmed, in publish order.
+    By default the first message that is not delivered raises, in `publish` or `flush`:
+    `CliError` (exit status 3) naming a `mandatory` message returned as unroutable, or
+    `puka.PublishNacked` for one the broker refused. With `keep_going=True` both are counted in
+    `report` instead and publishing goes on; the caller reports them (`DeliveryReport.check`).
+    `on_confirmed(tag)` is called with each delivered message's `tag`, in publish order.
     """
 
     def __init__(
@@ -171,15 +187,32 @@ class Publisher:
         *,
         window: int = 256,
         mandatory: bool = False,
-        on_confirmed: Any = None,
+        keep_going: bool = False,
+        on_confirmed: Callable[[Any], object] | None = None,
     ) -> None:
+        need_type(client, puka.Client, "client")
+        need_positive_int(window, "window")
+        need_type(mandatory, bool, "mandatory")
+        need_type(keep_going, bool, "keep_going")
+        need_callable(on_confirmed, "on_confirmed")
         self.client = client
-        self.window = max(1, window)
+        self.window = window
         self.mandatory = mandatory
+        self.keep_going = keep_going
         self.on_confirmed = on_confirmed
         self.pending: deque[tuple[int, Any, str]] = deque()
         self.published = 0
-        self.confirmed = 0
+        self.report = DeliveryReport()
+
+    @property
+    def confirmed(self) -> int:
+        """Messages confirmed (and, when `mandatory`, routed) so far."""
+        return self.report.delivered
+
+    @property
+    def in_flight(self) -> int:
+        """Messages published and not settled yet."""
+        return len(self.pending)
 
     def publish(
         self,
@@ -190,6 +223,10 @@ class Publisher:
         tag: Any = None,
     ) -> None:
         """Publish one message (waiting for the oldest confirm first if the window is full)."""
+        need_type(exchange, str, "exchange")
+        need_type(routing_key, str, "routing_key")
+        need_type(headers, (dict, type(None)), "headers")
+        need_type(body, bytes, "body")
         while len(self.pending) >= self.window:
             self._settle_oldest()
         promise = self.client.basic_publish(
@@ -200,24 +237,53 @@ class Publisher:
             body=body,
         )
         self.published += 1
-        self.pending.append((promise, tag, f"exchange {exchange!r}, routing key {routing_key!r}"))
+        where = f"message {self.published}, exchange {exchange!r}, routing key {routing_key!r}"
+        self.pending.append((promise, tag, where))
 
     def _settle_oldest(self) -> None:
         promise, tag, where = self.pending.popleft()
+        report = self.report
         try:
             self.client.wait(promise)
         except puka.NoRoute:
-            raise CliError(
-                f"message {self.confirmed + 1} was returned as unroutable (312 NO_ROUTE, {where})"
-            ) from None
-        self.confirmed += 1
+            problem = f"{where}: returned as unroutable (312 NO_ROUTE)"
+            if not self.keep_going:
+                raise CliError(problem, ExitCode.UNDELIVERED) from None
+            report.returned += 1
+            report.note_problem(problem)
+            return
+        except puka.PublishNacked:
+            if not self.keep_going:
+                raise
+            report.failed += 1
+            report.note_problem(f"{where}: refused by the broker (nack)")
+            return
+        except Exception as error:  # a channel or connection error: this one is lost too
+            report.failed += 1
+            report.note_problem(f"{where}: {describe(error)}")
+            raise
+        report.delivered += 1
         if self.on_confirmed is not None:
             self.on_confirmed(tag)
 
     def flush(self) -> None:
-        """Wait until every message published so far is confirmed."""
+        """Wait until every message published so far is settled."""
         while self.pending:
             self._settle_oldest()
+
+    def settle_after_error(self) -> None:
+        """After an error: settle what can still be settled, count the rest as failed.
+
+        Never raises, so that the caller can report `report` and then raise the error it has.
+        A message whose fate is unknown (in flight when the connection ended) counts as failed.
+        """
+        while self.pending and not self.client.engine.closed:
+            with contextlib.suppress(Exception):
+                self._settle_oldest()
+        if self.pending:
+            self.report.failed += len(self.pending)
+            self.report.note_problem(f"{self.pending[0][2]}: in flight when the connection ended")
+            self.pending.clear()
 
     def publish_all(self, messages: Iterable[tuple[str, str, dict[str, Any] | None, bytes]]) -> int:
         """Publish every (exchange, routing key, headers, body), then flush; returns the count."""

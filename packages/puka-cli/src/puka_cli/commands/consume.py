@@ -21,6 +21,7 @@ __all__ = [
     "add_limits",
     "add_separator",
     "message_environment",
+    "quoted_queues",
     "register",
     "run",
     "run_command",
@@ -116,6 +117,11 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run, ack_mode="ack")
 
 
+def quoted_queues(queues: list[str]) -> str:
+    """`queue 'a'` or `queues 'a', 'b'`: what a consume waits on, for `Context.waiting`."""
+    return ("queue " if len(queues) == 1 else "queues ") + ", ".join(repr(q) for q in queues)
+
+
 def separator(args: argparse.Namespace) -> bytes:
     """The `--separator` bytes, with backslash escapes applied."""
     text = getattr(args, "separator", None)
@@ -178,6 +184,7 @@ def run(ctx: Context) -> int:
             for queue in args.queues:  # a missing queue is an error now, not at the first check
                 client.wait(client.queue_declare(queue=queue, passive=True))
         promise = client.basic_consume_multi(args.queues, prefetch_count=prefetch, no_ack=no_ack)
+        ctx.waiting(quoted_queues(args.queues))
         deliveries = Deliveries(
             client,
             promise,

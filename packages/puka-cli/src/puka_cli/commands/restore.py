@@ -1,4 +1,9 @@
-"""`puka restore`: publish the messages of a JSON-lines file (a `dump`), confirmed."""
+"""`puka restore`: publish the messages of a JSON-lines file (a `dump`), confirmed.
+
+Every message is published `mandatory` with a publisher confirm: one that no queue takes is
+returned by the broker and counted, never dropped. The command ends with one line on stderr,
+`restored N, returned M, failed K`, and exits with status 3 if M or K is not 0.
+"""
 
 from __future__ import annotations
 
@@ -23,11 +28,20 @@ A binary body is base64 with "body_encoding": "base64"; header values JSON canno
 tagged: {"$bytes": b64}, {"$decimal": "1.5"}, {"$timestamp": "2024-01-01T00:00:00Z"},
 {"$float": 1.0}, {"$int": "123…"}.
 
-Where each message goes: to QUEUE (through the default exchange) if given, else to -e/-r,
-else to the exchange and routing key recorded in the line.
+Where each message goes:
+  QUEUE or -r KEY                 to that queue, through the default exchange
+  -r KEY --keep-exchange          to each line's recorded exchange, with routing key KEY
+  -e EXCHANGE [-r KEY]            to EXCHANGE, with KEY (default: each line's routing key)
+  none of them                    to each line's recorded exchange and routing key
+
+Every message is mandatory and confirmed. At the end one line on stderr says what became of
+them: 'restored N, returned M, failed K' (returned: no queue took it; failed: refused by the
+broker, or lost with the channel or connection). Exit status 3 if M or K is not 0, unless
+another error (such as a missing exchange) has a status of its own.
 
 examples:
   puka restore orders -f orders.jsonl
+  puka restore -r orders-copy -f orders.jsonl           every line to queue orders-copy
   puka dump orders --drain | puka restore -u amqp://other-host/ orders
 """
 
@@ -37,7 +51,7 @@ def register(subparsers: Any) -> None:
     parser = add_common(
         subparsers,
         "restore",
-        help="publish messages from JSON lines (a dump), confirmed",
+        help="publish messages from JSON lines (a dump), mandatory and confirmed",
         epilog=EXAMPLES,
     )
     parser.add_argument("queue", nargs="?", metavar="QUEUE", help="publish every message to QUEUE")
@@ -45,11 +59,21 @@ def register(subparsers: Any) -> None:
         "-f", "--file", default="-", metavar="FILE", help="read FILE (default: '-', standard input)"
     )
     parser.add_argument("-e", "--exchange", metavar="EXCHANGE", help="publish to this exchange")
-    parser.add_argument("-r", "--routing-key", metavar="KEY", help="with this routing key")
+    parser.add_argument(
+        "-r",
+        "--routing-key",
+        metavar="KEY",
+        help="with this routing key; without -e, to queue KEY through the default exchange",
+    )
+    parser.add_argument(
+        "--keep-exchange",
+        action="store_true",
+        help="with -r: publish each message to the exchange its line records (not to '')",
+    )
     parser.add_argument(
         "--mandatory",
         action="store_true",
-        help="every message must reach a queue: an unroutable one is an error",
+        help="accepted for compatibility: every message is mandatory now",
     )
     parser.add_argument(
         "--window",
@@ -73,6 +97,8 @@ def run(ctx: Context) -> int:
     args = ctx.args
     if args.queue is not None and (args.exchange is not None or args.routing_key is not None):
         raise UsageError("give QUEUE or -e/-r, not both")
+    if args.keep_exchange and (args.routing_key is None or args.exchange is not None):
+        raise UsageError("--keep-exchange goes with -r KEY, without QUEUE or -e")
     if args.file == "-":
         stream: IO[bytes] = sys.stdin.buffer
         name = "<stdin>"
@@ -89,32 +115,40 @@ def run(ctx: Context) -> int:
             for number, message in enumerate(read_messages(stream, name), 1):
                 _destination(args, message, f"{name}, message {number}")
             stream.seek(0)
-        with ctx.connected() as client:
-            publisher = Publisher(client, window=args.window, mandatory=args.mandatory)
-            for number, message in enumerate(read_messages(stream, name), 1):
-                exchange, routing_key = _destination(args, message, f"{name}, message {number}")
-                publisher.publish(exchange, routing_key, message.headers, message.body)
-                progress.update(publisher.published)
-            publisher.flush()
+        with ctx.connected(pubacks=True) as client:
+            publisher = Publisher(client, window=args.window, mandatory=True, keep_going=True)
+            try:
+                for number, message in enumerate(read_messages(stream, name), 1):
+                    where = f"{name}, message {number}"
+                    exchange, routing_key = _destination(args, message, where)
+                    publisher.publish(exchange, routing_key, message.headers, message.body)
+                    progress.update(publisher.published)
+                publisher.flush()
+            except BaseException:
+                publisher.settle_after_error()  # so that the summary below is exact
+                progress.finish()
+                ctx.warn(publisher.report.summary("restored"))
+                raise
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
         progress.finish()
-    ctx.output.result(
-        {"restored": publisher.confirmed, "file": args.file},
-        f"restored {publisher.confirmed} message(s)" if ctx.verbose else None,
-    )
+    report = publisher.report
+    ctx.output.result({**report.counts("restored"), "file": args.file})
+    report.check("restored")
+    ctx.warn(report.summary("restored"))
     return 0
 
 
 def _destination(args: Any, message: Message, where: str) -> tuple[str, str]:
+    """(exchange, routing key) of one message: see "Where each message goes" in the help."""
     if args.queue is not None:
         return "", args.queue
-    if args.exchange is not None or args.routing_key is not None:
-        return (
-            args.exchange if args.exchange is not None else (message.exchange or ""),
-            args.routing_key if args.routing_key is not None else (message.routing_key or ""),
-        )
+    if args.exchange is not None:
+        routing_key = args.routing_key if args.routing_key is not None else message.routing_key
+        return args.exchange, routing_key or ""
+    if args.routing_key is not None:
+        return (message.exchange or "" if args.keep_exchange else ""), args.routing_key
     if message.exchange is None and message.routing_key is None:
         raise DataError(f"{where}: no exchange or routing_key, and no QUEUE or -e/-r given")
     return message.exchange or "", message.routing_key or ""

@@ -23,9 +23,13 @@ __all__ = ["register", "run_call", "run_serve"]
 
 REPLY_TO = "amq.rabbitmq.reply-to"
 
+_RETURN_POLL = 0.05  # seconds between checks for a returned request while awaiting the reply
+
 CALL_EXAMPLES = """\
 The request carries reply_to=amq.rabbitmq.reply-to and a fresh correlation_id (unless -P sets
 one); the reply with that correlation_id is printed. No reply within --timeout: exit status 75.
+The request is mandatory: if no queue takes it (a misspelled queue or routing key), the broker
+returns it and the command fails at once with exit status 3.
 
 examples:
   puka rpc -r calc '{"op": "add", "args": [1, 2]}' -F jsonl
@@ -111,26 +115,34 @@ def run_call(ctx: Context) -> int:
     body = b"".join(bodies(args))
     with ctx.connected() as client:
         replies = client.basic_consume(queue=REPLY_TO, no_ack=True)
-        # Direct reply-to: publish on the channel that consumes amq.rabbitmq.reply-to.
+        # Direct reply-to: publish on the channel that consumes amq.rabbitmq.reply-to. That
+        # channel has no confirms, so puka cannot pair a basic.return with this publish: it
+        # counts it in engine.unpaired_returns, which nothing else on this client adds to.
+        returns_before = client.engine.unpaired_returns
         client.wait(
             client.basic_publish(
                 exchange=args.exchange,
                 routing_key=args.routing_key,
+                mandatory=True,
                 headers=headers,
                 body=body,
                 channel_of=replies,
             )
         )
+        where = f"exchange {args.exchange!r}, routing key {args.routing_key!r}"
         deadline = time.monotonic() + args.timeout
         while True:
             left = deadline - time.monotonic()
-            reply = client.wait(replies, timeout=max(left, 0)) if left > 0 else None
-            if reply is None:
+            reply = client.wait(replies, timeout=min(left, _RETURN_POLL)) if left > 0 else None
+            if client.engine.unpaired_returns != returns_before:
                 raise CliError(
-                    f"no reply within {args.timeout:g} s (exchange {args.exchange!r}, "
-                    f"routing key {args.routing_key!r})",
-                    ExitCode.TEMPFAIL,
+                    f"the request is unroutable: no queue takes {where} (312 NO_ROUTE)",
+                    ExitCode.UNDELIVERED,
                 )
+            if reply is None:
+                if left > 0:
+                    continue
+                raise CliError(f"no reply within {args.timeout:g} s ({where})", ExitCode.TEMPFAIL)
             if (reply.get("headers") or {}).get("correlation_id") == correlation_id:
                 break
             ctx.note("dropped a reply with another correlation_id")
@@ -161,6 +173,7 @@ def run_serve(ctx: Context) -> int:
         if args.declare:
             client.wait(client.queue_declare(queue=args.queue))
         promise = client.basic_consume(queue=args.queue, prefetch_count=args.prefetch)
+        ctx.waiting(f"requests on queue {args.queue!r}")
         deliveries = Deliveries(client, promise, count=args.count, interrupt=interrupt)
         for request in deliveries:
             headers = request.get("headers") or {}

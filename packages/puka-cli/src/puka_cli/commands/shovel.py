@@ -6,6 +6,10 @@ anything fails in between, the broker requeues the unacknowledged messages on th
 message may be delivered twice (at-least-once), never lost. Ctrl-C stops taking messages,
 waits for the confirms of those in flight (acknowledging them), requeues the rest and exits
 with status 130.
+
+Every publish is mandatory. A message the destination returns as unroutable (or refuses with
+a nack) is requeued on the source and stops the shovel: it ends with one line on stderr,
+`moved N, returned M, failed K`, and exit status 3 when M or K is not 0.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import puka
@@ -20,6 +25,7 @@ import puka
 from puka_cli.commands.consume import add_limits
 from puka_cli.consuming import queues_empty
 from puka_cli.context import Context, Interrupt, close
+from puka_cli.delivery_report import DeliveryReport
 from puka_cli.errors import CliError, UsageError, describe
 from puka_cli.exit_codes import ExitCode, exit_code_for
 from puka_cli.options import add_common, non_negative_float, positive_int
@@ -31,6 +37,11 @@ examples:
   puka shovel orders orders-copy --until-empty          queue to queue, same broker
   puka shovel orders -e archive -r orders --dest-url amqp://backup-host/
   puka shovel orders orders-v2 --reconnect              keep going through connection losses
+
+Every message is published mandatory and confirmed before it is acknowledged on the source.
+One that no queue takes at the destination (or that the destination refuses) goes back to
+the source and stops the shovel. The last line on stderr says 'moved N, returned M,
+failed K'; exit status 3 if M or K is not 0.
 """
 
 _SLICE = 0.05  # longest wait between checks (Ctrl-C, limits, rate)
@@ -87,13 +98,6 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-class Totals:
-    """What the sessions of one `puka shovel` moved, across reconnections."""
-
-    def __init__(self) -> None:
-        self.moved = 0
-
-
 class Shovel:
     """One shovel session: a source consume, a destination publisher, the messages between."""
 
@@ -103,16 +107,18 @@ class Shovel:
         source: puka.Client,
         dest: puka.Client,
         interrupt: Interrupt,
-        totals: Totals,
+        totals: DeliveryReport,
     ) -> None:
         self.args = args
         self.source = source
         self.dest = dest
         self.interrupt = interrupt
-        self.totals = totals  # .moved: confirmed by the destination and acknowledged
+        self.totals = totals  # .delivered: confirmed by the destination and acknowledged
         self.backlog: deque[puka.Result] = deque()  # delivered, not yet published
         self.in_flight: dict[int, puka.Result] = {}  # publish promise -> source message
         self.error: BaseException | None = None
+        self.undelivered = False  # a message was returned or refused: stop, report, exit 3
+        self.on_consuming: Callable[[], object] | None = None  # called once consuming
         self.started = 0  # published in this session
         self.consume: int | None = None
         self.last_activity = time.monotonic()
@@ -144,17 +150,28 @@ class Shovel:
         if result.is_error:
             with contextlib.suppress(puka.PukaError, puka.AMQPError):
                 self.source.basic_nack(message, requeue=True)
-            if self.error is None:
-                error = result.exception or CliError("the destination refused a message")
-                if isinstance(error, puka.NoRoute):
-                    error = CliError("a message was unroutable at the destination (312 NO_ROUTE)")
-                self.error = error
+            error = result.exception
+            exchange, key = self._target(message)
+            where = f"exchange {exchange!r}, routing key {key!r}"
+            if isinstance(error, puka.NoRoute):
+                self.totals.returned += 1
+                self.totals.note_problem(f"returned as unroutable (312 NO_ROUTE, {where})")
+                self.undelivered = True
+            elif isinstance(error, puka.PublishNacked):
+                self.totals.failed += 1
+                self.totals.note_problem(f"refused by the destination (nack, {where})")
+                self.undelivered = True
+            else:
+                if isinstance(error, puka.SoftError):  # e.g. a missing exchange: not delivered
+                    self.totals.failed += 1  # (a lost connection is retried, not counted)
+                if self.error is None:
+                    self.error = error or CliError("the destination refused a message")
             return
         with contextlib.suppress(puka.PukaError, puka.AMQPError):
             # If the source connection is gone, the broker requeued the message already: it
             # will come again (a duplicate at the destination, never a loss).
             self.source.basic_ack(message)
-            self.totals.moved += 1
+            self.totals.delivered += 1
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -171,9 +188,11 @@ class Shovel:
 
     def _limit_reached(self) -> bool:
         count = self.args.count
-        return count is not None and self.totals.moved + len(self.in_flight) >= count
+        return count is not None and self.totals.delivered + len(self.in_flight) >= count
 
     def _publish_backlog(self) -> None:
+        if self.undelivered or self.error is not None:
+            return  # stopping: what is left goes back to the source
         rate = self.args.rate
         while self.backlog and not self._limit_reached():
             if rate:
@@ -198,9 +217,11 @@ class Shovel:
         args = self.args
         if self.error is not None:
             return "error"
+        if self.undelivered:
+            return "undelivered"
         if self.interrupt.requested:
             return "interrupted"
-        if args.count is not None and self.totals.moved >= args.count:
+        if args.count is not None and self.totals.delivered >= args.count:
             return "count"
         idle = not self.backlog and not self.in_flight
         quiet = time.monotonic() - self.last_activity
@@ -218,6 +239,8 @@ class Shovel:
         self.consume = self.source.basic_consume(
             queue=args.source, prefetch_count=args.prefetch, callback=self.on_delivery
         )
+        if self.on_consuming is not None:
+            self.on_consuming()
         while True:
             self._publish_backlog()
             reason = self._stop_reason()
@@ -227,9 +250,9 @@ class Shovel:
             if args.rate and self.backlog:
                 timeout = min(_SLICE, max(0.0, self._next_send - time.monotonic()))
             puka.loop(self.clients, timeout=timeout)
-            progress.update(self.totals.moved)
+            progress.update(self.totals.delivered)
         self.finish()
-        progress.update(self.totals.moved, force=True)
+        progress.update(self.totals.delivered, force=True)
         return reason
 
     def finish(self) -> None:
@@ -258,7 +281,7 @@ def run(ctx: Context) -> int:
     if args.destination is not None and args.exchange not in (None, ""):
         raise UsageError("give DEST_QUEUE or -e/--exchange, not both")
     progress = ctx.progress("shovelled", args.count)
-    totals = Totals()
+    totals = DeliveryReport()
     attempt = 0
     with Interrupt() as interrupt:
         while True:
@@ -271,6 +294,7 @@ def run(ctx: Context) -> int:
                 break
             if not (args.reconnect and exit_code_for(error) in _RETRY_CODES):
                 progress.finish()
+                ctx.warn(totals.summary("moved"))
                 raise error
             attempt += 1
             delay = min(5.0, 0.25 * 2 ** min(attempt, 5))
@@ -280,10 +304,9 @@ def run(ctx: Context) -> int:
                 reason = "interrupted"
                 break
     progress.finish()
-    ctx.output.result(
-        {"moved": totals.moved, "source": args.source, "stopped": reason},
-        f"moved {totals.moved} message(s) from {args.source!r}" if ctx.verbose else None,
-    )
+    ctx.output.result({**totals.counts("moved"), "source": args.source, "stopped": reason})
+    totals.check("moved")
+    ctx.warn(totals.summary("moved"))
     return 130 if reason == "interrupted" else 0
 
 
@@ -297,7 +320,7 @@ def _sleep(delay: float, interrupt: Interrupt) -> None:
 
 
 def _session(
-    ctx: Context, interrupt: Interrupt, progress: Any, totals: Totals
+    ctx: Context, interrupt: Interrupt, progress: Any, totals: DeliveryReport
 ) -> tuple[str, BaseException | None]:
     """One connection (or two) worth of shovelling; returns why it stopped, and the error."""
     args = ctx.args
@@ -308,6 +331,7 @@ def _session(
         if separate:
             dest = ctx.client(url=args.dest_url, role="destination")
         shovel = Shovel(args, source, dest, interrupt, totals)
+        shovel.on_consuming = lambda: ctx.waiting(f"queue {args.source!r}")
         reason = shovel.run(progress)
         return reason, shovel.error
     finally:

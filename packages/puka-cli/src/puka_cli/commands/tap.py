@@ -107,6 +107,7 @@ def run(ctx: Context) -> int:
         )
         ctx.note(f"tapping {', '.join(f'{ex}:{key}' for ex, key in pairs)} via {queue!r}")
         promise = client.basic_consume(queue=queue, no_ack=True, exclusive=True)
+        ctx.waiting("messages through " + ", ".join(f"{ex}:{key}" for ex, key in pairs))
         deliveries = Deliveries(
             client,
             promise,
