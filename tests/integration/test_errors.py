@@ -97,7 +97,6 @@ def test_one_root_for_every_exception() -> None:
     [
         ("ConnectFailed", ConnectionError),
         ("ConnectTimeout", ConnectionError),
-        ("ConnectTimeout", TimeoutError),
         ("TLSCertificateError", ConnectionError),
         ("ConnectionLost", ConnectionError),
         ("HeartbeatTimeout", ConnectionError),
@@ -109,6 +108,12 @@ def test_one_root_for_every_exception() -> None:
 def test_errors_keep_their_builtin_bases(name: str, builtin: type[Exception]) -> None:
     """What `except socket.error` (OSError) or `except ValueError` caught still catches them."""
     assert issubclass(getattr(puka, name), builtin)
+
+
+@pytest.mark.parametrize("name", ["ConnectTimeout", "HeartbeatTimeout", "BlockedTimeout"])
+def test_puka_timeouts_are_not_timeout_errors(name: str) -> None:
+    """An `except TimeoutError` around `asyncio.wait_for` must not take them for its own."""
+    assert not issubclass(getattr(puka, name), TimeoutError)
 
 
 @pytest.mark.parametrize(

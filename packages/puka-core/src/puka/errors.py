@@ -133,10 +133,11 @@ class ConnectFailed(PukaError, ConnectionError):
     """
 
 
-class ConnectTimeout(ConnectFailed, TimeoutError):
+class ConnectTimeout(ConnectFailed):
     """Connecting (TCP, TLS and the AMQP handshake) took longer than `connection_timeout`.
 
-    Also a `TimeoutError` (`socket.timeout`).
+    Not a `TimeoutError`: code that catches `TimeoutError` around `asyncio.wait_for` (or any
+    deadline of its own) would take it for its own timeout.
     """
 
 
