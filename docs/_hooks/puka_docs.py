@@ -94,18 +94,21 @@ def other_errors_table() -> str:
     from puka_spec.exceptions import ERRORS  # noqa: PLC0415
 
     coded = set(ERRORS.values())
-    classes = []
+    aliases: dict[type, list[str]] = {}  # class → its other names (Puka 0.0.8's)
     for name in puka.__all__:
         obj = getattr(puka, name)
         if isinstance(obj, type) and issubclass(obj, BaseException) and obj not in coded:
-            classes.append(obj)
+            names = aliases.setdefault(obj, [])
+            if name != obj.__name__:
+                names.append(name)
     # bases first, then by name
-    classes.sort(key=lambda cls: (len(cls.__mro__), cls.__name__))
+    classes = sorted(aliases, key=lambda cls: (len(cls.__mro__), cls.__name__))
     rows = ["| Exception | Is a | Meaning |", "|---|---|---|"]
     for cls in classes:
         bases = ", ".join(f"`{base.__name__}`" for base in cls.__bases__)
         doc = (inspect.getdoc(cls) or "").split("\n\n")[0]
-        rows.append(f"| [`{cls.__name__}`][{_api_path(cls)}] | {bases} | {_cell(doc)} |")
+        also = "".join(f"<br>(alias `{alias}`)" for alias in aliases[cls])
+        rows.append(f"| [`{cls.__name__}`][{_api_path(cls)}]{also} | {bases} | {_cell(doc)} |")
     return "\n".join(rows) + "\n"
 
 

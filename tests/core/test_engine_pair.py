@@ -8,7 +8,7 @@ from itertools import pairwise
 import pytest
 from puka import Engine, NoRoute, NotFound, PreconditionFailed, PublishNacked, Recovery, parse_url
 from puka.channels import SHORT_CHANNELS
-from puka.errors import ClientClosed, ConnectionLost
+from puka.errors import ClientClosed, ConnectionLost, ConsumerCancelled
 from puka.promises import Promise
 from puka.results import Result
 from puka_spec import encode_method_frame, methods
@@ -311,6 +311,75 @@ def test_server_cancel_is_delivered_distinctly() -> None:
     assert result is not None
     assert result.name == "basic.cancel"
     assert result.is_error
+
+
+def _drain(pair: Pair, promise: Promise) -> list[Result]:
+    pair.pump()
+    results = []
+    while (result := pair.engine.promises.take(promise.number)) is not None:
+        results.append(result)
+    return results
+
+
+def test_a_consumer_tag_may_repeat_within_a_multi_consume() -> None:
+    """Issue 19: one tag on several queues of one consume no longer closes the connection (530).
+
+    On the wire the tags become unique (`tag.N`); deliveries, the broker's cancel and the
+    cancel-ok show the tag the user gave.
+    """
+    pair = Pair(11)
+    pair.open()
+    for queue in ("a", "b", "c"):
+        pair.wait(pair.engine.rpc(methods.QueueDeclare(queue=queue)))
+        assert not pair.wait(pair.engine.publish("", queue, False, None, queue.encode())).is_error
+    consume = pair.engine.consume(
+        [
+            methods.BasicConsume(queue="a", consumer_tag="same"),
+            methods.BasicConsume(queue="b", consumer_tag="same"),
+            methods.BasicConsume(queue="c", consumer_tag="same.1"),  # the wire name of "b"'s
+        ],
+        0,
+    )
+    messages = _drain(pair, consume)
+    assert not pair.engine.closed
+    assert sorted((m["body"], m["consumer_tag"]) for m in messages) == [
+        (b"a", "same"),
+        (b"b", "same"),
+        (b"c", "same.1"),
+    ]
+    assert sorted(pair.broker.channels[consume.op.channel.number].consumers) == [
+        "same.0",
+        "same.1",
+        "same.1.2",
+    ]
+    for message in messages:
+        pair.engine.ack(message)
+    pair.broker.delete_queue("b")
+    (cancelled,) = _drain(pair, consume)
+    assert isinstance(cancelled.exception, ConsumerCancelled)
+    assert cancelled["consumer_tag"] == "same"
+    cancel = pair.engine.on_holder(consume.number, "cancel", methods.BasicCancel(consumer_tag=""))
+    assert pair.wait(cancel)["consumer_tag"] in ("same", "same.1")
+    assert not pair.engine.closed
+
+
+def test_distinct_consumer_tags_go_out_as_given() -> None:
+    pair = Pair(12)
+    pair.open()
+    for queue in ("a", "b"):
+        pair.wait(pair.engine.rpc(methods.QueueDeclare(queue=queue)))
+    consume = pair.engine.consume(
+        [
+            methods.BasicConsume(queue="a", consumer_tag="one"),
+            methods.BasicConsume(queue="b", consumer_tag=""),
+            methods.BasicConsume(queue="a", consumer_tag="two"),
+        ],
+        0,
+    )
+    pair.pump()
+    tags = sorted(pair.broker.channels[consume.op.channel.number].consumers)
+    assert tags[1:] == ["one", "two"]
+    assert tags[0].startswith("amq.ctag-")
 
 
 def test_wrong_password_and_missing_vhost() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import pickle
 import socket
 import time
 from collections.abc import Callable
@@ -80,9 +81,65 @@ def test_exception_hierarchy(name: str, base: str) -> None:
     assert issubclass(getattr(puka, name), getattr(puka, base))
 
 
-def test_reply_code_errors_are_not_client_errors() -> None:
-    assert not issubclass(puka.AMQPError, puka.PukaError)
+def test_one_root_for_every_exception() -> None:
+    """`PukaError` is the root of all (issue 19: it was the client errors' base only)."""
     assert not issubclass(puka.PukaError, puka.AMQPError)
+    for name in [*ALL_EXCEPTIONS, "InvalidURL", "EncodingError", "TLSCertificateError"]:
+        assert issubclass(getattr(puka, name), puka.PukaError), name
+    for name in puka.__all__:
+        obj = getattr(puka, name)
+        if isinstance(obj, type) and issubclass(obj, BaseException):
+            assert issubclass(obj, puka.PukaError), name
+
+
+@pytest.mark.parametrize(
+    ("name", "builtin"),
+    [
+        ("ConnectFailed", ConnectionError),
+        ("ConnectTimeout", ConnectionError),
+        ("TLSCertificateError", ConnectionError),
+        ("ConnectionLost", ConnectionError),
+        ("HeartbeatTimeout", ConnectionError),
+        ("BlockedTimeout", ConnectionError),
+        ("InvalidURL", ValueError),
+        ("EncodingError", ValueError),
+    ],
+)
+def test_errors_keep_their_builtin_bases(name: str, builtin: type[Exception]) -> None:
+    """What `except socket.error` (OSError) or `except ValueError` caught still catches them."""
+    assert issubclass(getattr(puka, name), builtin)
+
+
+@pytest.mark.parametrize("name", ["ConnectTimeout", "HeartbeatTimeout", "BlockedTimeout"])
+def test_puka_timeouts_are_not_timeout_errors(name: str) -> None:
+    """An `except TimeoutError` around `asyncio.wait_for` must not take them for its own."""
+    assert not issubclass(getattr(puka, name), TimeoutError)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        puka.ConnectFailed("cannot connect to 127.0.0.1:1: Connection refused"),
+        puka.ConnectTimeout("TCP connection to 10.0.0.1:5672 took over 1 s"),
+        puka.ConnectionLost("connection to 127.0.0.1:5672 lost"),
+        puka.HeartbeatTimeout("127.0.0.1:5672 took nothing we sent for 2 s"),
+        puka.TLSCertificateError(1, "TLS certificate of x:5671 did not verify"),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+def test_connection_errors_print_and_pickle_as_before(error: OSError) -> None:
+    """OSError's constructor quirks stay away: the message prints alone and survives pickle."""
+    text = str(error)
+    assert not text.startswith("[Errno")
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is type(error)
+    assert str(again) == text
+    assert again.args == error.args
+
+
+def test_amqp_soft_and_hard_error_are_puka_008_aliases() -> None:
+    assert puka.AMQPSoftError is puka.SoftError
+    assert puka.AMQPHardError is puka.HardError
 
 
 # --- soft errors: the operation fails, the client carries on --------------------------------

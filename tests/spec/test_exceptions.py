@@ -81,3 +81,14 @@ def test_encoding_error_is_a_value_error() -> None:
     with pytest.raises(exc.EncodingError):
         puka_spec.methods.QueueDeclare(queue="é" * 128).encode()
     assert puka_spec.methods.QueueDeclare(queue="é" * 127).encode()
+
+
+def test_one_root() -> None:
+    """`PukaError` is the root of every exception of the spec (and of `puka`'s)."""
+    assert issubclass(exc.AMQPError, exc.PukaError)
+    assert issubclass(exc.EncodingError, exc.PukaError)
+    assert issubclass(exc.EncodingError, ValueError)
+    for cls in exc.ERRORS.values():
+        assert issubclass(cls, exc.PukaError)
+    assert type(exc.error_for(599)).__mro__.count(exc.PukaError) == 1
+    assert puka_spec.PukaError is exc.PukaError

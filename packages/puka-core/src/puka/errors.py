@@ -1,13 +1,20 @@
 """Every exception a Puka user can meet, importable by name from `puka`.
 
-Two families:
+One root, `PukaError` (from `puka_spec.exceptions`): `except puka.PukaError` catches everything
+Puka raises. Under it:
 
 - **Reply-code errors** (`AMQPError` and its subclasses, from `puka_spec.exceptions`): the broker
   or the protocol said no. `SoftError` subclasses (`NotFound`, `PreconditionFailed`,
   `AccessRefused`, `ResourceLocked`, `NoRoute`, …) fail only the operation that caused them;
   `HardError` subclasses (`ConnectionForced`, `NotAllowed`, `FrameError`, …) end the connection.
-- **Client errors** (`PukaError` and its subclasses): the connection could not be made or was
-  lost, the client is closed, a publish was nacked, the broker sent a consumer cancel.
+- **Client errors**, without a reply code: the connection could not be made (`ConnectFailed`)
+  or was lost (`ConnectionLost`), both also `ConnectionError`s (so `OSError`s, as Puka 0.0.8's
+  `socket.error`s were); the client is closed, a publish was nacked, the broker sent a
+  consumer cancel.
+- `EncodingError` and `puka.InvalidURL`, also `ValueError`s.
+
+`AMQPSoftError` and `AMQPHardError`, Puka 0.0.8's names, are aliases of `SoftError` and
+`HardError`.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from puka_spec.exceptions import (
     NotAllowed,
     NotFound,
     PreconditionFailed,
+    PukaError,
     ResourceError,
     ResourceLocked,
     SoftError,
@@ -48,7 +56,9 @@ if TYPE_CHECKING:
 __all__ = [
     "ERRORS",
     "AMQPError",
+    "AMQPHardError",
     "AMQPNotImplemented",
+    "AMQPSoftError",
     "AMQPSyntaxError",
     "AccessRefused",
     "BlockedTimeout",
@@ -85,16 +95,20 @@ __all__ = [
 ]
 
 
-class PukaError(Exception):
-    """Base of the errors that do not come with an AMQP reply code."""
+AMQPSoftError = SoftError
+"""Puka 0.0.8's name of `SoftError`."""
+
+AMQPHardError = HardError
+"""Puka 0.0.8's name of `HardError`."""
 
 
-class ConnectionLost(PukaError):
+class ConnectionLost(PukaError, ConnectionError):
     """The connection ended under an operation: its outcome is unknown.
 
     A publish that fails with this error may or may not have reached the broker; republish it
     if at-least-once delivery matters. When the transport failed, its `OSError` (a reset, a
-    broken pipe) is the `__cause__`.
+    broken pipe) is the `__cause__`. A `ConnectionError` too, so `except OSError` catches it
+    (Puka 0.0.8's `ConnectionBroken` was a `socket.error`); its `errno` is `None`.
     """
 
 
@@ -110,12 +124,21 @@ class BlockedTimeout(ConnectionLost):
     """
 
 
-class ConnectFailed(PukaError):
-    """The connection could not be made: refused port, unknown host, TLS failure, timeout."""
+class ConnectFailed(PukaError, ConnectionError):
+    """The connection could not be made: refused port, unknown host, TLS failure, timeout.
+
+    A `ConnectionError` too, so `except OSError` (`socket.error`) catches it, as it caught a
+    failed connect in Puka 0.0.8; the message names the address and the reason, `errno` is
+    `None`.
+    """
 
 
 class ConnectTimeout(ConnectFailed):
-    """Connecting (TCP, TLS and the AMQP handshake) took longer than `connection_timeout`."""
+    """Connecting (TCP, TLS and the AMQP handshake) took longer than `connection_timeout`.
+
+    Not a `TimeoutError`: code that catches `TimeoutError` around `asyncio.wait_for` (or any
+    deadline of its own) would take it for its own timeout.
+    """
 
 
 class ClientClosed(PukaError):

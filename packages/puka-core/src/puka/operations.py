@@ -32,6 +32,7 @@ __all__ = [
     "SideRpc",
     "Transaction",
     "method_result",
+    "unique_consumer_tags",
 ]
 
 
@@ -40,6 +41,29 @@ def method_result(method: methods.Method) -> Result:
     return Result(
         method.NAME.replace("-", "_"), {name: getattr(method, name) for name, _ in method.FIELDS}
     )
+
+
+def unique_consumer_tags(consumes: list[methods.BasicConsume]) -> dict[str, str] | None:
+    """Make the consumer tags of one consume unique on its channel: wire tag → the user's tag.
+
+    A channel may not reuse a consumer tag (RabbitMQ closes the connection, 530 NOT_ALLOWED), but
+    a user may well give one tag to several queues of a `basic_consume_multi`. When the given
+    tags repeat, each given tag goes on the wire as `tag.N` (N: the queue's place in the list; no
+    two such names can be equal, as the part after the last dot differs; the methods are changed
+    in place) and the map returned
+    turns it back into the user's tag for deliveries and cancels. `None` when nothing repeats:
+    the tags go out as given. Empty tags are left to the broker, which names them uniquely.
+    """
+    given = [consume.consumer_tag for consume in consumes if consume.consumer_tag]
+    if len(given) == len(set(given)):
+        return None
+    shown: dict[str, str] = {}
+    for index, consume in enumerate(consumes):
+        if consume.consumer_tag:
+            wire = f"{consume.consumer_tag}.{index}"
+            shown[wire] = consume.consumer_tag
+            consume.consumer_tag = wire
+    return shown
 
 
 def message_result(
@@ -273,7 +297,10 @@ class Consume(ChannelHolder):
         self.consumes = consumes
         self.prefetch_count = prefetch_count
         self.no_ack = all(c.no_ack for c in consumes)
-        self.tags: list[str] = []
+        self.tags: list[str] = []  # as on the wire
+        # wire tag → the tag the user gave, when those repeat (kept across recoveries: the
+        # methods keep their wire tags)
+        self.shown_tags = unique_consumer_tags(consumes)
         self.tag_offset = 0  # added to wire delivery tags so they stay monotonic across recoveries
         self.last_tag = 0
 
@@ -305,7 +332,12 @@ class Consume(ChannelHolder):
             tag = method.delivery_tag
             self.last_tag = tag + self.tag_offset
             result = Result("basic.deliver")  # filled in place: no dict built to be copied
-            result["consumer_tag"] = method.consumer_tag
+            shown = self.shown_tags
+            result["consumer_tag"] = (
+                method.consumer_tag
+                if shown is None
+                else shown.get(method.consumer_tag, method.consumer_tag)
+            )
             result["delivery_tag"] = self.last_tag
             result["redelivered"] = method.redelivered
             result["exchange"] = method.exchange
@@ -339,8 +371,9 @@ class Consume(ChannelHolder):
                 self.tags.remove(method.consumer_tag)
             if not self.tags and self.closing:
                 closing, self.closing = self.closing, []
+                answer = methods.BasicCancelOk(consumer_tag=self._shown(method.consumer_tag))
                 for op in closing:
-                    op.answered(method)
+                    op.answered(answer)
                 self.end()
 
     def recover(self, renamed: dict[str, str]) -> None:
@@ -350,11 +383,16 @@ class Consume(ChannelHolder):
         for consume in self.consumes:
             consume.queue = renamed.get(consume.queue, consume.queue)
 
+    def _shown(self, tag: str) -> str:
+        """The consumer tag as the user gave it (see `unique_consumer_tags`)."""
+        return tag if self.shown_tags is None else self.shown_tags.get(tag, tag)
+
     def _server_cancel(self, tag: str) -> None:
         if tag in self.tags:
             self.tags.remove(tag)
-        error = ConsumerCancelled(f"the broker cancelled consumer {tag!r}")
-        result = Result.error(error, {"consumer_tag": tag})
+        shown = self._shown(tag)
+        error = ConsumerCancelled(f"the broker cancelled consumer {shown!r}")
+        result = Result.error(error, {"consumer_tag": shown})
         result.name = "basic.cancel"
         final = not self.tags
         self.engine.promises.resolve(self.promise, result, final=final)

@@ -128,6 +128,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote
 
+from puka_spec.exceptions import PukaError
+
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEFAULT_URL",
@@ -162,8 +164,10 @@ _SENSITIVE_KEY_RE = re.compile(r"pass|secret|token", re.IGNORECASE)
 _BAD_HOST_CHARS = frozenset(" /?#@[]:%,\\")
 
 
-class InvalidURL(ValueError):
+class InvalidURL(PukaError, ValueError):
     """Raised when a connection URL, or a value overriding part of it, is invalid.
+
+    A `PukaError` (the root of Puka's exceptions) and a `ValueError`.
 
     The message says what is wrong and quotes the URL with its password
     replaced by ``***``; it never contains the password itself.

@@ -3,7 +3,8 @@
 No I/O and no state: methods with their encoders and decoders (`puka_spec.methods`), content
 properties (`BasicProperties`), field tables (`puka_spec.table`), frames and an incremental frame
 reader (`puka_spec.frames`), constants, and one exception class per reply code
-(`puka_spec.exceptions`). Import it to speak AMQP your own way; `puka` builds a client on it.
+(`puka_spec.exceptions`, under `PukaError`, the root of every Puka exception). Import it to
+speak AMQP your own way; `puka` builds a client on it.
 
     >>> from puka_spec import FrameReader, encode_method_frame, methods
     >>> reader = FrameReader()
@@ -20,6 +21,7 @@ from puka_spec.exceptions import (
     AMQPError,
     EncodingError,
     HardError,
+    PukaError,
     SoftError,
     UnsupportedProtocol,
     error_for,
@@ -73,6 +75,7 @@ __all__ = [
     "HeartbeatFrame",
     "Method",
     "MethodFrame",
+    "PukaError",
     "SoftError",
     "UnsupportedProtocol",
     "__version__",
