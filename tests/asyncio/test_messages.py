@@ -388,9 +388,15 @@ async def test_consume_callback_sees_every_message(make_client: ClientFactory) -
         queue=queue, no_ack=True, callback=lambda number, result: seen.append((number, result))
     )
     await within(client.basic_publish("", queue, body=b"cb"))
-    message = await next_message(consume)
-    assert seen == [(int(consume), message)]
+    for _ in range(200):
+        if seen:
+            break
+        await asyncio.sleep(0.01)
+    assert [(number, message["body"]) for number, message in seen] == [(int(consume), b"cb")]
+    assert isinstance(consume, puka_asyncio.ConsumeHandle) and not consume._results  # not held
     await within(client.basic_cancel(consume))
+    with pytest.raises(StopAsyncIteration):  # the handle still says how it ended
+        await next_message(consume)
 
 
 # --- transactions -----------------------------------------------------------------------------

@@ -138,3 +138,32 @@ def test_asyncio_acks_are_on_the_wire_without_an_await(
         return unacked
 
     assert asyncio.run(main()) == 0
+
+
+def test_asyncio_acks_made_in_callbacks_go_out_with_their_batch(
+    amqp_url: str, queue: str, rabbitmqctl: RabbitmqCtl
+) -> None:
+    """A callback runs as results are handed out: its ack waits for the rest of that batch (one
+    write), and is on the wire before the loop runs anything else."""
+
+    async def main() -> int:
+        client = await puka_asyncio.connect(amqp_url)
+        async with client:
+            seen = asyncio.Event()
+            count = [0]
+
+            def on_message(_promise: int, message: Any) -> None:
+                client.basic_ack(message)
+                assert client.engine.outgoing_bytes > 0  # waits for the batch
+                count[0] += 1
+                if count[0] == COUNT:
+                    seen.set()
+
+            consume = client.basic_consume(queue=queue, prefetch_count=COUNT, callback=on_message)
+            await asyncio.wait_for(seen.wait(), 5)
+            time.sleep(SLEEP)  # blocks the loop: outside the client
+            unacked = _unacked(rabbitmqctl, queue)
+            await client.basic_cancel(consume)
+        return unacked
+
+    assert asyncio.run(main()) == 0

@@ -73,7 +73,9 @@ class PromiseFuture(asyncio.Future[Result]):
 class ConsumeHandle:
     """What `basic_consume` (and `tx_select`) return: an async iterator of results.
 
-    `async for message in handle` yields each message; leaving the loop (break, exception,
+    `async for message in handle` yields each message (with a `callback=`, the callback gets
+    them instead and the handle yields only how the consume ended: held messages nobody
+    iterates would pile up); leaving the loop (break, exception,
     cancellation) cancels the consume on the broker, and requeues the messages the broker had
     already delivered (up to `prefetch_count`) that the loop never handed out.
     `await handle` returns the next result.
@@ -277,8 +279,10 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
 
     def _sent(self) -> None:
         """An ack, nack or reject: handed to the transport now, not at the end of the loop's
-        iteration (a consumer that acks and then works without awaiting would hold it)."""
-        self._protocol.write_now()
+        iteration (a consumer that acks and then works without awaiting would hold it). One
+        made by a callback as results are handed out goes with the others of that batch."""
+        if not self._protocol.dispatching:
+            self._protocol.write_now()
 
     def _deliver_ended(self, ended: Sequence[Promise | int]) -> None:
         """Bare promises ended with a success: their futures get it (see `puka.promises`)."""
@@ -308,6 +312,8 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
             final = promise.done and not promise.results
             if callback is not None:
                 callback(number, result)
+                if not final and type(handle) is ConsumeHandle:
+                    continue  # the callback has the message: the handle keeps only the end
             handle._put(result, final)
             if final:
                 break

@@ -58,6 +58,8 @@ class EngineProtocol(asyncio.BufferedProtocol):
         self._deliver_ended = deliver_ended
         self._ended: list[Sequence[Promise | int]] = []  # for `deliver_ended`, as `_ready`
         self._flush_scheduled = False
+        self.dispatching = False
+        """Results are being handed out (callbacks run): an ack they make waits for the batch."""
         self._read_since_write = False  # `write_call` writes at once (a round trip starts)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -281,15 +283,22 @@ class EngineProtocol(asyncio.BufferedProtocol):
         self._ended.append(batch)
 
     def _dispatch(self) -> None:
+        if not (self._ready or self._ended):
+            return
         deliver_ended = self._deliver_ended  # `_ended` fills only when there is one
-        while self._ready or self._ended:
-            if self._ended and deliver_ended is not None:  # bare promises that ended
-                ended, self._ended = self._ended, []
-                for batch in ended:
-                    deliver_ended(batch)
-            ready, self._ready = self._ready, {}
-            for promise in ready.values():
-                self._deliver(promise)
+        self.dispatching = True
+        try:
+            while self._ready or self._ended:
+                if self._ended and deliver_ended is not None:  # bare promises that ended
+                    ended, self._ended = self._ended, []
+                    for batch in ended:
+                        deliver_ended(batch)
+                ready, self._ready = self._ready, {}
+                for promise in ready.values():
+                    self._deliver(promise)
+        finally:
+            self.dispatching = False
+        self.write_now()  # what the callbacks sent (acks), in one write
 
     def _arm_timer(self) -> None:
         when = self.engine.next_timer()
