@@ -62,8 +62,10 @@ class Channel:
         "_content",
         "_props",
         "engine",
+        "last_tag",
         "number",
         "owner",
+        "settled_to",
         "short",
         "state",
         "unacked",
@@ -76,6 +78,10 @@ class Channel:
         self.owner: ChannelUser | None = None
         self.short = False  # owned by a short operation (counted against SHORT_CHANNELS)
         self.unacked: set[int] = set()  # delivery tags to settle (ack, reject, nack)
+        self.last_tag = 0  # the last delivery tag added to `unacked`
+        # every tag up to this one is settled (or was never ours to settle): an ack of it may
+        # go on the wire as `multiple` (see `Engine.ack`)
+        self.settled_to = 0
         self._content: methods.Method | None = None
         self._props: BasicProperties | None = None
         self._body: io.BytesIO | None = None  # a body arriving in several frames
@@ -305,18 +311,35 @@ class ChannelPool:
         if freed:
             self.engine.channel_freed()
 
-    def settled(self, channel: Channel, delivery_tag: int, multiple: bool) -> bool:
-        """A delivery was acked, rejected or nacked; `False` if the tag is not outstanding."""
+    def settled(self, channel: Channel, delivery_tag: int, multiple: bool) -> int:
+        """A delivery was acked, rejected or nacked: the tag to send, 0 if none is outstanding.
+
+        An already settled tag is not sent again (even with `multiple`, that earns a 406); with
+        `multiple`, the highest tag below it still outstanding is sent in its place, so that
+        every message before it is settled as asked.
+        """
         unacked = channel.unacked
         if delivery_tag not in unacked:
-            return False  # already settled: sending it (even with multiple) earns a 406
+            if not multiple:
+                return 0
+            delivery_tag = max((t for t in unacked if t <= delivery_tag), default=0)
+            if not delivery_tag:
+                return 0
         if multiple:
             unacked -= {t for t in unacked if t <= delivery_tag}  # delivery_tag at least
         else:
             unacked.remove(delivery_tag)
+        settled_to = channel.settled_to
+        if delivery_tag == settled_to + 1 or (multiple and delivery_tag > settled_to):
+            # the settled prefix grows, over the tags settled out of order before it (acked in
+            # order, the next tag is unacked: one lookup)
+            settled_to, last = delivery_tag, channel.last_tag
+            while settled_to < last and settled_to + 1 not in unacked:
+                settled_to += 1
+            channel.settled_to = settled_to
         if not unacked and channel.owner is None:
             self.release(channel)
-        return True
+        return delivery_tag
 
     def forget(self, channel: Channel) -> None:
         """`channel` is closed: recycle its number."""

@@ -221,6 +221,10 @@ class Engine:
         self.unpaired_returns = 0
         self.stale_acks = 0  # acks of deliveries from a channel that is gone, dropped
         self.duplicate_consume_oks = 0  # repeated consume-oks for a tag we hold, dropped
+        self.coalesced_acks = 0  # acks merged into the `multiple` ack queued before them
+        self._last_ack: bytes | None = None  # the last ack frame queued (see `ack`)
+        self._last_ack_channel: Channel | None = None
+        self._last_ack_tag = 0
         self._client_properties = self._build_client_properties(client_properties)
         self._out: list[bytes | memoryview] = []
         self._out_views = False  # whether _out holds views of message bodies
@@ -1142,20 +1146,48 @@ class Engine:
         settled is not sent again (that would close the channel with 406): it is counted in
         `stale_acks` and dropped.
         """
-        channel = self._settle_channel(message, bool(getattr(method, "multiple", False)))
-        if channel is not None:
+        multiple = bool(getattr(method, "multiple", False))
+        settled = self._settle_channel(message, multiple)
+        if settled is not None:
+            channel, tag = settled
+            if tag != getattr(method, "delivery_tag", tag) and isinstance(
+                method, methods.BasicNack
+            ):
+                method = methods.BasicNack(delivery_tag=tag, multiple=True, requeue=method.requeue)
             self.send_method(channel.number, method)
 
     def ack(self, message: Result, multiple: bool = False) -> None:
-        """basic.ack of a delivered message (the hot path of a consumer: one pack, no objects)."""
-        channel = self._settle_channel(message, multiple)
-        if channel is not None and message._ack is not None:
-            tag = message._ack[1]
-            data = _ACK_FRAME.pack(1, channel.number, 13, 60, 80, tag, 1 if multiple else 0, 206)
-            self._out.append(data)
-            self.outgoing_bytes += 21
+        """basic.ack of a delivered message (the hot path of a consumer: one pack, no objects).
 
-    def _settle_channel(self, message: Result, multiple: bool) -> Channel | None:
+        Acks queued one after the other, on one channel, in rising order, go out as one: when
+        the last thing queued is this channel's ack of an earlier tag and every tag up to this
+        one is settled, that frame becomes a `multiple` ack of this tag. It acks exactly what
+        the two acked (any tag between them was acked, or rejected by a frame queued before).
+        """
+        settled = self._settle_channel(message, multiple)
+        if settled is None:
+            return
+        channel, tag = settled
+        out = self._out
+        if (
+            out
+            and out[-1] is self._last_ack
+            and self._last_ack_channel is channel
+            and self._last_ack_tag < tag <= channel.settled_to
+        ):
+            out[-1] = self._last_ack = _ACK_FRAME.pack(1, channel.number, 13, 60, 80, tag, 1, 206)
+            self._last_ack_tag = tag
+            self.coalesced_acks += 1
+            return
+        data = _ACK_FRAME.pack(1, channel.number, 13, 60, 80, tag, 1 if multiple else 0, 206)
+        out.append(data)
+        self.outgoing_bytes += 21
+        self._last_ack = data
+        self._last_ack_channel = channel
+        self._last_ack_tag = tag
+
+    def _settle_channel(self, message: Result, multiple: bool) -> tuple[Channel, int] | None:
+        """The channel and the tag to send for a settle of `message`, `None` if it is stale."""
         if self.state is not _OPEN:
             self._check_usable()
         where = message._ack
@@ -1165,10 +1197,11 @@ class Engine:
         if channel.state is not _CHANNEL_OPEN or channel.engine is not self:
             self.stale_acks += 1
             return None
-        if not self.channels.settled(channel, tag, multiple):
+        tag = self.channels.settled(channel, tag, multiple)
+        if not tag:
             self.stale_acks += 1
             return None
-        return channel
+        return channel, tag
 
     def update_secret(
         self, new_secret: bytes, reason: str, callback: Callback | None = None

@@ -161,6 +161,7 @@ class Get(Operation):
             result = message_result("basic.get_ok", method, props, body)
             if not self.method.no_ack:
                 channel.unacked.add(method.delivery_tag)
+                channel.last_tag = method.delivery_tag
                 result._ack = (channel, method.delivery_tag)
             self.finish(result)
         elif isinstance(method, methods.BasicGetEmpty):
@@ -188,6 +189,7 @@ class SideRpc(Operation):
         """Our reply arrived (routed here by the consume)."""
         if isinstance(method, methods.BasicRecoverOk) and self.channel is not None:
             self.channel.unacked.clear()  # redelivered under new tags: the old ones are stale
+            self.channel.settled_to = self.channel.last_tag
         self.engine.promises.resolve(self.promise, method_result(method))
         self.channel = None
 
@@ -347,6 +349,7 @@ class Consume(ChannelHolder):
             result["headers"] = properties_to_headers(props) if props and props.__dict__ else {}
             if not self.no_ack:
                 channel.unacked.add(tag)
+                channel.last_tag = tag
                 result._ack = (channel, tag)
             self.engine.promises.resolve(self.promise, result, final=False)
             return
