@@ -1,8 +1,10 @@
 """Puka's blocking client (`puka.Client`), written as its documentation suggests.
 
 Calls return promise numbers at once, so pipelining is the natural style: publish everything,
-then `wait_for_all`; declare everything, then `wait_for_all`. A consume is one promise waited
-on once per message; `basic_ack(message)` writes the ack at once (Puka's write rule).
+then `wait_for_all`; declare everything, then `wait_for_all`. A consume without acks is one
+promise waited on once per message. A consume with acks has a callback run by `loop`: an ack
+outside a wait is written at once (Puka's write rule), one write per message, while the acks
+made in callbacks go out together, one write per batch of messages, as the docs advise.
 Publisher confirms are on by default and turned off (`pubacks=False`) where the workload has
 none (publish without confirms, request/reply).
 """
@@ -82,19 +84,27 @@ def _consume(ctx: Context, *, no_ack: bool, prefetch: int = PREFETCH) -> None:
         consume = client.basic_consume(queue=ctx.queue, no_ack=True)
         for _ in range(count):
             take(wait(consume)["body"])
-    else:
-        consume = client.basic_consume(queue=ctx.queue, prefetch_count=prefetch)
-        for _ in range(count):
-            message = wait(consume)
+    else:  # callbacks run by `loop`: their acks go out in one write per batch of messages
+        left = [count]
+
+        def on_message(_promise: int, message: puka.Result) -> None:
             take(message["body"])
             client.basic_ack(message)
+            left[0] -= 1
+            if not left[0]:
+                client.loop_break()
+
+        consume = client.basic_consume(
+            queue=ctx.queue, prefetch_count=prefetch, callback=on_message
+        )
+        client.loop()
     ctx.stop()
     client.wait(client.basic_cancel(consume))
     _close(client)
 
 
 def consume_ack(ctx: Context) -> None:
-    """basic_consume with prefetch 1000; wait for each message, basic_ack it."""
+    """basic_consume with prefetch 1000 and a callback that acks each message; `loop`."""
     _consume(ctx, no_ack=False)
 
 
@@ -104,7 +114,7 @@ def consume_noack(ctx: Context) -> None:
 
 
 def large_consume(ctx: Context) -> None:
-    """basic_consume of the 4 MiB messages with prefetch 1; wait for each, basic_ack it."""
+    """basic_consume of the 4 MiB messages with prefetch 1, a callback that acks; `loop`."""
     _consume(ctx, no_ack=False, prefetch=LARGE_CONSUME_PREFETCH)
 
 
