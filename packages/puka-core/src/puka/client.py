@@ -444,7 +444,7 @@ class Client(Calls[int]):
         result = promises.take(number)
         if result is None:
             if live is None and not promises.issued(number):
-                raise ValueError(f"{number} is not a promise of this client")
+                raise ValueError(f"wait: promise_numbers: {number} is not a promise of this client")
             return None
         if live is not None and live.callback is not None:
             live.callback(number, result)

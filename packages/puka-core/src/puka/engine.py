@@ -1148,7 +1148,9 @@ class Engine:
             self._check_usable()
         where = message._ack
         if where is None:
-            raise ValueError("this result is not a message to acknowledge (or it was no_ack)")
+            raise ValueError(
+                "msg_result is not a message to acknowledge (or it was fetched with no_ack)"
+            )
         channel, tag = where
         if channel.state is not _CHANNEL_OPEN or channel.engine is not self:
             self.stale_acks += 1
