@@ -405,23 +405,7 @@ class Calls(Generic[T]):
         consumes = []
         for index, item in enumerate(queues):
             where = f"queues[{index}]"
-            if isinstance(item, str):
-                spec: dict[str, Any] = {"queue": item}
-            elif isinstance(item, Mapping):
-                spec = dict(item)
-                unknown = set(spec) - _CONSUME_KEYS
-                if unknown or "queue" not in spec:
-                    raise ValueError(
-                        f"{call}: {where} must have the key 'queue' and no other than "
-                        f"{', '.join(sorted(_CONSUME_KEYS - {'queue'}))}"
-                        + (
-                            f" (not {', '.join(map(repr, sorted(map(str, unknown))))})"
-                            if unknown
-                            else ""
-                        )
-                    )
-            else:
-                refuse_type(item, where, call, "a queue name (str) or a dict")
+            spec = _consume_spec(item, where, call)
             method = methods.BasicConsume(
                 queue=spec["queue"],
                 consumer_tag=spec.get("consumer_tag", ""),
@@ -571,6 +555,23 @@ class Calls(Generic[T]):
 
 _CONSUME_KEYS = frozenset({"queue", "no_local", "exclusive", "arguments", "consumer_tag"})
 """The keys of a dict in `basic_consume_multi`'s `queues`."""
+
+
+def _consume_spec(item: object, where: str, call: str) -> dict[str, Any]:
+    """One item of `basic_consume_multi`'s `queues` as a dict with the key `queue`."""
+    if isinstance(item, str):
+        return {"queue": item}
+    if not isinstance(item, Mapping):
+        refuse_type(item, where, call, "a queue name (str) or a dict")
+    spec = dict(item)
+    unknown = ", ".join(sorted(repr(key) for key in spec if key not in _CONSUME_KEYS))
+    if unknown or "queue" not in spec:
+        allowed = ", ".join(sorted(_CONSUME_KEYS - {"queue"}))
+        raise ValueError(
+            f"{call}: {where} must have the key 'queue' and maybe {allowed}"
+            + (f", not {unknown}" if unknown else "")
+        )
+    return spec
 
 
 def _publish_arguments(
