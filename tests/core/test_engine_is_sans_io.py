@@ -14,6 +14,7 @@ FORBIDDEN = {"socket", "select", "selectors", "ssl", "time", "threading", "async
 ENGINE_MODULES = [
     "engine",
     "api",
+    "arguments",
     "channels",
     "channel_states",
     "connection_states",

@@ -24,12 +24,13 @@ from types import TracebackType
 from typing import Any
 
 from puka.api import Calls
+from puka.arguments import check_bool, check_callback, check_client_options, refuse_type
 from puka.engine import Engine
 from puka.errors import AMQPError, ConnectFailed, ConnectTimeout, PukaError
 from puka.promises import Callback, Promise
 from puka.recovery import Recovery, recovery_for
 from puka.results import Result
-from puka.tls import TLSCertificateError, tls_context
+from puka.tls import TLSCertificateError, check_ssl_context, tls_context
 from puka.urls import ConnectionParameters, client_addresses
 
 from puka_asyncio.protocol import EngineProtocol
@@ -182,7 +183,12 @@ def _quiet(future: asyncio.Future[Result]) -> None:
 
 
 class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
-    """An asyncio Puka client; create it with `await puka_asyncio.connect(...)`."""
+    """An asyncio Puka client; create it with `await puka_asyncio.connect(...)`.
+
+    Every call checks its arguments at once (see `puka.arguments`): a wrong one raises
+    `TypeError` or `ValueError` naming it (from the call itself, not from the awaitable), and
+    leaves the client as it was.
+    """
 
     def __init__(
         self,
@@ -197,6 +203,25 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
         blocked_timeout: float | None = None,
         handshake_timeout: float | None = None,
     ) -> None:
+        if not isinstance(params, (ConnectionParameters, list)) or (
+            isinstance(params, list)
+            and not all(isinstance(p, ConnectionParameters) for p in params)
+        ):
+            refuse_type(params, "params", "AsyncClient", "ConnectionParameters or a list of them")
+        if not isinstance(loop, asyncio.AbstractEventLoop):
+            refuse_type(loop, "loop", "AsyncClient", "an asyncio event loop")
+        if recovery is not None and not isinstance(recovery, Recovery):
+            refuse_type(recovery, "recovery", "AsyncClient", "a puka.Recovery or None")
+        check_client_options(
+            "AsyncClient",
+            {
+                "pubacks": pubacks,
+                "client_properties": client_properties,
+                "blocked_timeout": blocked_timeout,
+                "handshake_timeout": handshake_timeout,
+            },
+        )
+        check_ssl_context(ssl, "AsyncClient")
         self.loop = loop
         self._engine = Engine(
             params,
@@ -236,10 +261,17 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
 
     def basic_cancel(self, consume_promise: Any, callback: Callback | None = None) -> PromiseHandle:
         """Stop a consume; afterwards its promise yields no more messages."""
-        consume = self._handles.get(self._promise_number(consume_promise))
+        number = self._promise_number(consume_promise, "consume_promise", "basic_cancel")
+        consume = self._handles.get(number)
         if isinstance(consume, ConsumeHandle):
             consume._cancelling = True  # leaving its async for then sends no second cancel
         return super().basic_cancel(consume_promise, callback)
+
+    def _promise_number(self, promise: Any, name: str = "promise", call: str = "") -> int:
+        """As `Calls._promise_number`; a consume handle of another client is refused too."""
+        if isinstance(promise, ConsumeHandle) and promise._client is not self:
+            raise ValueError(f"{call}: {name} is a consume of another client")
+        return super()._promise_number(promise, name, call)
 
     @property
     def pending_handles(self) -> int:
@@ -343,7 +375,16 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
         handle gives its next message. Cancelling the task that awaits this cancels none of
         the operations.
         """
+        check_bool(raise_errors, "raise_errors", "wait_for_all")
+        given: object = handles  # (typed; what a caller passed may be anything)
+        if isinstance(given, (str, bytes)) or not isinstance(given, Iterable):
+            refuse_type(handles, "handles", "wait_for_all", "an iterable of handles")
         handles = list(handles)
+        for index, handle in enumerate(handles):
+            if not isinstance(handle, (PromiseFuture, ConsumeHandle)) or (
+                isinstance(handle, ConsumeHandle) and handle._client is not self
+            ):
+                refuse_type(handle, f"handles[{index}]", "wait_for_all", "a handle of this client")
         self._protocol.write_now()  # what was queued before is written even if none suspends
         if handles:
             last = handles[-1]
@@ -371,6 +412,7 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
 
     async def close(self, callback: Callback | None = None) -> Result:
         """Close the connection once everything sent before is answered."""
+        check_callback(callback, "callback", "close")
         handle = self._wrap(self._engine.close(callback))
         self._protocol.flush()
         result = await handle
@@ -414,8 +456,22 @@ async def connect(
     `connection_timeout` bounds the TCP connection (and TLS), `handshake_timeout` (default:
     `connection_timeout`) the AMQP handshake after it: either raises `ConnectTimeout`. A
     broker that takes nothing we send for two heartbeat intervals (the transport stays
-    paused) is taken for dead: `HeartbeatTimeout`.
+    paused) is taken for dead: `HeartbeatTimeout`. A wrong argument raises `TypeError` or
+    `ValueError` naming it, before anything is opened.
     """
+    check_client_options(
+        "connect",
+        {
+            "amqp_url": amqp_url,
+            "pubacks": pubacks,
+            "client_properties": client_properties,
+            "reconnect": reconnect,
+            "shuffle": shuffle,
+            "blocked_timeout": blocked_timeout,
+            "handshake_timeout": handshake_timeout,
+        },
+    )
+    check_ssl_context(ssl, "connect")
     addresses = client_addresses(
         amqp_url,
         shuffle=shuffle,

@@ -19,6 +19,15 @@ from itertools import islice
 from typing import Any
 
 from puka.api import Calls
+from puka.arguments import (
+    check_bool,
+    check_callback,
+    check_client_options,
+    check_timeout,
+    numbers_of_promises,
+    promise_number,
+    refuse_type,
+)
 from puka.connection_states import ConnectionState
 from puka.engine import READ_SIZE, Engine
 from puka.errors import (
@@ -32,7 +41,7 @@ from puka.promises import Callback, Promise
 from puka.recovery import Recovery, recovery_for
 from puka.results import Result
 from puka.socket_wait import READ, WRITE, SocketWait
-from puka.tls import TLSCertificateError, tls_context
+from puka.tls import TLSCertificateError, check_ssl_context, tls_context
 from puka.urls import client_addresses
 
 __all__ = ["OUTGOING_BUFFER_LIMIT", "Client"]
@@ -77,6 +86,9 @@ class Client(Calls[int]):
     intervals is taken for dead (`HeartbeatTimeout`). Outgoing bytes are buffered up to
     `OUTGOING_BUFFER_LIMIT` (4 MiB); a call that would queue more blocks until the socket
     took them (backpressure).
+
+    Every argument, here and in each call, is checked at once (see `puka.arguments`): a
+    wrong one raises `TypeError` or `ValueError` naming it, and leaves the client as it was.
     """
 
     def __init__(
@@ -95,6 +107,19 @@ class Client(Calls[int]):
         blocked_timeout: float | None = None,
         handshake_timeout: float | None = None,
     ) -> None:
+        check_client_options(
+            "Client",
+            {
+                "amqp_url": amqp_url,
+                "pubacks": pubacks,
+                "client_properties": client_properties,
+                "reconnect": reconnect,
+                "shuffle": shuffle,
+                "blocked_timeout": blocked_timeout,
+                "handshake_timeout": handshake_timeout,
+            },
+        )
+        check_ssl_context(ssl, "Client")
         addresses = client_addresses(
             amqp_url,
             shuffle=shuffle,
@@ -148,6 +173,7 @@ class Client(Calls[int]):
 
     def connect(self, callback: Callback | None = None) -> int:
         """Open the connection; wait on the promise for the handshake to complete."""
+        check_callback(callback, "callback", "connect")
         engine = self._engine
         if self._sock is not None or engine.closed:
             return self._wrap(engine.connect(callback))
@@ -208,6 +234,7 @@ class Client(Calls[int]):
 
     def close(self, callback: Callback | None = None) -> int:
         """Close the connection once everything sent before is answered."""
+        check_callback(callback, "callback", "close")
         promise = self._engine.close(callback)
         self._write()
         return promise.number
@@ -395,7 +422,11 @@ class Client(Calls[int]):
 
     def set_callback(self, promise: int, callback: Callback) -> None:
         """Give a promise a callback (its results from now on go there)."""
-        self._engine.promises.set_callback(promise, callback)
+        promises = self._engine.promises
+        number = promise_number(promise, "promise", "set_callback", promises.issued)
+        if not callable(callback):
+            refuse_type(callback, "callback", "set_callback", "a callable")
+        promises.set_callback(number, callback)
 
     def run_any_callbacks(self) -> None:
         """Run the callbacks of every promise that has results waiting.
@@ -435,7 +466,7 @@ class Client(Calls[int]):
         result = promises.take(number)
         if result is None:
             if live is None and not promises.issued(number):
-                raise ValueError(f"{number} is not a promise of this client")
+                raise ValueError(f"wait: promise_numbers: {number} is not a promise of this client")
             return None
         if live is not None and live.callback is not None:
             live.callback(number, result)
@@ -456,7 +487,13 @@ class Client(Calls[int]):
 
         Whether it returns a result, `None` or raises, what was sent before (and by the
         callbacks it ran) has been handed to the socket by then.
+
+        `promise_numbers` is a promise or a non-empty iterable of promises of this client;
+        `timeout` is `None` or a number of seconds, at least 0.
         """
+        if timeout is not None:
+            check_timeout(timeout, "timeout", "wait")
+        check_bool(raise_errors, "raise_errors", "wait")
         dispatching, self._dispatching = self._dispatching, True
         try:
             return self._wait(promise_numbers, timeout, raise_errors)
@@ -467,13 +504,16 @@ class Client(Calls[int]):
     def _wait(
         self, promise_numbers: int | Iterable[int], timeout: float | None, raise_errors: bool
     ) -> Result | None:
-        if isinstance(promise_numbers, int):
+        if type(promise_numbers) is int:
             result = self._take(promise_numbers, raise_errors)
             if result is not None:
                 return result
             numbers = [promise_numbers]
         else:
-            numbers = list(promise_numbers)
+            issued = self._engine.promises.issued
+            numbers = numbers_of_promises(promise_numbers, "promise_numbers", "wait", issued)
+            if not numbers:
+                raise ValueError("wait: promise_numbers is empty: there is nothing to wait for")
         deadline = None if timeout is None else time.monotonic() + timeout
         promises = self._engine.promises
         if timeout is None and promises.all_finished_consumes(numbers):
@@ -500,6 +540,9 @@ class Client(Calls[int]):
 
     def wait_for_all(self, promise_list: Iterable[int], raise_errors: bool = True) -> list[Result]:
         """Wait for every promise, in order; returns their results (written as `wait` is)."""
+        check_bool(raise_errors, "raise_errors", "wait_for_all")
+        issued = self._engine.promises.issued
+        promise_list = numbers_of_promises(promise_list, "promise_list", "wait_for_all", issued)
         results = []
         take, take_ok = self._take, self._engine.promises.unclaimed_ok.pop
         dispatching, self._dispatching = self._dispatching, True
@@ -520,13 +563,19 @@ class Client(Calls[int]):
 
     def wait_for_any(self, promise_list: Iterable[int], raise_errors: bool = True) -> Result | None:
         """The result of whichever promise is ready first."""
-        return self.wait(list(promise_list), raise_errors=raise_errors)
+        check_bool(raise_errors, "raise_errors", "wait_for_any")
+        issued = self._engine.promises.issued
+        numbers = numbers_of_promises(promise_list, "promise_list", "wait_for_any", issued)
+        if not numbers:
+            raise ValueError("wait_for_any: promise_list is empty: there is nothing to wait for")
+        return self.wait(numbers, raise_errors=raise_errors)
 
     def loop(self, timeout: float | None = None) -> None:
         """Run callbacks as results arrive, until `loop_break()` or `timeout` seconds.
 
         What the callbacks sent (acks) is handed to the socket before it returns.
         """
+        check_timeout(timeout, "timeout", "loop")
         deadline = None if timeout is None else time.monotonic() + timeout
         self._loop_break = False
         dispatching, self._dispatching = self._dispatching, True

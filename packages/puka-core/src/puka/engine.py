@@ -990,6 +990,7 @@ class Engine:
         channel_of: int | None = None,
         *,
         bare: Literal[False] = False,
+        properties: dict[str, Any] | None = None,
     ) -> Promise: ...
 
     @overload
@@ -1002,6 +1003,7 @@ class Engine:
         body: bytes,
         *,
         bare: Literal[True],
+        properties: dict[str, Any] | None = None,
     ) -> int: ...
 
     def publish(
@@ -1015,16 +1017,23 @@ class Engine:
         channel_of: int | None = None,
         *,
         bare: bool = False,
+        properties: dict[str, Any] | None = None,
     ) -> Promise | int:
         """basic.publish; the promise settles on the broker's confirm (or once written).
 
-        With `bare=True` (and no callback) the promise is bare: its number, returned, is all
-        there is until it ends or something asks for its object (`Promises.promote`); see
-        `puka.promises`, and `on_bare_ended` for a driver that does not wait by number.
+        `headers` and `properties` are `basic_publish`'s (see `puka.messages`); they are
+        checked and encoded before anything else happens. With `bare=True` (and no callback)
+        the promise is bare: its number, returned, is all there is until it ends or something
+        asks for its object (`Promises.promote`); see `puka.promises`, and `on_bare_ended` for
+        a driver that does not wait by number.
         """
         if bare and callback is not None:
             raise TypeError("a bare publish has no callback")
-        props = headers_to_properties(headers) if headers else EMPTY_PROPERTIES
+        props = (
+            EMPTY_PROPERTIES
+            if headers is None and properties is None
+            else headers_to_properties(headers, properties)
+        )
         if self.state is _OPEN and not self._waiting and channel_of is None:
             publisher = self.publisher
             if publisher is not None:  # the hot path: straight to the publish channel
@@ -1192,7 +1201,9 @@ class Engine:
             self._check_usable()
         where = message._ack
         if where is None:
-            raise ValueError("this result is not a message to acknowledge (or it was no_ack)")
+            raise ValueError(
+                "msg_result is not a message to acknowledge (or it was fetched with no_ack)"
+            )
         channel, tag = where
         if channel.state is not _CHANNEL_OPEN or channel.engine is not self:
             self.stale_acks += 1

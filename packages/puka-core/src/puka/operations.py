@@ -75,6 +75,7 @@ def message_result(
         result[field] = getattr(method, field)
     result["body"] = body
     result["headers"] = properties_to_headers(props) if props is not None else {}
+    result._props = props  # for `Result.properties` and `application_headers`
     return result
 
 
@@ -347,6 +348,7 @@ class Consume(ChannelHolder):
             result["body"] = body
             # (a message without properties, the usual case, costs no call)
             result["headers"] = properties_to_headers(props) if props and props.__dict__ else {}
+            result._props = props  # for `Result.properties` and `application_headers`
             if not self.no_ack:
                 channel.unacked.add(tag)
                 channel.last_tag = tag

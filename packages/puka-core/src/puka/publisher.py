@@ -221,6 +221,7 @@ class Publisher:
         )
         error_result = Result.error(error, dict(result))
         error_result.name = "basic.return"
+        error_result._props = props  # the returned message's properties and headers apart
         self.returned[tag] = error_result
 
     def on_channel_closed(self, channel: Channel, error: AMQPError) -> None:

@@ -1,10 +1,15 @@
-"""Results: what a promise resolves to. A dict, as in Puka, plus `name`, `is_error`, `exception`."""
+"""Results: what a promise resolves to. A dict, as in Puka, plus `name`, `is_error`, `exception`,
+and, for a message, its `properties` and `application_headers` apart."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from puka.messages import property_values
+
 if TYPE_CHECKING:
+    from puka_spec import BasicProperties
+
     from puka.channels import Channel
 
 __all__ = ["Result"]
@@ -16,9 +21,17 @@ class Result(dict[str, Any]):
     It is a dict (`result["queue"]`, `result["body"]`, …) with three attributes:
     `name` says what it is (`"queue.declare_ok"`, `"basic.deliver"`, `"error"`, …), `is_error`
     whether it reports a failure, and `exception` the exception `wait` raises for it.
+
+    A message (delivered, fetched, or returned) has Puka's merged view in `result["headers"]`
+    (basic properties and application headers in one dict, a property shadowing an application
+    header of the same name) and both apart in `result.properties` and
+    `result.application_headers`.
     """
 
-    __slots__ = ("_ack", "exception", "is_error", "name")
+    __slots__ = ("_ack", "_props", "exception", "is_error", "name")
+
+    _props: BasicProperties | None
+    """A message's decoded properties (set only on messages: `getattr` with a default)."""
 
     def __init__(self, name: str, fields: dict[str, Any] | None = None) -> None:
         if fields:  # (not super().__init__: this runs for every message, and it is cheaper)
@@ -27,6 +40,21 @@ class Result(dict[str, Any]):
         self.is_error = False
         self.exception: BaseException | None = None
         self._ack: tuple[Channel, int] | None = None  # (channel, delivery tag) for basic_ack
+
+    @property
+    def properties(self) -> dict[str, Any]:
+        """The basic properties of a message, by name (`content_type`, `delivery_mode`, …):
+        only those it carries, without its application headers. `{}` for a result that is no
+        message. Publish them again with `basic_publish(..., properties=...)`."""
+        return property_values(getattr(self, "_props", None))
+
+    @property
+    def application_headers(self) -> dict[str, Any]:
+        """The application headers of a message (the `headers` table of its properties), apart
+        from its basic properties, even one named like a property (`type`, `priority`, …).
+        `{}` for a message without any, or a result that is no message."""
+        props: BasicProperties | None = getattr(self, "_props", None)
+        return dict(props.headers) if props is not None and props.headers else {}
 
     @classmethod
     def error(cls, exception: BaseException, fields: dict[str, Any] | None = None) -> Result:

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import ssl
 
+from puka.arguments import refuse_type
 from puka.errors import ConnectFailed
 from puka.urls import ConnectionParameters
 
-__all__ = ["TLSCertificateError", "tls_context"]
+__all__ = ["TLSCertificateError", "check_ssl_context", "tls_context"]
 
 
 class TLSCertificateError(ConnectFailed, ssl.SSLCertVerificationError):
     """The broker's TLS certificate did not verify (wrong CA, host name mismatch, expired)."""
+
+
+def check_ssl_context(value: object, call: str) -> None:
+    """A client's `ssl` argument: an `ssl.SSLContext` or `None` (see `puka.arguments`)."""
+    if value is not None and not isinstance(value, ssl.SSLContext):
+        refuse_type(value, "ssl", call, "an ssl.SSLContext or None")
 
 
 def tls_context(params: ConnectionParameters) -> ssl.SSLContext:

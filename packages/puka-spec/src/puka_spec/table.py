@@ -45,6 +45,7 @@ __all__ = [
     "decode_table",
     "encode_array",
     "encode_table",
+    "timestamp_seconds",
 ]
 
 FieldValue = Union[
@@ -241,13 +242,21 @@ def _encode_decimal(value: Decimal) -> bytes:
     return _DEC.pack(scale, unscaled)
 
 
-def _encode_timestamp(value: datetime.datetime) -> bytes:
+def timestamp_seconds(value: datetime.datetime) -> int:
+    """An AMQP timestamp: whole seconds since 1970 UTC (a naive `datetime` is taken as UTC).
+
+    Raises `EncodingError` for a moment before 1970.
+    """
     if value.tzinfo is None:
         value = value.replace(tzinfo=_UTC)
     seconds = (value - _EPOCH) // datetime.timedelta(seconds=1)
     if not 0 <= seconds <= 0xFFFFFFFFFFFFFFFF:
         raise EncodingError(f"timestamp {value.isoformat()} is before 1970")
-    return _U64.pack(seconds)
+    return seconds
+
+
+def _encode_timestamp(value: datetime.datetime) -> bytes:
+    return _U64.pack(timestamp_seconds(value))
 
 
 # ---------------------------------------------------------------------------------------------
