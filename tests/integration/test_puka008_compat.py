@@ -771,7 +771,7 @@ def test_publish_async_bug21(
     # internal): here, that they all arrive
     client = make_client(pubacks=pubacks)
     queue = declare(client, resources)
-    promises = [client.basic_publish("", queue, b"test_body") for _ in range(42)]
+    promises = [client.basic_publish("", queue, body=b"test_body") for _ in range(42)]
     client.wait_for_all(promises)
     deadline = time.monotonic() + SOON
     while wait_ok(client, client.queue_declare(queue=queue, passive=True))["message_count"] < 42:
