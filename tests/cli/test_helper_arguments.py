@@ -21,7 +21,7 @@ from puka_cli.messages import (
     split_headers,
     table_to_json,
 )
-from puka_cli.publishing import Publisher, add_message_options, bodies, message_headers
+from puka_cli.publishing import Publisher, add_message_options, bodies, properties_and_headers
 
 BAD_CALLS: list[tuple[Callable[[], Any], type[Exception], str]] = [
     (lambda: table_to_json([("a", 1)]), TypeError, "table must be Mapping, not list"),
@@ -42,7 +42,7 @@ BAD_CALLS: list[tuple[Callable[[], Any], type[Exception], str]] = [
         TypeError,
         "lines must be bool, not int",
     ),
-    (lambda: message_headers({}), TypeError, "args must be Namespace, not dict"),
+    (lambda: properties_and_headers({}), TypeError, "args must be Namespace, not dict"),
     (lambda: bodies(["hi"]), TypeError, "args must be Namespace, not list"),
     (lambda: bodies(argparse.Namespace(), idle=1), TypeError, "idle must be callable, not int"),
     (lambda: Publisher(None), TypeError, "client must be Client, not NoneType"),

@@ -155,7 +155,9 @@ def test_record_of_a_binary_message_round_trips() -> None:
     assert record["body_encoding"] == "base64"
     message = message_from_record(record)
     assert message.body == body
-    assert message.headers == headers
+    # apart, as basic_publish(properties=..., headers=...) takes them (issue 19 item 3)
+    assert message.properties == {"delivery_mode": 2, "timestamp": 1700000000, "priority": 9}
+    assert message.headers == {"h": b"\x00"}
     assert (message.exchange, message.routing_key) == ("ex", "rk")
 
 
@@ -177,7 +179,8 @@ def test_every_property_round_trips() -> None:
     assert set(properties) == set(BasicProperties.NAMES) - {"headers", "reserved"}
     record = record_from_result(_delivery(b"{}", dict(properties)))
     assert record["properties"] == properties
-    assert message_from_record(record).headers == properties
+    message = message_from_record(record)
+    assert message.properties == properties and message.headers == {}
 
 
 def test_records_are_validated() -> None:
@@ -203,3 +206,46 @@ def test_properties_from_the_command_line() -> None:
     assert parse_property("expiration", 5000) == "5000"
     with pytest.raises(DataError):
         parse_property("delivery_mode", "often")
+
+
+def test_an_application_header_named_like_a_property_survives_a_dump_and_restore(
+    cli: Any, amqp_url: str, unique_name: Any, tmp_path: Any
+) -> None:
+    """Issue 19 item 3 in the CLI: dump keeps a header named `type` apart from the `type`
+    property, restore and shovel publish them apart, `publish -H` sends an application header."""
+    import puka
+
+    source, target = unique_name("props-src"), unique_name("props-dst")
+    client = puka.Client(amqp_url)
+    client.wait(client.connect())
+    try:
+        for queue in (source, target):
+            client.wait(client.queue_declare(queue=queue))
+        client.wait(
+            client.basic_publish(
+                "",
+                source,
+                properties={"type": "the-property"},
+                headers={"type": "the-header", "priority": "high"},
+                body=b"x",
+            )
+        )
+        dump = tmp_path / "dump.jsonl"
+        assert cli("dump", source, "-f", str(dump)).code == 0
+        record = json.loads(dump.read_text().splitlines()[0])
+        assert record["properties"] == {"type": "the-property"}
+        assert record["headers"] == {"type": "the-header", "priority": "high"}
+        assert cli("restore", "-f", str(dump), "-r", target).code == 0
+        assert cli("shovel", source, target, "--until-empty").code == 0  # the original
+        assert cli("publish", "-r", target, "-H", "type=from-cli", "one more").code == 0
+        for _ in range(2):  # restored, then shovelled
+            moved = client.wait(client.basic_get(queue=target, no_ack=True))
+            assert moved.properties == {"type": "the-property"}
+            assert moved.application_headers == {"type": "the-header", "priority": "high"}
+        published = client.wait(client.basic_get(queue=target, no_ack=True))
+        assert published.properties.get("type") is None
+        assert published.application_headers == {"type": "from-cli"}
+    finally:
+        for queue in (source, target):
+            client.wait(client.queue_delete(queue=queue))
+        client.wait(client.close())

@@ -44,6 +44,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from puka.messages import PROPERTY_NAMES
+from puka.results import Result
 
 from puka_cli.checks import need_type
 from puka_cli.errors import DataError
@@ -302,7 +303,11 @@ def record_from_result(result: Mapping[str, Any], **extra: Any) -> dict[str, Any
         if key in result:
             record[key] = result[key]
     record.update((key, value) for key, value in extra.items() if value is not None)
-    properties, table = split_headers(result.get("headers") or {})
+    if isinstance(result, Result):  # apart: an application header named like a property stays one
+        properties = {k: v for k, v in result.properties.items() if k in PROPERTIES}
+        table = result.application_headers
+    else:
+        properties, table = split_headers(result.get("headers") or {})
     if properties:
         record["properties"] = {name: properties[name] for name in PROPERTIES if name in properties}
     if table:
@@ -318,16 +323,19 @@ def record_from_result(result: Mapping[str, Any], **extra: Any) -> dict[str, Any
 
 @dataclass
 class Message:
-    """A message to publish: where to, Puka's merged `headers` dict, and the body."""
+    """A message to publish: where to, its basic properties, its application headers (apart, as
+    `basic_publish(properties=..., headers=...)` takes them), and the body."""
 
     body: bytes
     headers: dict[str, Any] = field(default_factory=dict)
     exchange: str | None = None
     routing_key: str | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         need_type(self.body, bytes, "body")
         need_type(self.headers, dict, "headers")
+        need_type(self.properties, dict, "properties")
         need_type(self.exchange, (str, type(None)), "exchange")
         need_type(self.routing_key, (str, type(None)), "routing_key")
 
@@ -360,6 +368,7 @@ def message_from_record(record: Any, where: str = "message") -> Message:
     if not isinstance(record, dict):
         raise DataError(f"{where}: expected a JSON object")
     headers: dict[str, Any] = {}
+    properties: dict[str, Any] = {}
     raw_headers = record.get("headers")
     if raw_headers is not None:
         headers.update(json_to_table(raw_headers, f"{where}: headers"))
@@ -370,7 +379,7 @@ def message_from_record(record: Any, where: str = "message") -> Message:
         for name, value in raw_properties.items():
             parsed = parse_property(name, value, f"{where}: properties")
             if parsed is not None:
-                headers[name] = parsed
+                properties[name] = parsed
     exchange = record.get("exchange")
     routing_key = record.get("routing_key")
     for name, value in (("exchange", exchange), ("routing_key", routing_key)):
@@ -381,6 +390,7 @@ def message_from_record(record: Any, where: str = "message") -> Message:
         headers=headers,
         exchange=exchange,
         routing_key=routing_key,
+        properties=properties,
     )
 
 

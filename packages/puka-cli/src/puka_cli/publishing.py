@@ -24,7 +24,7 @@ from puka_cli.errors import CliError, UsageError, describe
 from puka_cli.exit_codes import ExitCode
 from puka_cli.options import header_item, property_item
 
-__all__ = ["Publisher", "add_message_options", "bodies", "message_headers"]
+__all__ = ["Publisher", "add_message_options", "bodies", "properties_and_headers"]
 
 
 def add_message_options(parser: argparse.ArgumentParser, *, lines: bool = True) -> None:
@@ -79,16 +79,16 @@ def add_message_options(parser: argparse.ArgumentParser, *, lines: bool = True) 
     )
 
 
-def message_headers(args: argparse.Namespace) -> dict[str, Any]:
-    """Puka's merged headers dict (application headers plus properties) from the options."""
+def properties_and_headers(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(basic properties, application headers) from the options, apart: `-H type=x` is an
+    application header named `type`, `-P type=x` the property."""
     need_type(args, argparse.Namespace, "args")
-    headers: dict[str, Any] = dict(args.header)
-    headers.update(args.property)
+    properties: dict[str, Any] = dict(args.property)
     if args.content_type:
-        headers["content_type"] = args.content_type
+        properties["content_type"] = args.content_type
     if args.persistent:
-        headers["delivery_mode"] = 2
-    return headers
+        properties["delivery_mode"] = 2
+    return properties, dict(args.header)
 
 
 def _stdin() -> IO[bytes]:
@@ -221,12 +221,18 @@ class Publisher:
         headers: dict[str, Any] | None,
         body: bytes,
         tag: Any = None,
+        properties: dict[str, Any] | None = None,
     ) -> None:
-        """Publish one message (waiting for the oldest confirm first if the window is full)."""
+        """Publish one message (waiting for the oldest confirm first if the window is full).
+
+        With `properties` (a dict, even empty), `headers` holds application headers only, as
+        in `basic_publish`; without, it is Puka's merged dict.
+        """
         need_type(exchange, str, "exchange")
         need_type(routing_key, str, "routing_key")
         need_type(headers, (dict, type(None)), "headers")
         need_type(body, bytes, "body")
+        need_type(properties, (dict, type(None)), "properties")
         while len(self.pending) >= self.window:
             self._settle_oldest()
         promise = self.client.basic_publish(
@@ -234,6 +240,7 @@ class Publisher:
             routing_key=routing_key,
             mandatory=self.mandatory,
             headers=headers or None,
+            properties=properties,
             body=body,
         )
         self.published += 1

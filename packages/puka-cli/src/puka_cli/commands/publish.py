@@ -9,7 +9,7 @@ from typing import Any
 from puka_cli.context import Context
 from puka_cli.errors import UsageError
 from puka_cli.options import add_common, positive_int
-from puka_cli.publishing import Publisher, add_message_options, bodies, message_headers
+from puka_cli.publishing import Publisher, add_message_options, bodies, properties_and_headers
 
 __all__ = ["register", "run"]
 
@@ -72,7 +72,7 @@ def run(ctx: Context) -> int:
     args: argparse.Namespace = ctx.args
     if args.mandatory and args.no_confirm:
         raise UsageError("--mandatory needs confirms to report unroutable messages")
-    headers = message_headers(args)
+    properties, headers = properties_and_headers(args)
     progress = ctx.progress("published")
     with ctx.connected(pubacks=False if args.no_confirm else None) as client:
         publisher = Publisher(client, window=args.window, mandatory=args.mandatory)
@@ -80,7 +80,9 @@ def run(ctx: Context) -> int:
             ctx.warn("reading the body from standard input (end it with Ctrl-D)")
         for body in bodies(args, idle=lambda: client.loop(timeout=0.01)):
             for _ in range(args.count):
-                publisher.publish(args.exchange, args.routing_key, headers, body)
+                publisher.publish(
+                    args.exchange, args.routing_key, headers, body, properties=properties
+                )
                 progress.update(publisher.published)
         publisher.flush()
     progress.finish()

@@ -121,7 +121,13 @@ def run(ctx: Context) -> int:
                 for number, message in enumerate(read_messages(stream, name), 1):
                     where = f"{name}, message {number}"
                     exchange, routing_key = _destination(args, message, where)
-                    publisher.publish(exchange, routing_key, message.headers, message.body)
+                    publisher.publish(
+                        exchange,
+                        routing_key,
+                        message.headers,
+                        message.body,
+                        properties=message.properties,
+                    )
                     progress.update(publisher.published)
                 publisher.flush()
             except BaseException:

@@ -17,7 +17,7 @@ from puka_cli.errors import CliError
 from puka_cli.exit_codes import ExitCode
 from puka_cli.messages import record_from_result
 from puka_cli.options import add_common, add_subcommands, non_negative_int, positive_int, seconds
-from puka_cli.publishing import add_message_options, bodies, message_headers
+from puka_cli.publishing import add_message_options, bodies, properties_and_headers
 
 __all__ = ["register", "run_call", "run_serve"]
 
@@ -108,10 +108,10 @@ def register(subparsers: Any) -> None:
 def run_call(ctx: Context) -> int:
     """Send one request and print the reply."""
     args = ctx.args
-    headers = message_headers(args)
-    correlation_id = headers.get("correlation_id") or uuid.uuid4().hex
-    headers["correlation_id"] = correlation_id
-    headers["reply_to"] = REPLY_TO
+    properties, headers = properties_and_headers(args)
+    correlation_id = properties.get("correlation_id") or uuid.uuid4().hex
+    properties["correlation_id"] = correlation_id
+    properties["reply_to"] = REPLY_TO
     body = b"".join(bodies(args))
     with ctx.connected() as client:
         replies = client.basic_consume(queue=REPLY_TO, no_ack=True)
@@ -124,6 +124,7 @@ def run_call(ctx: Context) -> int:
                 exchange=args.exchange,
                 routing_key=args.routing_key,
                 mandatory=True,
+                properties=properties,
                 headers=headers,
                 body=body,
                 channel_of=replies,
@@ -176,8 +177,8 @@ def run_serve(ctx: Context) -> int:
         ctx.waiting(f"requests on queue {args.queue!r}")
         deliveries = Deliveries(client, promise, count=args.count, interrupt=interrupt)
         for request in deliveries:
-            headers = request.get("headers") or {}
-            reply_to = headers.get("reply_to")
+            request_properties = request.properties  # not an application header named so
+            reply_to = request_properties.get("reply_to")
             if not reply_to:
                 ctx.warn("a request without reply_to: rejected")
                 client.basic_reject(request, requeue=False)
@@ -188,8 +189,8 @@ def run_serve(ctx: Context) -> int:
                 client.basic_reject(request, requeue=False)
                 continue
             reply_headers: dict[str, Any] = {}
-            if headers.get("correlation_id") is not None:
-                reply_headers["correlation_id"] = headers["correlation_id"]
+            if request_properties.get("correlation_id") is not None:
+                reply_headers["correlation_id"] = request_properties["correlation_id"]
             client.wait(
                 client.basic_publish(
                     exchange="", routing_key=reply_to, headers=reply_headers, body=body

@@ -206,7 +206,8 @@ class Shovel:
                 exchange=exchange,
                 routing_key=key,
                 mandatory=True,
-                headers=message.get("headers") or None,
+                properties=message.properties,  # apart: headers named like properties stay
+                headers=message.application_headers,
                 body=message["body"],
                 callback=self.on_confirm,
             )
