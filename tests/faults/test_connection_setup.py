@@ -133,9 +133,12 @@ def test_f16_connect_and_handshake_timeouts(
 
 
 def test_f16_handshake_timeout_is_checked() -> None:
-    for bad in (0, -1, float("inf"), float("nan"), True):
+    for bad in (0, -1, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="handshake_timeout"):
             puka.Client("amqp:///", handshake_timeout=bad)
+    # a bool is a wrong type, not a wrong number: TypeError since issue 19 item 2
+    with pytest.raises(TypeError, match="handshake_timeout"):
+        puka.Client("amqp:///", handshake_timeout=True)
 
 
 # ---------------------------------------------------------------------------------------------
