@@ -40,14 +40,14 @@ CLIENTS: tuple[ClientInfo, ...] = (
         "puka",
         "clients.puka_blocking",
         "puka",
-        "puka.Client; promises pipelined, wait/wait_for_all",
+        "puka.Client; promises pipelined, wait/wait_for_all; acked consumes in callbacks (loop)",
     ),
     ClientInfo(
         PUKA_ASYNCIO,
         "puka-asyncio",
         "clients.puka_async",
         "puka-asyncio",
-        "puka_asyncio; wait_for_all over call futures, async for over consumes",
+        "puka_asyncio; wait_for_all over call futures, async for (callbacks when acked)",
     ),
     ClientInfo(
         "pika",
