@@ -1155,13 +1155,11 @@ class Engine:
         settled is not sent again (that would close the channel with 406): it is counted in
         `stale_acks` and dropped.
         """
-        multiple = bool(getattr(method, "multiple", False))
-        settled = self._settle_channel(message, multiple)
+        settled = self._settle_channel(message, bool(getattr(method, "multiple", False)))
         if settled is not None:
             channel, tag = settled
-            if tag != getattr(method, "delivery_tag", tag) and isinstance(
-                method, methods.BasicNack
-            ):
+            if isinstance(method, methods.BasicNack) and tag != method.delivery_tag:
+                # a multiple nack of a settled tag: the highest one below it still outstanding
                 method = methods.BasicNack(delivery_tag=tag, multiple=True, requeue=method.requeue)
             self.send_method(channel.number, method)
 
@@ -1178,21 +1176,21 @@ class Engine:
             return
         channel, tag = settled
         out = self._out
-        if (
-            out
+        merge = (
+            bool(out)
             and out[-1] is self._last_ack
             and self._last_ack_channel is channel
             and self._last_ack_tag < tag <= channel.settled_to
-        ):
-            out[-1] = self._last_ack = _ACK_FRAME.pack(1, channel.number, 13, 60, 80, tag, 1, 206)
-            self._last_ack_tag = tag
+        )
+        data = _ACK_FRAME.pack(1, channel.number, 13, 60, 80, tag, merge or multiple, 206)
+        if merge:  # the same 21 bytes, in place of the ack before
+            out[-1] = data
             self.coalesced_acks += 1
-            return
-        data = _ACK_FRAME.pack(1, channel.number, 13, 60, 80, tag, 1 if multiple else 0, 206)
-        out.append(data)
-        self.outgoing_bytes += 21
+        else:
+            out.append(data)
+            self.outgoing_bytes += 21
+            self._last_ack_channel = channel
         self._last_ack = data
-        self._last_ack_channel = channel
         self._last_ack_tag = tag
 
     def _settle_channel(self, message: Result, multiple: bool) -> tuple[Channel, int] | None:
