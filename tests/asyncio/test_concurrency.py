@@ -8,7 +8,7 @@ import gc
 import puka_asyncio
 import pytest
 from puka import promises as promises_module
-from puka.channels import IDLE_CHANNELS_KEPT
+from puka.engine.channels import IDLE_CHANNELS_KEPT
 
 from tests.asyncio.conftest import ClientFactory
 from tests.asyncio.helpers import (

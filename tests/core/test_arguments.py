@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 from puka.arguments import PROPERTY_TYPES, check_method, check_table, property_value
+from puka.engine.operations import message_result
 from puka.messages import PROPERTY_NAMES, headers_to_properties
-from puka.operations import message_result
 from puka.results import Result
 from puka_spec import BasicProperties, methods
 

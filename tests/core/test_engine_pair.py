@@ -7,7 +7,7 @@ from itertools import pairwise
 
 import pytest
 from puka import Engine, NoRoute, NotFound, PreconditionFailed, PublishNacked, Recovery, parse_url
-from puka.channels import SHORT_CHANNELS
+from puka.engine.channels import SHORT_CHANNELS
 from puka.errors import ClientClosed, ConnectionLost, ConsumerCancelled
 from puka.promises import Promise
 from puka.results import Result

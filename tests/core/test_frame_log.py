@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from puka import frame_log
+from puka.engine import frame_log
 from puka_spec import methods
 
 from tests.core.test_engine_pair import Pair

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from puka import Engine, Recovery, parse_urls
+from puka.engine.recovery import recovery_for
 from puka.errors import ConnectFailed
-from puka.recovery import recovery_for
 
 from .fake_broker import FakeBroker
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
-from puka.socket_wait import HAS_POLL, READ, WRITE, SocketWait
+from puka.blocking.socket_wait import HAS_POLL, READ, WRITE, SocketWait
 
 WAYS = [pytest.param(True, id="poll"), pytest.param(False, id="selectors")]
 if not HAS_POLL:

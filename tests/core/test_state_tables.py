@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 from puka import Engine, parse_url
-from puka.channel_states import TRANSITIONS as CHANNEL_TABLE
-from puka.channel_states import ChannelState
-from puka.connection_states import TRANSITIONS as CONNECTION_TABLE
-from puka.connection_states import ConnectionState
+from puka.engine.channel_states import TRANSITIONS as CHANNEL_TABLE
+from puka.engine.channel_states import ChannelState
+from puka.engine.connection_states import TRANSITIONS as CONNECTION_TABLE
+from puka.engine.connection_states import ConnectionState
 from puka_spec import (
     HEARTBEAT_FRAME,
     BasicProperties,

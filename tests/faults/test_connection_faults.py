@@ -33,7 +33,7 @@ from typing import Any
 import puka
 import puka_asyncio
 import pytest
-from puka.client import OUTGOING_BUFFER_LIMIT
+from puka.blocking.client import OUTGOING_BUFFER_LIMIT
 from puka_spec.exceptions import AMQPError
 
 from tests.broker_node import UniqueName

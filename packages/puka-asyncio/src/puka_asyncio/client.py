@@ -26,9 +26,9 @@ from typing import Any
 from puka.api import Calls
 from puka.arguments import check_bool, check_callback, check_client_options, refuse_type
 from puka.engine import Engine
+from puka.engine.recovery import Recovery, recovery_for
 from puka.errors import AMQPError, ConnectFailed, ConnectTimeout, PukaError
 from puka.promises import Callback, Promise
-from puka.recovery import Recovery, recovery_for
 from puka.results import Result
 from puka.tls import TLSCertificateError, check_ssl_context, tls_context
 from puka.urls import ConnectionParameters, client_addresses

@@ -21,8 +21,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import cast
 
-from puka.connection_states import ConnectionState
 from puka.engine import READ_SIZE, Engine
+from puka.engine.connection_states import ConnectionState
 from puka.errors import HeartbeatTimeout
 from puka.promises import Promise
 

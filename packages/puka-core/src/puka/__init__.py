@@ -12,17 +12,20 @@ and leave the client usable; publishes are confirmed by default.
 """
 
 import logging
+from typing import TYPE_CHECKING, Any
 
 from puka.__about__ import __version__
-from puka.client import Client
-from puka.drive import loop
 from puka.engine import Engine
+from puka.engine.recovery import Recovery
 from puka.errors import *  # noqa: F403 - every exception is part of the API
 from puka.errors import __all__ as _errors
-from puka.recovery import Recovery
 from puka.results import Result
-from puka.tls import TLSCertificateError
 from puka.urls import ConnectionParameters, InvalidURL, parse_url, parse_urls
+
+if TYPE_CHECKING:
+    from puka.blocking.client import Client
+    from puka.blocking.drive import loop
+    from puka.tls import TLSCertificateError
 
 __all__ = [  # noqa: PLE0604 - extended from puka.errors
     "Client",
@@ -41,3 +44,27 @@ __all__ = [  # noqa: PLE0604 - extended from puka.errors
 
 # A library logs, the application decides where it goes: no "No handlers" last-resort output.
 logging.getLogger("puka").addHandler(logging.NullHandler())
+
+
+# The blocking driver (sockets, poll, ssl) is imported on first use, so that `import puka.engine`
+# (and a driver of another event loop) loads no I/O module.
+_LAZY = {
+    "Client": "puka.blocking.client",
+    "loop": "puka.blocking.drive",
+    "TLSCertificateError": "puka.tls",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'puka' has no attribute {name!r}")
+    import importlib  # noqa: PLC0415 - only on first use of a lazy name
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -39,7 +39,7 @@ from typing import Any, NoReturn
 from puka_spec import methods
 from puka_spec.table import encode_table, timestamp_seconds
 
-from puka.recovery import Recovery
+from puka.engine.recovery import Recovery
 
 __all__ = [
     "PROPERTY_TYPES",

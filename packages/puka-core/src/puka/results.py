@@ -10,7 +10,7 @@ from puka.messages import property_values
 if TYPE_CHECKING:
     from puka_spec import BasicProperties
 
-    from puka.channels import Channel
+    from puka.engine.channels import Channel
 
 __all__ = ["Result"]
 

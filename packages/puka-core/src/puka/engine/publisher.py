@@ -28,14 +28,14 @@ from puka_spec import (
 )
 from puka_spec.exceptions import AMQPError, UnexpectedFrame
 
+from puka.engine.operations import message_result
 from puka.errors import PublishNacked, Returned
-from puka.operations import message_result
 from puka.promises import Promise
 from puka.results import Result
 
 if TYPE_CHECKING:
-    from puka.channels import Channel
-    from puka.engine import Engine
+    from puka.engine.channels import Channel
+    from puka.engine.connection import Engine
 
 __all__ = ["Publisher"]
 

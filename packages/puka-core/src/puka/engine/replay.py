@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 from puka_spec import BasicProperties, methods
 from puka_spec.exceptions import AMQPError
 
-from puka.operations import Operation
+from puka.engine.operations import Operation
 from puka.results import Result
 
 if TYPE_CHECKING:
-    from puka.channels import Channel
-    from puka.engine import Engine
+    from puka.engine.channels import Channel
+    from puka.engine.connection import Engine
     from puka.promises import Promise
 
 __all__ = ["Replay"]

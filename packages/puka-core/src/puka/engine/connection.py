@@ -41,11 +41,17 @@ from puka_spec.exceptions import (
     error_for,
 )
 
-from puka import connection_states, frame_log, urls
+from puka import urls
 from puka.__about__ import __version__
-from puka.channel_states import ChannelState
-from puka.channels import Channel, ChannelPool
-from puka.connection_states import ConnectionState
+from puka.engine import connection_states, frame_log
+from puka.engine.channel_states import ChannelState
+from puka.engine.channels import Channel, ChannelPool
+from puka.engine.connection_states import ConnectionState
+from puka.engine.operations import ChannelHolder, Consume, Get, Operation, Rpc, SideRpc, Transaction
+from puka.engine.publisher import Publisher
+from puka.engine.recovery import RECOVERABLE_REPLY_CODES, Recovery
+from puka.engine.replay import Replay
+from puka.engine.topology import Topology
 from puka.errors import (
     BlockedTimeout,
     ChannelClosed,
@@ -56,13 +62,8 @@ from puka.errors import (
     HeartbeatTimeout,
 )
 from puka.messages import EMPTY_PROPERTIES, headers_to_properties
-from puka.operations import ChannelHolder, Consume, Get, Operation, Rpc, SideRpc, Transaction
 from puka.promises import Callback, Promise, Promises
-from puka.publisher import Publisher
-from puka.recovery import RECOVERABLE_REPLY_CODES, Recovery
-from puka.replay import Replay
 from puka.results import Result
-from puka.topology import Topology
 from puka.urls import ConnectionParameters
 
 __all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "READ_SIZE", "Engine"]

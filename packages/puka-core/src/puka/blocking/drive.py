@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterable
 
 from puka.arguments import check_timeout, refuse_type
-from puka.client import Client
+from puka.blocking.client import Client
 
 __all__ = ["loop"]
 

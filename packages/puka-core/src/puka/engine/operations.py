@@ -19,8 +19,8 @@ from puka.messages import properties_to_headers
 from puka.results import Result
 
 if TYPE_CHECKING:
-    from puka.channels import Channel
-    from puka.engine import Engine
+    from puka.engine.channels import Channel
+    from puka.engine.connection import Engine
     from puka.promises import Promise
 
 __all__ = [

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 from puka_spec import BasicProperties, ContentFrame, methods
 from puka_spec.exceptions import AMQPError, FrameError, UnexpectedFrame
 
-from puka.channel_states import TRANSITIONS, ChannelState
+from puka.engine.channel_states import TRANSITIONS, ChannelState
 
 if TYPE_CHECKING:
-    from puka.engine import Engine
+    from puka.engine.connection import Engine
 
 __all__ = ["Channel", "ChannelPool", "ChannelUser"]
 

@@ -28,8 +28,10 @@ from puka.arguments import (
     promise_number,
     refuse_type,
 )
-from puka.connection_states import ConnectionState
+from puka.blocking.socket_wait import READ, WRITE, SocketWait
 from puka.engine import READ_SIZE, Engine
+from puka.engine.connection_states import ConnectionState
+from puka.engine.recovery import Recovery, recovery_for
 from puka.errors import (
     ChannelClosed,
     ClientClosed,
@@ -38,9 +40,7 @@ from puka.errors import (
     HeartbeatTimeout,
 )
 from puka.promises import Callback, Promise
-from puka.recovery import Recovery, recovery_for
 from puka.results import Result
-from puka.socket_wait import READ, WRITE, SocketWait
 from puka.tls import TLSCertificateError, check_ssl_context, tls_context
 from puka.urls import client_addresses
 
@@ -73,7 +73,7 @@ class Client(Calls[int]):
     `amqp_url` may also be several URLs (a list, or one string separated by commas): the nodes
     of a cluster, tried in turn (`shuffle=True`: in a random order, which spreads many clients
     over the nodes). `params` tells which node answered. `reconnect=True` (or a
-    `puka.Recovery` with other timings) turns on automatic recovery; see `puka.recovery`.
+    `puka.Recovery` with other timings) turns on automatic recovery; see `puka.engine.recovery`.
 
     `blocked_timeout` (seconds; default `None`, no limit): when the broker keeps the connection
     blocked (`on_blocked`, a memory or disk alarm) that long, the connection is dropped and
