@@ -153,7 +153,7 @@ class ConsumeHandle:
             self._abandoned = True
             if self.done:
                 self._requeue_unseen()
-            elif not self._cancelling and self._client.engine.state.value == "open":
+            elif not self._cancelling and self._client.engine.is_open:
                 cancel = self._client.basic_cancel(self)
                 if isinstance(cancel, PromiseFuture):
                     cancel.add_done_callback(_quiet)
@@ -168,7 +168,7 @@ class ConsumeHandle:
         client = self._client
         unseen, self._results = self._results, deque()
         for result in unseen:
-            if result._ack is not None and client.engine.state.value == "open":
+            if result._ack is not None and client.engine.is_open:
                 client.basic_reject(result, requeue=True)
 
 
@@ -247,17 +247,25 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
             self._reconnecting = self.loop.create_task(self._reconnect())
 
     async def _reconnect(self) -> None:
-        """Recovery wants a transport: open one to the engine's current node."""
-        engine = self._engine
-        try:
-            await _open(self, engine.params, self._ssl)
-        except ConnectFailed as error:
-            engine.transport_failed(error)
-            self._protocol.flush()
-            return
-        engine.transport_ready()
-        engine.handle_timer(self.loop.time())
+        """Recovery wants a transport: open one (see `_open_transport`)."""
+        await self._open_transport()
         self._protocol.flush()
+
+    async def _open_transport(self) -> ConnectFailed | None:
+        """The engine wants a transport (to connect, or to recover): open one to the node it
+        names, the next one it names if that fails, until one answers or it stops asking.
+        The last failure, if none answered."""
+        engine = self._engine
+        error: ConnectFailed | None = None
+        while engine.transport_wanted:
+            try:
+                await _open(self, engine.params, self._ssl)
+            except ConnectFailed as exc:
+                error = exc
+                engine.transport_failed(exc)
+                continue
+            return None  # the protocol's `connection_made` told the engine
+        return error
 
     def basic_cancel(self, consume_promise: Any, callback: Callback | None = None) -> PromiseHandle:
         """Stop a consume; afterwards its promise yields no more messages."""
@@ -490,22 +498,11 @@ async def connect(
         blocked_timeout=blocked_timeout,
         handshake_timeout=handshake_timeout,
     )
-    engine = client.engine
-    handle = client._wrap(engine.connect())
-    error: ConnectFailed | None = None
-    for _ in addresses:
-        try:
-            await _open(client, engine.params, ssl)
-            error = None
-            break
-        except ConnectFailed as exc:
-            error = exc
-            engine.addresses.append(engine.addresses.pop(0))
-            engine.params = engine.addresses[0]
+    handle = client._wrap(client.engine.connect())
+    error = await client._open_transport()
     if error is not None:
         if isinstance(handle, PromiseFuture):  # the error is raised here, not through it
             handle.add_done_callback(_quiet)
-        engine.connection_lost(error)
         client._protocol.flush()
         raise error
     try:

@@ -22,8 +22,6 @@ from collections.abc import Callable, Sequence
 from typing import cast
 
 from puka.engine import READ_SIZE, Engine
-from puka.engine.connection_states import ConnectionState
-from puka.errors import HeartbeatTimeout
 from puka.promises import Promise
 
 __all__ = ["EngineProtocol", "TransportLink"]
@@ -64,7 +62,6 @@ class EngineProtocol(asyncio.BufferedProtocol):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._paused = False
-        self._paused_since: float | None = None
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._backlog: deque[bytes | memoryview] = deque()  # for the transport, once it takes more
         self._read_buffer = memoryview(bytearray(READ_SIZE))
@@ -89,6 +86,7 @@ class EngineProtocol(asyncio.BufferedProtocol):
         self.transport = cast("asyncio.Transport", transport)
         self._fd = _plain_socket_fd(transport)
         self._read_error = None
+        self.engine.transport_ready()  # before any byte of it is read
         self.engine.handle_timer(self.loop.time())
         self.flush()
 
@@ -147,7 +145,6 @@ class EngineProtocol(asyncio.BufferedProtocol):
         self.transport = None
         self._backlog.clear()
         self._paused = False
-        self._paused_since = None
         self._dispatch()
         self._wake_drainers()
         if self.engine.closed:
@@ -173,7 +170,7 @@ class EngineProtocol(asyncio.BufferedProtocol):
         reader = socket.socket(fileno=fd)  # the same descriptor, detached (not closed) after
         try:
             reader.setblocking(False)
-            while not engine.closed and engine.state is not ConnectionState.RECOVERING:
+            while not engine.closed and not engine.recovering:
                 size = reader.recv_into(self._read_buffer)
                 if not size:
                     break
@@ -184,14 +181,15 @@ class EngineProtocol(asyncio.BufferedProtocol):
             reader.detach()
 
     def pause_writing(self) -> None:
-        """The transport's buffer is full: writers wait in `drain`."""
+        """The transport's buffer is full: writers wait in `drain` (and the engine's write-stall
+        clock runs)."""
         self._paused = True
-        self._paused_since = self.loop.time()
+        self.engine.unwritten_since(self.loop.time())
 
     def resume_writing(self) -> None:
         """The transport drained: write what waited for it, then let writers go on."""
         self._paused = False
-        self._paused_since = None
+        self.engine.unwritten_since(None)
         if self._backlog and self.transport is not None:
             self._write_backlog(self.transport)
         if not self._paused and not self._backlog:
@@ -311,39 +309,13 @@ class EngineProtocol(asyncio.BufferedProtocol):
         if when is not None:
             self._timer = self.loop.call_at(when, self._on_timer)
 
-    def _check_write_stall(self) -> None:
-        """The broker took nothing we sent for two heartbeat intervals: take it for dead.
-
-        (Not while it blocks us: a blocked connection is not read, on purpose; the clock starts
-        again once it unblocks.)
-        """
-        engine = self.engine
-        since, heartbeat, transport = self._paused_since, engine.heartbeat, self.transport
-        if since is None or not heartbeat or transport is None:
-            return
-        if engine.blocked:
-            self._paused_since = self.loop.time()
-            return
-        if self.loop.time() - since >= 2 * heartbeat:
-            params = engine.params
-            engine.connection_lost(
-                HeartbeatTimeout(
-                    f"{params.host}:{params.port} took nothing we sent for {2 * heartbeat} s "
-                    f"(heartbeat {heartbeat} s)"
-                )
-            )
-            self._paused_since = None
-            if engine.closed:
-                transport.abort()  # close() would wait for a buffer that never drains
-
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
         engine = self.engine
         was_closed = engine.closed
         engine.handle_timer(self.loop.time())
-        self._check_write_stall()
-        timed_out = engine.state.value == "recovering" or (engine.closed and not was_closed)
+        timed_out = engine.recovering or (engine.closed and not was_closed)
         if timed_out and self.transport is not None:
             # a timeout (heartbeat, handshake, blocked): the peer is not reading us, so drop the
             # transport rather than wait for it to take our buffer (reconnect, if recovering)

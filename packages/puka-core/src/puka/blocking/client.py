@@ -30,14 +30,12 @@ from puka.arguments import (
 )
 from puka.blocking.socket_wait import READ, WRITE, SocketWait
 from puka.engine import READ_SIZE, Engine
-from puka.engine.connection_states import ConnectionState
 from puka.engine.recovery import Recovery, recovery_for
 from puka.errors import (
     ChannelClosed,
     ClientClosed,
     ConnectFailed,
     ConnectTimeout,
-    HeartbeatTimeout,
 )
 from puka.promises import Callback, Promise
 from puka.results import Result
@@ -54,8 +52,6 @@ _HIGH_WATER = OUTGOING_BUFFER_LIMIT  # outgoing bytes above which a call blocks 
 _LOW_WATER = 1024 * 1024
 _EAGER_WRITE = 65536  # queued bytes above which a call writes what the socket takes
 _IOV_MAX = 512  # buffers handed to one sendmsg (Linux allows 1024)
-_RECOVERING = ConnectionState.RECOVERING  # a global: Enum class attributes are slow on 3.11
-_CLOSED = ConnectionState.CLOSED
 
 
 class Client(Calls[int]):
@@ -177,22 +173,8 @@ class Client(Calls[int]):
         engine = self._engine
         if self._sock is not None or engine.closed:
             return self._wrap(engine.connect(callback))
-        error: ConnectFailed | None = None
-        for _ in engine.addresses:
-            try:
-                self._sock = self._open_socket()
-                break
-            except ConnectFailed as exc:
-                error = exc
-                engine.addresses.append(engine.addresses.pop(0))
-                engine.params = engine.addresses[0]
-        if self._sock is None:
-            promise = engine.connect(callback)
-            engine.connection_lost(error)
-            return promise.number
         promise = engine.connect(callback)
-        engine.handle_timer(time.monotonic())
-        self._write()
+        self._open_transport()
         return promise.number
 
     def _open_socket(self) -> socket_module.socket:
@@ -296,7 +278,7 @@ class Client(Calls[int]):
         if sock is None:
             return
         engine = self._engine
-        if not self._pending_bytes and not engine.outgoing_bytes and engine.state is not _CLOSED:
+        if not self._pending_bytes and not engine.outgoing_bytes and not engine.closed:
             return  # nothing to write (a wait's loop asks after every step)
         pending = self._pending
         if engine.outgoing_bytes:
@@ -335,9 +317,12 @@ class Client(Calls[int]):
                 sent -= len(chunk)
                 pending.popleft()
         if not pending:
-            self._stalled_since = None
+            if self._stalled_since is not None:
+                self._stalled_since = None
+                engine.unwritten_since(None)
         elif progress or self._stalled_since is None:
             self._stalled_since = time.monotonic()
+            engine.unwritten_since(self._stalled_since)
         if engine.closed and not pending:
             self._close_socket()
 
@@ -355,34 +340,13 @@ class Client(Calls[int]):
             self._engine.connection_lost(exc)
             self._close_socket()
 
-    def _check_write_stall(self) -> None:
-        """The socket took nothing for two heartbeat intervals: the broker is taken for dead.
-
-        (Not while the broker blocks us: a blocked connection is not read, on purpose; the
-        clock starts again once it unblocks.)
-        """
-        engine = self._engine
-        since = self._stalled_since
-        heartbeat = engine.heartbeat
-        if since is None or not heartbeat:
-            return
-        if engine.blocked:
-            self._stalled_since = time.monotonic()
-            return
-        if time.monotonic() - since >= 2 * heartbeat:
-            engine.connection_lost(
-                HeartbeatTimeout(
-                    f"{self.params.host}:{self.params.port} took nothing we sent for "
-                    f"{2 * heartbeat} s (heartbeat {heartbeat} s)"
-                )
-            )
-            self._close_socket()
-
     def _close_socket(self) -> None:
         sock, self._sock = self._sock, None
         self._pending.clear()
         self._pending_bytes = 0
-        self._stalled_since = None
+        if self._stalled_since is not None:
+            self._stalled_since = None
+            self._engine.unwritten_since(None)
         if self._waiter is not None:
             self._waiter.close()
             self._waiter = None
@@ -518,7 +482,7 @@ class Client(Calls[int]):
         promises = self._engine.promises
         if timeout is None and promises.all_finished_consumes(numbers):
             raise ChannelClosed(f"consume {numbers[0]} is over (cancelled): it yields nothing more")
-        if self._sock is None and self._engine.state.value == "initial":
+        if self._sock is None and not self._engine.started:
             raise ClientClosed("the client is not connected: call connect() first")
         while True:
             self._write()  # may settle unconfirmed publishes: look at the results after it
@@ -602,19 +566,22 @@ class Client(Calls[int]):
 
     @property
     def _recovering(self) -> bool:
-        return self._engine.state is _RECOVERING or self._engine.transport_wanted
+        return self._engine.recovering or self._engine.transport_wanted
 
-    def _reconnect(self) -> None:
-        """Recovery wants a transport: open one to the engine's current node."""
+    def _open_transport(self) -> None:
+        """The engine wants a transport (to connect, or to recover): open one to the node it
+        names, the next one it names if that fails, until one answers or it stops asking."""
+        engine = self._engine
         self._close_socket()
-        try:
-            self._sock = self._open_socket()
-        except ConnectFailed as error:
-            self._engine.transport_failed(error)
-            return
-        self._engine.transport_ready()
-        self._engine.handle_timer(time.monotonic())
-        self._write()
+        while engine.transport_wanted:
+            try:
+                self._sock = self._open_socket()
+            except ConnectFailed as error:
+                engine.transport_failed(error)
+                continue
+            engine.transport_ready()
+            engine.handle_timer(time.monotonic())
+            self._write()
 
     def _io_step(self, deadline: float | None) -> None:
         """One round: wait for the socket or the next timer, then read, write, run timers."""
@@ -643,7 +610,6 @@ class Client(Calls[int]):
         if not self._run_timers(time.monotonic()):
             return
         self._write()  # returns at once if there is nothing to write
-        self._check_write_stall()
 
     def _run_timers(self, now: float) -> bool:
         """Run the engine's timers if one is due; whether the socket is still in use.
@@ -668,7 +634,7 @@ class Client(Calls[int]):
         if timer is not None and now >= timer:
             self._engine.handle_timer(now)
         if self._engine.transport_wanted:
-            self._reconnect()
+            self._open_transport()
 
     def _recovery_step(self, deadline: float | None) -> None:
         """No socket while recovering: sleep until the next attempt, then make it."""
@@ -682,4 +648,4 @@ class Client(Calls[int]):
                 time.sleep(max(0.0, until - time.monotonic()))
             engine.handle_timer(time.monotonic())
         if engine.transport_wanted:
-            self._reconnect()
+            self._open_transport()

@@ -244,6 +244,7 @@ class Engine:
         self._sent_since_tick = False
         self._received_since_tick = False  # bytes came without a `now`: timed at the next tick
         self._last_received: float | None = None  # when the last bytes came (heartbeats)
+        self._unwritten_since: float | None = None  # the transport has taken nothing since
         self._clock = 0.0  # the last `now` the driver passed in
 
     def __repr__(self) -> str:
@@ -257,6 +258,36 @@ class Engine:
     def closed(self) -> bool:
         """The connection is over (the driver may close the transport once flushed)."""
         return self.state is _CLOSED
+
+    @property
+    def is_open(self) -> bool:
+        """The handshake is done and the connection is neither closing nor lost."""
+        return self.state is _OPEN
+
+    @property
+    def started(self) -> bool:
+        """`connect()` was called (the connection may since have opened, or ended)."""
+        return self.state is not ConnectionState.INITIAL
+
+    @property
+    def recovering(self) -> bool:
+        """The connection was lost and recovery waits for a new transport: the driver drops
+        the old one and keeps going without one (runs the timers, opens a transport when
+        `transport_wanted`). Once the new transport is up, its handshake is not open yet."""
+        return self.state is _RECOVERING
+
+    def unwritten_since(self, since: float | None) -> None:
+        """The transport has taken none of the bytes handed to it since `since` (the driver's
+        clock), or took them all (`None`).
+
+        The write-stall rule: with heartbeats on, a broker that takes nothing we send for two
+        heartbeat intervals is taken for dead (`HeartbeatTimeout`, or recovery), at the
+        `handle_timer` that `next_timer` asks for. Not while the broker blocks the connection
+        (a blocked connection is not read, on purpose): the clock starts again once it
+        unblocks. A driver reports each change: when a write leaves bytes behind and when one
+        makes progress.
+        """
+        self._unwritten_since = since
 
     def needs_write(self) -> bool:
         """Whether `data_to_send` has anything."""
@@ -389,6 +420,9 @@ class Engine:
             last = self._last_received
             if last is not None and last + 2 * self.heartbeat < tick:
                 tick = last + 2 * self.heartbeat  # the peer's deadline, not the next tick's
+            stalled = self._unwritten_since
+            if stalled is not None and stalled + 2 * self.heartbeat < tick:
+                tick = stalled + 2 * self.heartbeat  # the transport took nothing: its deadline
             if deadline is None or tick < deadline:
                 return tick
         return deadline
@@ -433,6 +467,18 @@ class Engine:
                 return
         if not self.heartbeat or self._next_tick is None:
             return
+        stalled = self._unwritten_since
+        if stalled is not None:
+            if self.blocked:  # not read while blocked, on purpose: the clock starts again
+                self._unwritten_since = now
+            elif now - stalled >= 2 * self.heartbeat:
+                self._lost(
+                    HeartbeatTimeout(
+                        f"{self.params.host}:{self.params.port} took nothing we sent for "
+                        f"{2 * self.heartbeat} s (heartbeat {self.heartbeat} s)"
+                    )
+                )
+                return
         if self._received_since_tick or self._last_received is None:
             self._received_since_tick = False  # bytes without a time (or the first tick): now
             self._last_received = now
@@ -534,6 +580,7 @@ class Engine:
         pass
 
     def _on_start(self, method: methods.ConnectionStart) -> None:
+        self.transport_wanted = False  # a driver that never said `transport_ready` has one
         self.server_properties = dict(method.server_properties)
         offered = method.mechanisms.decode("utf-8", "replace").split()
         mechanism = self.params.auth_mechanism
@@ -681,9 +728,10 @@ class Engine:
                 ),
             )
         self.state = ConnectionState.CLOSED
+        self.transport_wanted = False
         if self.error is None:
             self.error = error
-        self._next_tick = self._connect_deadline = None
+        self._next_tick = self._connect_deadline = self._unwritten_since = None
         publisher, self.publisher = self.publisher, None
         if publisher is not None:
             publisher.fail_all(error)
@@ -731,6 +779,7 @@ class Engine:
         self.written.clear()
         self._secret_promises.clear()
         self._next_tick = self._connect_deadline = self._blocked_deadline = None
+        self._unwritten_since = None
         self.blocked = False
         self._attempt = 0
         self._schedule_reconnect()
@@ -757,8 +806,13 @@ class Engine:
         self.params = self.addresses[self._address % len(self.addresses)]
 
     def transport_ready(self) -> None:
-        """The driver opened a new transport (after `transport_wanted`): handshake again."""
+        """The driver opened a transport to `params` (after `transport_wanted`): the handshake
+        starts (again, when recovering). Ignored when no transport was wanted."""
+        if not self.transport_wanted:
+            return
         self.transport_wanted = False
+        if not self._was_open and not self._recovering:
+            return  # the first connect: `connect()` queued the protocol header already
         self._recovering = True
         self._reader = FrameReader(FRAME_MIN_SIZE, assemble_content=True, stream_bodies=True)
         self.channels = ChannelPool(self)
@@ -779,8 +833,11 @@ class Engine:
         is tried at once, and only a round where every node failed counts as a failed attempt,
         followed by the back-off delay (and by giving up after `max_attempts` of them).
         """
-        log.info("reconnection to %s failed: %s", self.params.redacted_url(), error)
         self.transport_wanted = False
+        if not self._was_open and not self._recovering:
+            self._first_connect_failed(error)
+            return
+        log.info("reconnection to %s failed: %s", self.params.redacted_url(), error)
         recovery = self.recovery
         if isinstance(error, (AccessRefused, NotAllowed)):  # credentials or vhost: give up
             self._recovering = False
@@ -801,6 +858,23 @@ class Engine:
         self.state = ConnectionState.RECOVERING
         self._address += 1
         self._schedule_reconnect()
+
+    def _first_connect_failed(self, error: BaseException) -> None:
+        """The first connect's transport could not be opened: the next node, or the end.
+
+        `connect()` tries every address once, in turn, with no back-off (recovery's rounds
+        start only once a connection was open); when all failed, the connect fails with the
+        last node's error.
+        """
+        if self.state is _CLOSED:
+            return
+        if self._round_left > 0:
+            self._round_left -= 1
+            self._address += 1
+            self.params = self.addresses[self._address % len(self.addresses)]
+            self.transport_wanted = True
+            return
+        self._end(error)
 
     def _restart_consumes(self, renamed: dict[str, str]) -> None:
         for op in list(self.consumes):
@@ -865,6 +939,8 @@ class Engine:
         self._connect_promise = promise
         self.state = ConnectionState.AWAIT_START
         self.send_raw(PROTOCOL_HEADER)
+        self._round_left = len(self.addresses) - 1
+        self.transport_wanted = True
         return promise
 
     def close(self, callback: Callback | None = None) -> Promise:
