@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from puka_spec import methods
 
 CODEGEN = Path(__file__).resolve().parents[2] / "packages" / "puka-spec" / "codegen"
 
@@ -48,6 +49,12 @@ def _patched(
     index = {"basic": 60, "queue": 50}[cls]
     overlay = f'<class name="{cls}" index="{index}"><patch method="{name}" {attributes}>{patch}'
     return _load(spec_model, tmp_path, overlay + "</patch></class>").method(full_name)
+
+
+def test_the_overlay_gives_basic_recover_its_reply() -> None:
+    """RabbitMQ answers basic.recover with recover-ok; the XML does not say so, the overlay does."""
+    assert methods.BasicRecover.RESPONSES == (methods.BasicRecoverOk.KEY,)
+    assert methods.BasicRecover.SYNCHRONOUS is False  # only the reply was patched
 
 
 def test_a_patch_adds_a_response(spec_model: types.ModuleType, tmp_path: Path) -> None:
