@@ -14,7 +14,7 @@ import threading
 
 from puka_spec import encode_method_frame, methods
 
-from tests.core.fake_broker import FakeBroker
+from testkit.fake_broker import FakeBroker
 
 _LINGER_RST = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() resets the connection
 
