@@ -7,7 +7,8 @@ case's hostile bytes (at the protocol header, instead of connection.start or tun
 open). The same script runs three ways:
 
 * `run_sans_io` pumps it against a `puka.Engine` in memory (time is simulated);
-* `run_blocking` serves it on a loopback socket (`HostileServer`, one thread) to `puka.Client`;
+* `run_blocking` serves it on a loopback socket (`tests.loopback_server`, one thread) to
+  `puka.Client`;
 * `run_asyncio` serves it the same way to `puka_asyncio` (on asyncio's loop and on uvloop's).
 
 Each returns an `Outcome`: what every pending promise ended with, the reply code of the
@@ -21,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import struct
 import threading
 import time
@@ -54,6 +54,8 @@ from puka_spec.exceptions import (
     UnexpectedFrame,
     UnsupportedProtocol,
 )
+
+from tests.loopback_server import LoopbackServer
 
 REPORT_FILE = Path(__file__).parent / ".report" / "hostile.jsonl"
 MiB = 1024 * 1024
@@ -386,81 +388,17 @@ def run_sans_io(case: Case) -> Outcome:
 # --- over loopback TCP -----------------------------------------------------------------------
 
 
-class HostileServer:
-    """One `ScriptedBroker` served on 127.0.0.1 from a thread, for one client connection."""
-
-    def __init__(self, case: Case) -> None:
-        self.broker = ScriptedBroker(case)
-        self.received = bytearray()
-        self.error: BaseException | None = None
-        self.reset: OSError | None = None
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="hostile-server", daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        try:
-            self._listener.settimeout(10)
-            conn, _ = self._listener.accept()
-        except OSError as exc:
-            self.error = exc
-            return
-        finally:
-            self._listener.close()
-        with conn:
-            conn.settimeout(0.02)
-            shut = False
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline:
-                out = self.broker.data_to_send()
-                try:
-                    if out and not shut:
-                        conn.sendall(out)
-                    if self.broker.shut_write and not shut:
-                        conn.shutdown(socket.SHUT_WR)
-                        shut = True
-                    data = conn.recv(65536)
-                except TimeoutError:
-                    if self._stop.is_set():  # nothing more came: stop (after reading it all)
-                        return
-                    continue
-                except OSError as exc:
-                    self.reset = exc  # e.g. the client closed with bytes unread: RST
-                    return
-                if not data:
-                    return  # the client hung up
-                self.received.extend(data)
-                try:
-                    self.broker.receive_data(data)
-                except BaseException as exc:
-                    self.error = exc
-                    return
-
-    def close(self) -> None:
-        """Stop serving and wait for the thread."""
-        self._stop.set()
-        self._thread.join(5)
-        if self._thread.is_alive():
-            raise AssertionError("the hostile server thread did not stop")
-
-    @property
-    def close_code(self) -> int | None:
-        """The reply code of the connection.close the client sent, if it sent one."""
-        return _last_close(bytes(self.received))
-
-
 def _fds() -> set[str]:
     return set(os.listdir("/proc/self/fd"))
 
 
-def _finish_tcp(outcome: Outcome, server: HostileServer, failed_at: float | None) -> None:
+def _finish_tcp(
+    outcome: Outcome, server: LoopbackServer, broker: ScriptedBroker, failed_at: float | None
+) -> None:
     server.close()
     if server.error is not None:
         raise AssertionError(f"the hostile server failed: {server.error!r}") from server.error
-    broker = server.broker
-    outcome.close_code = server.close_code
+    outcome.close_code = _last_close(bytes(server.received))
     outcome.tune_ok = broker.tune_ok
     if broker.attacked_at is not None and failed_at is not None:
         outcome.seconds = max(0.0, failed_at - broker.attacked_at)
@@ -470,7 +408,8 @@ def run_blocking(case: Case) -> Outcome:
     """The case against `puka.Client` over loopback TCP."""
     outcome = Outcome(case, "blocking")
     threads, fds = threading.active_count(), _fds()
-    server = HostileServer(case)
+    broker = ScriptedBroker(case)
+    server = LoopbackServer(broker)
     failed_at = None
     tracemalloc.start()
     try:
@@ -505,7 +444,7 @@ def run_blocking(case: Case) -> Outcome:
             outcome.leftovers.append("the client's socket is still open")
     finally:
         tracemalloc.stop()
-        _finish_tcp(outcome, server, failed_at)
+        _finish_tcp(outcome, server, broker, failed_at)
     if threading.active_count() != threads:
         outcome.leftovers.append(f"threads: {threads} → {threading.active_count()}")
     if _fds() - fds:
@@ -577,7 +516,8 @@ def run_asyncio(case: Case, loop_kind: str = "asyncio") -> Outcome:
     outcome = Outcome(case, loop_kind)
     _warm_up(loop_kind)
     threads, fds = threading.active_count(), _fds()
-    server = HostileServer(case)
+    broker = ScriptedBroker(case)
+    server = LoopbackServer(broker)
     failed_at = None
     tracemalloc.start()
     loop = uvloop.new_event_loop() if loop_kind == "uvloop" else asyncio.new_event_loop()
@@ -599,7 +539,7 @@ def run_asyncio(case: Case, loop_kind: str = "asyncio") -> Outcome:
     finally:
         loop.close()
         tracemalloc.stop()
-        _finish_tcp(outcome, server, failed_at)
+        _finish_tcp(outcome, server, broker, failed_at)
     if threading.active_count() != threads:
         outcome.leftovers.append(f"threads: {threads} → {threading.active_count()}")
     if _fds() - fds:

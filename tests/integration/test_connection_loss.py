@@ -15,9 +15,10 @@ from typing import Any
 import puka
 import pytest
 
-from tests.core.loopback_broker import LoopbackBroker
+from testkit.fake_broker import FakeBroker
 from tests.faults.fault_proxy import FaultProxy
 from tests.integration.helpers import SOON, close_quietly, url_with_query, wait_ok
+from tests.loopback_server import LoopbackServer
 
 
 @pytest.fixture
@@ -100,7 +101,7 @@ def test_mute_listener_is_connect_failed_after_connection_timeout() -> None:
 @pytest.mark.parametrize("pubacks", [True, False])
 def test_a_close_unread_when_a_write_is_reset_is_still_the_reason(pubacks: bool) -> None:
     """The broker's 320, sent just before its socket reset, is what the client reports."""
-    server = LoopbackBroker()
+    server = LoopbackServer(FakeBroker())
     client = puka.Client(server.url, pubacks=pubacks)
     try:
         client.wait(client.connect(), timeout=SOON)
