@@ -88,21 +88,28 @@ def test_a_patch_keeps_the_responses_the_xml_has(
 @pytest.mark.parametrize(
     ("patch", "message"),
     [
-        ('<patch method="no-such"/>', "basic.no-such: the specification has no such method"),
-        ('<patch method="recover" index="1"/>', "cannot patch 'index'"),
-        ('<patch method="recover" name="x"/>', "cannot patch 'name'"),
-        (
+        pytest.param(
+            '<patch method="no-such"/>',
+            "basic.no-such: the specification has no such method",
+            id="no-such-method",
+        ),
+        pytest.param('<patch method="recover" index="1"/>', "cannot patch 'index'", id="index"),
+        pytest.param('<patch method="recover" name="x"/>', "cannot patch 'name'", id="name"),
+        pytest.param(
             '<patch method="recover"><field name="x" domain="bit"/></patch>',
             "cannot add <field>",
+            id="field",
         ),
-        (
+        pytest.param(
             '<patch method="recover"><chassis name="server" implement="MUST"/></patch>',
             "it already has <chassis name='server'>",
+            id="chassis-it-has",
         ),
-        (
+        pytest.param(
             '<patch method="recover"><response name="recover-ok"/>'
             '<response name="recover-ok"/></patch>',
             "it already has <response name='recover-ok'>",
+            id="response-twice",
         ),
     ],
 )
