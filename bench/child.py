@@ -10,7 +10,7 @@ echoing its request, every declare-ok naming the right queue — and writes a JS
 (rate, CPU time, latencies, and how far the client's peak RSS rose above its idle RSS during
 the timed section, `rss_growth_mib`):
 
-    python bench/child.py CLIENT WORKLOAD COUNT PREFIX URL REPORT.json
+    python -m bench.child CLIENT WORKLOAD COUNT PREFIX URL REPORT.json
 
 `ok` is false, with `error`, when the client failed or its results were wrong; no rate is
 reported then.
@@ -26,8 +26,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from clients import CLIENTS_BY_KEY
-from common import (
+from bench.clients import CLIENTS_BY_KEY
+from bench.common import (
     CONSUMING,
     DECLARING,
     LARGE_SIZE,

@@ -32,7 +32,7 @@ prints an error and exits with status 1.
 
 Run from the repository root:
 
-    PYTHONPATH=packages/puka-spec/src python bench/codec.py [--quick] [--json PATH]
+    PYTHONPATH=packages/puka-spec/src python -m bench.codec [--quick] [--json PATH]
 
 or ``hatch run bench:codec``. ``--quick`` uses N=3000, R=3 instead of N=20000, R=7.
 """

@@ -1,7 +1,7 @@
 """Engine micro-benchmark: Puka's per-message cost with no broker and no socket.
 
 Puka's engine is sans-I/O, so its per-message work can be timed on its own: an `Engine` is
-connected to the in-memory fake broker of the test suite (`tests/core/fake_broker.py`) for the
+connected to the in-memory fake broker the test suite uses too (`testkit/fake_broker.py`) for the
 handshake and the consume set-up, then
 
 consume-ack
@@ -21,9 +21,9 @@ table gives microseconds per message. Under ``--instructions`` the script only r
 workloads (for `valgrind --tool=callgrind`, whose instruction counts stay the same whatever
 else the machine is doing):
 
-    python bench/engine.py [--count N] [--repeat R]
-    valgrind --tool=callgrind python bench/engine.py --instructions consume-ack --count 0
-    valgrind --tool=callgrind python bench/engine.py --instructions consume-ack --count 20000
+    python -m bench.engine [--count N] [--repeat R]          # from the repository root
+    valgrind --tool=callgrind python -m bench.engine --instructions consume-ack --count 0
+    valgrind --tool=callgrind python -m bench.engine --instructions consume-ack --count 20000
     (the difference of the two totals divided by 20000 is the cost of one message)
 
 or ``hatch run bench:engine``.
@@ -37,15 +37,11 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from puka import Engine, parse_url
+from puka_spec import BasicProperties, encode_content, encode_method_frame, methods
 
-from puka import Engine, parse_url  # noqa: E402
-from puka_spec import BasicProperties, encode_content, encode_method_frame, methods  # noqa: E402
-
-from tests.core.fake_broker import FakeBroker  # noqa: E402
+from testkit.fake_broker import FakeBroker
 
 BODY = b"x" * 100
 CHUNK = 65536

@@ -9,8 +9,8 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
-from clients import ClientInfo
-from common import Workload
+from bench.clients import ClientInfo
+from bench.common import Workload
 
 
 @dataclass

@@ -10,7 +10,7 @@ which `bench/` does not: that is part of what the tool costs.
 The two run in turns, each in a fresh process, `--repeat` times; the table shows each one's
 median rate and the ratio `puka perf` / `bench/`. Agreement means a ratio within 0.8-1.2.
 
-    python bench/perf_check.py [--count N] [--repeat R] [--url URL] [--out PATH]
+    python -m bench.perf_check [--count N] [--repeat R] [--url URL] [--out PATH]
 
 or ``hatch run bench:perf-check``. Exit status 1 when a run fails.
 """
@@ -26,9 +26,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import DEFAULT_URL
+from bench.common import DEFAULT_URL
 
-HERE = Path(__file__).resolve().parent
 AGREEMENT = (0.8, 1.2)
 
 
@@ -39,7 +38,8 @@ def bench_rate(count: int, url: str) -> float:
         subprocess.run(
             [
                 sys.executable,
-                str(HERE / "run.py"),
+                "-m",
+                "bench.run",
                 "--clients=puka",
                 "--workloads=confirm-pipelined",
                 "--repeat=1",

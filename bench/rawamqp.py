@@ -21,10 +21,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from common import POLL_INTERVAL, Broker
 from puka_spec import FieldTable, decode_method, encode_content, encode_method_frame, methods
 from puka_spec.constants import PROTOCOL_HEADER
 from puka_spec.exceptions import AMQPError, error_for
+
+from bench.common import POLL_INTERVAL, Broker
 
 __all__ = [
     "RawConnection",

@@ -7,16 +7,17 @@ requests' `reply_to` and `correlation_id` (clients set them as a real RPC client
 are matched by body). It prints `ready` once consuming, and exits after `count` requests or
 when its connection is closed.
 
-    python bench/responder.py URL REQUEST_QUEUE REPLY_QUEUE COUNT
+    python -m bench.responder URL REQUEST_QUEUE REPLY_QUEUE COUNT
 """
 
 from __future__ import annotations
 
 import sys
 
-from common import Broker
 from puka_spec import encode_content, methods
-from rawamqp import RawConnection, read_deliveries
+
+from bench.common import Broker
+from bench.rawamqp import RawConnection, read_deliveries
 
 
 def main(argv: list[str]) -> int:

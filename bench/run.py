@@ -16,7 +16,7 @@ of every run are deleted whatever happened. Repetitions interleave the clients (
 order, `run_order`) so that machine noise spreads over all of them; the raw client and Puka's
 two clients run back to back, so that their ratios can be taken repetition by repetition.
 
-    python bench/run.py [--quick] [--repeat R] [--clients a,b] [--workloads x,y] [--out PATH]
+    python -m bench.run [--quick] [--repeat R] [--clients a,b] [--workloads x,y] [--out PATH]
 
 or ``hatch run bench:all [--quick]``. ``--quick`` divides the counts by ~10 and runs once.
 """
@@ -37,13 +37,13 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-import targets
-from clients import CLIENTS_BY_KEY, PUKA, RAW, ClientInfo
-from common import DEFAULT_URL, LARGE_SIZE, WORKLOADS, WORKLOADS_BY_KEY, Broker, Workload
-from outcomes import Cell, Outcome
-from rawamqp import RawConnection
-from stage import Stage
-from targets import PUKA_CLIENTS
+from bench import targets
+from bench.clients import CLIENTS_BY_KEY, PUKA, RAW, ClientInfo
+from bench.common import DEFAULT_URL, LARGE_SIZE, WORKLOADS, WORKLOADS_BY_KEY, Broker, Workload
+from bench.outcomes import Cell, Outcome
+from bench.rawamqp import RawConnection
+from bench.stage import Stage
+from bench.targets import PUKA_CLIENTS
 
 HERE = Path(__file__).resolve().parent
 
@@ -69,7 +69,8 @@ def run_once(
             return Outcome(False, f"set-up failed: {type(exc).__name__}: {exc}")
         command = [
             sys.executable,
-            str(HERE / "child.py"),
+            "-m",
+            "bench.child",
             client.key,
             workload.key,
             str(count),

@@ -22,9 +22,10 @@ import select
 import subprocess
 import sys
 import zlib
-from pathlib import Path
 
-from common import (
+from puka_spec import methods
+
+from bench.common import (
     CONSUMING,
     DECLARING,
     LARGE_SIZE,
@@ -36,10 +37,8 @@ from common import (
     queue_names,
     small_bodies,
 )
-from puka_spec import methods
-from rawamqp import RawConnection, read_deliveries
+from bench.rawamqp import RawConnection, read_deliveries
 
-HERE = Path(__file__).resolve().parent
 RESPONDER_START_TIMEOUT = 15.0
 
 
@@ -89,7 +88,8 @@ class Stage:
     def _start_responder(self) -> None:
         command = [
             sys.executable,
-            str(HERE / "responder.py"),
+            "-m",
+            "bench.responder",
             self.broker.url,
             self.queue,
             self.reply_queue,

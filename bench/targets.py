@@ -17,9 +17,9 @@ import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from clients import PUKA, PUKA_ASYNCIO, RAW
-from common import LARGE_SIZE, WORKLOADS_BY_KEY
-from outcomes import Cell, Outcome
+from bench.clients import PUKA, PUKA_ASYNCIO, RAW
+from bench.common import LARGE_SIZE, WORKLOADS_BY_KEY
+from bench.outcomes import Cell, Outcome
 
 PUKA_CLIENTS = frozenset({RAW, PUKA, PUKA_ASYNCIO})
 """The ceiling and Puka's clients: not "other clients" for the CPU target."""

@@ -8,6 +8,10 @@ closing all connections) use ``private_node`` instead, and carry the ``hurts_bro
 
 ``rabbitmqctl`` runs the local rabbitmqctl against the shared broker; set ``$RABBITMQCTL``
 to another command (e.g. ``docker exec rabbitmq rabbitmqctl``) when the broker runs elsewhere.
+
+``fault_proxy`` is a running :class:`~tests.faults.fault_proxy.FaultProxy` in front of the
+shared broker, the suite's one TCP proxy for breaking a link on purpose (stall it, reset it,
+slow it); ``fault_proxy.url(amqp_url)`` is the URL through it.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from tests.broker_node import (
     rabbitmq_installed,
     run_command,
 )
+from tests.faults.fault_proxy import FaultProxy
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -125,6 +130,14 @@ def rabbitmqctl(session_broker: SessionBroker) -> RabbitmqCtl:
     if not _is_loopback(host):
         _unavailable(f"the broker runs on {host}: set RABBITMQCTL to reach its rabbitmqctl")
     return broker_node.rabbitmqctl
+
+
+@pytest.fixture
+def fault_proxy(amqp_url: str) -> Iterator[FaultProxy]:
+    """A fault proxy in front of the session's broker, stopped (links reset) at teardown."""
+    parts = urlsplit(amqp_url)
+    with FaultProxy(parts.hostname or "127.0.0.1", parts.port or 5672) as proxy:
+        yield proxy
 
 
 @pytest.fixture

@@ -18,8 +18,9 @@ from typing import Any
 
 import aiormq
 import aiormq.abc
-from common import LARGE_CONSUME_PREFETCH, LARGE_PREFETCH, POLL_INTERVAL, PREFETCH, Context
 from pamqp.commands import Basic
+
+from bench.common import LARGE_CONSUME_PREFETCH, LARGE_PREFETCH, POLL_INTERVAL, PREFETCH, Context
 
 
 async def publish(ctx: Context) -> None:

@@ -14,8 +14,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pika
-from common import LARGE_CONSUME_PREFETCH, LARGE_PREFETCH, POLL_INTERVAL, PREFETCH, Context
 from pika.adapters.blocking_connection import BlockingChannel
+
+from bench.common import LARGE_CONSUME_PREFETCH, LARGE_PREFETCH, POLL_INTERVAL, PREFETCH, Context
 
 
 def _connect(ctx: Context) -> tuple[pika.BlockingConnection, BlockingChannel]:

@@ -16,8 +16,9 @@ from typing import Any
 
 import pika
 import pika.spec
-from common import LARGE_CONSUME_PREFETCH, LARGE_PREFETCH, POLL_INTERVAL, PREFETCH, Context
 from pika.channel import Channel
+
+from bench.common import LARGE_CONSUME_PREFETCH, LARGE_PREFETCH, POLL_INTERVAL, PREFETCH, Context
 
 BATCH = 1000
 

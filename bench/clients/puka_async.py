@@ -19,7 +19,8 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import puka_asyncio
-from common import LARGE_CONSUME_PREFETCH, LARGE_PREFETCH, POLL_INTERVAL, PREFETCH, Context
+
+from bench.common import LARGE_CONSUME_PREFETCH, LARGE_PREFETCH, POLL_INTERVAL, PREFETCH, Context
 
 DRAIN_EVERY = 1000  # unawaited publishes between two `await client.drain()`
 

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from typing import cast
 
 import puka
-from common import LARGE_CONSUME_PREFETCH, LARGE_PREFETCH, POLL_INTERVAL, PREFETCH, Context
+
+from bench.common import LARGE_CONSUME_PREFETCH, LARGE_PREFETCH, POLL_INTERVAL, PREFETCH, Context
 
 
 def _client(ctx: Context, *, pubacks: bool | None = None) -> puka.Client:

@@ -18,7 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 import amqp
-from common import LARGE_CONSUME_PREFETCH, LARGE_PREFETCH, POLL_INTERVAL, PREFETCH, Context
+
+from bench.common import LARGE_CONSUME_PREFETCH, LARGE_PREFETCH, POLL_INTERVAL, PREFETCH, Context
 
 
 def _connect(ctx: Context) -> tuple[amqp.Connection, Any]:

@@ -15,9 +15,10 @@ import struct
 import time
 from collections.abc import Callable
 
-from common import LARGE_CONSUME_PREFETCH, LARGE_PREFETCH, POLL_INTERVAL, PREFETCH, Context
 from puka_spec import BasicProperties, encode_content, encode_method_frame, methods
-from rawamqp import RawConnection, batched, publish_frames, read_deliveries, wait_confirms
+
+from bench.common import LARGE_CONSUME_PREFETCH, LARGE_PREFETCH, POLL_INTERVAL, PREFETCH, Context
+from bench.rawamqp import RawConnection, batched, publish_frames, read_deliveries, wait_confirms
 
 _FRAME = struct.Struct(">BHI")
 _COUNT = struct.Struct(">I")

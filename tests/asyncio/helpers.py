@@ -1,4 +1,4 @@
-"""Helpers of the asyncio tests: waiting with a deadline, leak checks, a TCP proxy to break."""
+"""Helpers of the asyncio tests: waiting with a deadline, leak checks."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import gc
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import puka_asyncio
 import uvloop
@@ -139,83 +138,9 @@ def url_with(url: str, **parts: Any) -> str:
     return url
 
 
-class Proxy:
-    """A TCP proxy to the broker, on the test's loop, that a test can break.
-
-    ``cut()`` aborts both sides of every connection (the client sees the TCP connection
-    drop, with no AMQP close); with ``mute = True`` nothing from the broker reaches the client
-    any more (a dead broker, as far as heartbeats can tell).
-    """
-
-    def __init__(self, amqp_url: str) -> None:
-        parts = urlsplit(amqp_url)
-        self.amqp_url = amqp_url
-        self.host = parts.hostname or "localhost"
-        self.port = parts.port or 5672
-        self.listen_port = 0
-        self.mute = False
-        self._server: asyncio.Server | None = None
-        self._writers: list[asyncio.StreamWriter] = []
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def __aenter__(self) -> Proxy:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.listen_port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.cut()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    @property
-    def url(self) -> str:
-        """The broker's URL pointed at the proxy."""
-        parts = urlsplit(self.amqp_url)
-        userinfo = parts.netloc.rpartition("@")[0]
-        netloc = (userinfo + "@" if userinfo else "") + f"127.0.0.1:{self.listen_port}"
-        return urlunsplit(parts._replace(netloc=netloc))
-
-    def cut(self) -> None:
-        """Abort every proxied connection, both sides."""
-        for writer in self._writers:
-            writer.transport.abort()
-        self._writers.clear()
-
-    async def _accept(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        try:
-            broker_r, broker_w = await asyncio.open_connection(self.host, self.port)
-        except OSError:
-            client_w.transport.abort()
-            return
-        self._writers += [client_w, broker_w]
-        for task in (
-            asyncio.ensure_future(self._pipe(client_r, broker_w, upstream=True)),
-            asyncio.ensure_future(self._pipe(broker_r, client_w, upstream=False)),
-        ):
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _pipe(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, upstream: bool
-    ) -> None:
-        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
-            while data := await reader.read(65536):
-                if not upstream and self.mute:
-                    continue
-                writer.write(data)
-                await writer.drain()
-        writer.transport.abort()
-
-
 __all__ = [
     "LOOPS",
     "SOON",
-    "Proxy",
     "assert_no_leaks",
     "connection_pid",
     "counts",

@@ -15,7 +15,6 @@ import pytest
 from tests.asyncio.conftest import ClientFactory
 from tests.asyncio.helpers import (
     SOON,
-    Proxy,
     assert_no_leaks,
     connection_pid,
     eventually,
@@ -25,6 +24,7 @@ from tests.asyncio.helpers import (
     within,
 )
 from tests.broker_node import PROTOCOL_HEADER, RabbitmqCtl, UniqueName
+from tests.faults.fault_proxy import FaultProxy
 
 
 def free_port() -> int:
@@ -203,26 +203,28 @@ async def test_connection_closed_by_broker_fails_everything_pending(
     await within(asyncio.shield(client._protocol.closed))
 
 
-async def test_tcp_connection_dropped_fails_everything_pending(amqp_url: str) -> None:
-    async with Proxy(amqp_url) as proxy:
-        client = await within(puka_asyncio.connect(proxy.url))
-        queue = await exclusive_queue(client)
-        consume = client.basic_consume(queue=queue)
-        assert await within(client.basic_publish(exchange="", routing_key=queue, body=b"1")) == {}
-        assert (await next_message(consume))["body"] == b"1"
-        waiting = asyncio.ensure_future(next_message(consume))
-        declare = client.queue_declare(queue=queue, passive=True)
-        publish = client.basic_publish(exchange="", routing_key=queue, body=b"2")
-        await asyncio.sleep(0)  # the frames are written; replies cannot come before the cut
-        proxy.cut()
-        for pending in (waiting, declare, publish):
-            with pytest.raises(puka.ConnectionLost):
-                await within(pending)
-        assert client.engine.closed
-        with pytest.raises(puka.ClientClosed):
-            client.queue_declare(exclusive=True)
-        await within(client.close())
-        assert client.pending_handles == 0
+async def test_tcp_connection_dropped_fails_everything_pending(
+    amqp_url: str, fault_proxy: FaultProxy
+) -> None:
+    client = await within(puka_asyncio.connect(fault_proxy.url(amqp_url)))
+    queue = await exclusive_queue(client)
+    consume = client.basic_consume(queue=queue)
+    assert await within(client.basic_publish(exchange="", routing_key=queue, body=b"1")) == {}
+    assert (await next_message(consume))["body"] == b"1"
+    fault_proxy.stall("s2c")  # the broker's replies are held: none can come before the cut
+    waiting = asyncio.ensure_future(next_message(consume))
+    declare = client.queue_declare(queue=queue, passive=True)
+    publish = client.basic_publish(exchange="", routing_key=queue, body=b"2")
+    await asyncio.sleep(0)  # the frames are written
+    fault_proxy.rst()
+    for pending in (waiting, declare, publish):
+        with pytest.raises(puka.ConnectionLost):
+            await within(pending)
+    assert client.engine.closed
+    with pytest.raises(puka.ClientClosed):
+        client.queue_declare(exclusive=True)
+    await within(client.close())
+    assert client.pending_handles == 0
 
 
 async def test_late_events_of_a_replaced_transport_do_not_reach_the_engine(
@@ -267,19 +269,18 @@ async def test_heartbeat_keeps_an_idle_connection_alive(make_client: ClientFacto
     assert_no_leaks(client)
 
 
-async def test_silent_broker_is_heartbeat_timeout(amqp_url: str) -> None:
-    async with Proxy(amqp_url) as proxy:
-        client = await within(puka_asyncio.connect(proxy.url, heartbeat=1))
-        try:
-            await exclusive_queue(client)
-            proxy.mute = True  # the broker's bytes (replies, heartbeats) no longer arrive
-            started = time.monotonic()
-            with pytest.raises(puka.HeartbeatTimeout):
-                await within(client.queue_declare(exclusive=True), SOON)
-            assert 1.5 < time.monotonic() - started < 5
-            assert client.engine.closed
-            with pytest.raises(puka.ClientClosed):
-                client.queue_declare(exclusive=True)
-        finally:
-            with contextlib.suppress(Exception):
-                await within(client.close())
+async def test_silent_broker_is_heartbeat_timeout(amqp_url: str, fault_proxy: FaultProxy) -> None:
+    client = await within(puka_asyncio.connect(fault_proxy.url(amqp_url), heartbeat=1))
+    try:
+        await exclusive_queue(client)
+        fault_proxy.stall("s2c")  # the broker's bytes (replies, heartbeats) no longer arrive
+        started = time.monotonic()
+        with pytest.raises(puka.HeartbeatTimeout):
+            await within(client.queue_declare(exclusive=True), SOON)
+        assert 1.5 < time.monotonic() - started < 5
+        assert client.engine.closed
+        with pytest.raises(puka.ClientClosed):
+            client.queue_declare(exclusive=True)
+    finally:
+        with contextlib.suppress(Exception):
+            await within(client.close())

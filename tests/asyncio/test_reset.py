@@ -2,7 +2,7 @@
 
 A write that comes before the loop has read the broker's close (320 when its node shuts down)
 fails with ECONNRESET, and asyncio's transport reports the loss at once with the close still
-unread (`tests.core.loopback_broker`). The protocol reads what is left first, as the blocking
+unread (`tests.loopback_server`). The protocol reads what is left first, as the blocking
 client does, so the reason users and recovery see is the broker's 320, not a bare reset.
 (uvloop reads the close before it reports the failed write, so its runs pass either way.)
 """
@@ -16,13 +16,14 @@ import pytest
 from puka.errors import ConnectionLost
 from puka_spec.exceptions import ConnectionForced
 
+from testkit.fake_broker import FakeBroker
 from tests.asyncio.helpers import within
-from tests.core.loopback_broker import LoopbackBroker
+from tests.loopback_server import LoopbackServer
 
 
 @pytest.mark.parametrize("pubacks", [True, False])
 async def test_a_close_unread_when_a_write_is_reset_is_still_the_reason(pubacks: bool) -> None:
-    server = LoopbackBroker()
+    server = LoopbackServer(FakeBroker())
     client = await within(puka_asyncio.connect(server.url, pubacks=pubacks))
     await within(client.queue_declare(queue="q"))
     server.shut_down()

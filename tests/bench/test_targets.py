@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from clients import CLIENTS_BY_KEY, PUKA, PUKA_ASYNCIO, RAW
-from common import LARGE_SIZE, WORKLOADS_BY_KEY
-from outcomes import Cell, Outcome
-from run import run_order
-from targets import Verdict, evaluate, paired, table
+
+from bench.clients import CLIENTS_BY_KEY, PUKA, PUKA_ASYNCIO, RAW
+from bench.common import LARGE_SIZE, WORKLOADS_BY_KEY
+from bench.outcomes import Cell, Outcome
+from bench.run import run_order
+from bench.targets import Verdict, evaluate, paired, table
 
 MIB = 1024 * 1024
 

@@ -14,7 +14,7 @@ from puka.results import Result
 from puka_spec import encode_method_frame, methods
 from puka_spec.exceptions import AccessRefused, ConnectionForced, UnexpectedFrame
 
-from .fake_broker import FakeBroker
+from testkit.fake_broker import FakeBroker
 
 
 class Pair:

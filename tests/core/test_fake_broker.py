@@ -24,7 +24,7 @@ from puka_spec import (
     methods,
 )
 
-from tests.core.fake_broker import FakeBroker, Tuning, headers_match, topic_matches
+from testkit.fake_broker import FakeBroker, Tuning, headers_match, topic_matches
 
 HEADER = b"AMQP\x00\x00\x09\x01"
 ALL_CAPS: FieldTable = {

@@ -7,7 +7,7 @@ from puka import Engine, Recovery, parse_urls
 from puka.engine.recovery import recovery_for
 from puka.errors import ConnectFailed
 
-from .fake_broker import FakeBroker
+from testkit.fake_broker import FakeBroker
 
 URLS = "amqp://localhost:5001/,amqp://localhost:5002/,amqp://localhost:5003/"
 

@@ -27,7 +27,8 @@ from puka_spec import (
     methods,
 )
 
-from .hostile_broker import MiB, deliver
+from .hostile_broker import MiB
+from .hostile_cases import deliver
 from .test_hostile_properties import open_engine
 
 ROOT = Path(__file__).resolve().parents[2]

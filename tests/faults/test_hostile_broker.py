@@ -1,6 +1,6 @@
 """Issue 7 §4, F19: a hostile broker, row by row, against the engine and both drivers.
 
-Every case of `hostile_broker.CASES` runs three ways: sans-I/O against `puka.Engine`, and over a
+Every case of `hostile_cases.CASES` runs three ways: sans-I/O against `puka.Engine`, and over a
 loopback TCP server against `puka.Client` and `puka_asyncio`. A hostile case must end with the
 client closing with the case's reply code (when it still can), every pending promise failed
 with the very same typed error within the case's time (1 s, or the heartbeat/handshake timeout
@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import pytest
 
-from .hostile_broker import CASES, RUNNERS, Case, MiB
+from .hostile_broker import RUNNERS, Case, MiB
+from .hostile_cases import CASES
 
 pytestmark = pytest.mark.timeout(30)
 

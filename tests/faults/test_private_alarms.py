@@ -302,7 +302,7 @@ def test_f9_blocked_timeout_counts_from_the_drivers_clock() -> None:
     clock; an unblock cancels it; a second connection.blocked does not extend it."""
     from puka_spec import methods
 
-    from tests.core.fake_broker import FakeBroker
+    from testkit.fake_broker import FakeBroker
 
     broker = FakeBroker()
     engine = puka.Engine(puka.parse_url("amqp://guest:guest@localhost/?heartbeat=0"),

@@ -1,7 +1,8 @@
 """Losing the connection: a silent broker (heartbeat timeout), a cut link, a mute listener.
 
-A proxy between the client and the shared broker plays the broken network, so the broker
-itself is never hurt.
+The fault proxy between the client and the shared broker plays the broken network, so the
+broker itself is never hurt: ``stall()`` freezes the link both ways (nothing forwarded, nothing
+read), ``rst()`` cuts it (RST to both ends).
 """
 
 from __future__ import annotations
@@ -10,35 +11,20 @@ import socket
 import time
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import puka
 import pytest
 
-from tests.core.loopback_broker import LoopbackBroker
+from testkit.fake_broker import FakeBroker
+from tests.faults.fault_proxy import FaultProxy
 from tests.integration.helpers import SOON, close_quietly, url_with_query, wait_ok
-from tests.integration.proxy import FreezableProxy
-
-
-def _via(amqp_url: str, port: int) -> str:
-    """``amqp_url`` pointed at 127.0.0.1:``port`` (credentials, vhost and query kept)."""
-    parts = urlsplit(amqp_url)
-    userinfo = parts.netloc.rpartition("@")[0]
-    netloc = f"{userinfo}@127.0.0.1:{port}" if userinfo else f"127.0.0.1:{port}"
-    return parts._replace(netloc=netloc).geturl()
+from tests.loopback_server import LoopbackServer
 
 
 @pytest.fixture
-def proxy(amqp_url: str) -> Iterator[FreezableProxy]:
-    parts = urlsplit(amqp_url)
-    with FreezableProxy(parts.hostname or "localhost", parts.port or 5672) as running:
-        yield running
-
-
-@pytest.fixture
-def proxied(amqp_url: str, proxy: FreezableProxy) -> Iterator[Any]:
-    """A client connected through the proxy, with 1 s heartbeats."""
-    client = puka.Client(_via(amqp_url, proxy.port), heartbeat=1)
+def proxied(amqp_url: str, fault_proxy: FaultProxy) -> Iterator[Any]:
+    """A client connected through the fault proxy, with 1 s heartbeats."""
+    client = puka.Client(fault_proxy.url(amqp_url), heartbeat=1)
     try:
         wait_ok(client, client.connect())
         yield client
@@ -52,11 +38,11 @@ def test_proxy_itself_works(proxied: Any) -> None:
     assert wait_ok(proxied, proxied.basic_get(queue=queue, no_ack=True))["body"] == b"via proxy"
 
 
-def test_silent_broker_is_heartbeat_timeout(proxied: Any, proxy: FreezableProxy) -> None:
+def test_silent_broker_is_heartbeat_timeout(proxied: Any, fault_proxy: FaultProxy) -> None:
     queue = wait_ok(proxied, proxied.queue_declare(exclusive=True))["queue"]
     consume = proxied.basic_consume(queue=queue)
     assert proxied.wait(consume, timeout=0.5) is None
-    proxy.freeze()
+    fault_proxy.stall()
     started = time.monotonic()
     with pytest.raises(puka.HeartbeatTimeout) as caught:
         proxied.wait(consume, timeout=20)
@@ -67,15 +53,15 @@ def test_silent_broker_is_heartbeat_timeout(proxied: Any, proxy: FreezableProxy)
         proxied.wait(proxied.queue_declare(exclusive=True), timeout=SOON)
 
 
-def test_cut_connection_is_connection_lost(proxied: Any, proxy: FreezableProxy) -> None:
+def test_cut_connection_is_connection_lost(proxied: Any, fault_proxy: FaultProxy) -> None:
     queue = wait_ok(proxied, proxied.queue_declare(exclusive=True))["queue"]
     consume = proxied.basic_consume(queue=queue)
     assert proxied.wait(consume, timeout=0.3) is None
-    proxy.freeze()
+    fault_proxy.stall()
     # in flight when the link dies: its outcome is unknown
     publish = proxied.basic_publish(exchange="", routing_key=queue, body=b"limbo")
     assert proxied.wait(publish, timeout=0.3) is None
-    proxy.cut()
+    fault_proxy.rst()
     with pytest.raises(puka.ConnectionLost):
         proxied.wait(publish, timeout=SOON)
     with pytest.raises((puka.ConnectionLost, puka.ClientClosed)):
@@ -84,12 +70,12 @@ def test_cut_connection_is_connection_lost(proxied: Any, proxy: FreezableProxy) 
         proxied.wait(proxied.queue_declare(exclusive=True), timeout=SOON)
 
 
-def test_cut_connection_reaches_callbacks(proxied: Any, proxy: FreezableProxy) -> None:
+def test_cut_connection_reaches_callbacks(proxied: Any, fault_proxy: FaultProxy) -> None:
     seen: list[Any] = []
     queue = wait_ok(proxied, proxied.queue_declare(exclusive=True))["queue"]
     proxied.basic_consume(queue=queue, callback=lambda _p, r: seen.append(r))
     proxied.loop(timeout=0.3)
-    proxy.cut()
+    fault_proxy.rst()
     deadline = time.monotonic() + SOON
     while not seen and time.monotonic() < deadline:
         proxied.loop(timeout=0.1)
@@ -115,7 +101,7 @@ def test_mute_listener_is_connect_failed_after_connection_timeout() -> None:
 @pytest.mark.parametrize("pubacks", [True, False])
 def test_a_close_unread_when_a_write_is_reset_is_still_the_reason(pubacks: bool) -> None:
     """The broker's 320, sent just before its socket reset, is what the client reports."""
-    server = LoopbackBroker()
+    server = LoopbackServer(FakeBroker())
     client = puka.Client(server.url, pubacks=pubacks)
     try:
         client.wait(client.connect(), timeout=SOON)

@@ -37,7 +37,17 @@ def _xml_methods() -> list[tuple[ET.Element, ET.Element]]:
     return out
 
 
+def _patches() -> dict[tuple[str, str], list[ET.Element]]:
+    """The overlay's <patch> elements, by the (class, method) each changes."""
+    out: dict[tuple[str, str], list[ET.Element]] = {}
+    for cls in OVERLAY.findall("class"):
+        for patch in cls.findall("patch"):
+            out.setdefault((cls.get("name", ""), patch.get("method", "")), []).append(patch)
+    return out
+
+
 XML_METHODS = _xml_methods()
+PATCHES = _patches()
 SAMPLES: dict[str, Any] = {
     "octet": 0xAB,
     "short": 0xBEEF,
@@ -70,9 +80,13 @@ def test_method_matches_xml(item: tuple[ET.Element, ET.Element]) -> None:
     assert int(m_x.get("index", -1)) == cls.METHOD_ID
     assert cls.KEY == (cls.CLASS_ID << 16) | cls.METHOD_ID
     assert f"{cls_x.get('name')}.{m_x.get('name')}" == cls.NAME
-    assert (m_x.get("synchronous") == "1") == cls.SYNCHRONOUS
-    assert (m_x.get("content") == "1") == cls.HAS_CONTENT
-    responses = [r.get("name") for r in m_x.findall("response")]
+    patches = PATCHES.get((cls_x.get("name", ""), m_x.get("name", "")), [])
+    attributes = dict(m_x.attrib)  # with the overlay's patches applied
+    for patch in patches:
+        attributes.update((k, v) for k, v in patch.attrib.items() if k != "method")
+    assert (attributes.get("synchronous") == "1") == cls.SYNCHRONOUS
+    assert (attributes.get("content") == "1") == cls.HAS_CONTENT
+    responses = [r.get("name") for e in (m_x, *patches) for r in e.findall("response")]
     assert [methods.METHODS[k].NAME for k in cls.RESPONSES] == [
         f"{cls_x.get('name')}.{r}" for r in responses
     ]

@@ -3,7 +3,9 @@
     python codegen/generate.py          # write the modules
     python codegen/generate.py --check  # exit 1 if the checked-in modules are stale
 
-XML (+ overlay) → `spec_model.Spec` → Jinja2 templates → `ruff format` → files.
+XML (+ overlay) → `spec_model.Spec` → Jinja2 templates → `ruff format` → files named as
+generated, `puka_spec/_gen_<name>.py`, which the hand-written public module `puka_spec/<name>.py`
+re-exports. `--check` also fails on a `_gen_*.py` that is no longer generated.
 """
 
 from __future__ import annotations
@@ -29,6 +31,16 @@ T = TypeVar("T")
 OUT = HERE.parent / "src" / "puka_spec"
 TEMPLATES = HERE / "templates"
 MODULES = ("constants", "exceptions", "methods", "properties")
+"""The generated modules, by the public module that re-exports each (see `generated_path`)."""
+
+
+def generated_path(name: str) -> Path:
+    """Where the code of public module `puka_spec.<name>` is generated: `puka_spec/_gen_<name>.py`.
+
+    The public module itself is hand-written and re-exports it, so a reader can tell at a glance
+    which files not to edit.
+    """
+    return OUT / f"_gen_{name}.py"
 
 
 @dataclass
@@ -104,7 +116,7 @@ def _batched(items: list[T], size: int) -> list[list[T]]:
 def _format(source: str, name: str) -> str:
     ruff = [sys.executable, "-m", "ruff"]
     config = ["--config", str(HERE.parent.parent.parent / "pyproject.toml")]
-    fake = str(OUT / f"{name}.py")
+    fake = str(generated_path(name))
     fixed = subprocess.run(
         [
             *ruff,
@@ -137,15 +149,14 @@ def main(argv: list[str] | None = None) -> int:
         "--check", action="store_true", help="fail if the checked-in output is stale"
     )
     args = parser.parse_args(argv)
-    rendered = render(load())
+    rendered = {generated_path(name): source for name, source in render(load()).items()}
     stale = []
-    for name, source in rendered.items():
-        path = OUT / f"{name}.py"
+    for path, source in rendered.items():
         current = path.read_text() if path.exists() else ""
         if current == source:
             continue
         if args.check:
-            stale.append(name)
+            stale.append(path.name)
             diff = difflib.unified_diff(
                 current.splitlines(True), source.splitlines(True), str(path), "generated", n=1
             )
@@ -153,6 +164,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             path.write_text(source)
             print(f"wrote {path.relative_to(HERE.parent.parent.parent)}")
+    for path in sorted(set(OUT.glob(generated_path("*").name)) - set(rendered)):
+        if args.check:  # a module no longer generated, still checked in
+            stale.append(path.name)
+            print(f"{path} is no longer generated")
+        else:
+            path.unlink()
+            print(f"removed {path.relative_to(HERE.parent.parent.parent)}")
     if stale:
         print(f"\nstale generated modules: {', '.join(stale)}; run `hatch run spec:generate`")
         return 1

@@ -219,37 +219,87 @@ def _method(cls: AmqpClass, elem: ET.Element, domains: dict[str, str]) -> Method
     )
 
 
+# What an overlay <patch> may change in a method: these attributes (set or replaced), and these
+# child elements (added). A method's fields are its wire format: changing them makes another method.
+PATCH_ATTRIBUTES = ("synchronous", "content", "deprecated")
+PATCH_CHILDREN = ("response", "chassis")
+
+
+def _patch(cls: ET.Element, patch: ET.Element) -> None:
+    """Apply an overlay `<patch method="name">` to that method of `cls` (an element of the spec)."""
+    name = patch.attrib.get("method", "")
+    where = f"overlay patch of {cls.attrib['name']}.{name}"
+    target = next((m for m in cls.findall("method") if m.attrib["name"] == name), None)
+    if target is None:
+        raise ValueError(f"{where}: the specification has no such method")
+    for key, value in patch.attrib.items():
+        if key == "method":
+            continue
+        if key not in PATCH_ATTRIBUTES:
+            raise ValueError(f"{where}: cannot patch {key!r} (only {', '.join(PATCH_ATTRIBUTES)})")
+        target.set(key, value)
+    for child in patch:
+        if child.tag not in PATCH_CHILDREN:
+            raise ValueError(
+                f"{where}: cannot add <{child.tag}> (only {', '.join(PATCH_CHILDREN)})"
+            )
+        if any(c.get("name") == child.get("name") for c in target.findall(child.tag)):
+            raise ValueError(f"{where}: it already has <{child.tag} name={child.get('name')!r}>")
+        target.append(child)
+
+
+def merge(root: ET.Element, overlay: ET.Element) -> set[str]:
+    """Merge `overlay` into the specification `root`, in place; the classes given new methods.
+
+    The overlay's `<constant>`s are added. In an overlay `<class>` (same name and index as the
+    spec's), a `<method>` is a new method (its index must be free) and a `<patch method="name">`
+    changes an existing one: its attributes among `PATCH_ATTRIBUTES` replace the method's, its
+    `<response>` and `<chassis>` children are added to the method's.
+    """
+    root.extend(overlay.findall("constant"))
+    classes = {c.attrib["name"]: c for c in root.findall("class")}
+    grown = set()
+    for c in overlay.findall("class"):
+        cls = classes.get(c.attrib["name"])
+        if cls is None:
+            raise ValueError(f"overlay class {c.attrib['name']} is not in the specification")
+        if int(cls.attrib["index"]) != int(c.attrib["index"]):
+            raise ValueError(f"overlay class {c.attrib['name']} has index {c.attrib['index']}")
+        known = {int(m.attrib["index"]) for m in cls.findall("method")}
+        for m in c.findall("method"):
+            if int(m.attrib["index"]) in known:
+                full_name = f"{c.attrib['name']}.{m.attrib['name']}"
+                raise ValueError(f"overlay method {full_name} reuses index {m.attrib['index']}")
+            cls.append(m)
+            grown.add(cls.attrib["name"])
+        for patch in c.findall("patch"):
+            _patch(cls, patch)
+    return grown
+
+
 def load(spec_xml: Path = SPEC_XML, overlay_xml: Path = OVERLAY_XML) -> Spec:
     """Parse the specification and merge the overlay into it."""
     root = ET.parse(spec_xml).getroot()  # noqa: S314 - our own vendored file
     overlay = ET.parse(overlay_xml).getroot()  # noqa: S314
+    grown = merge(root, overlay)
     domains = _domains(root)
     constants = [
         Constant(c.attrib["name"], int(c.attrib["value"]), c.attrib.get("class"))
-        for c in [*root.findall("constant"), *overlay.findall("constant")]
+        for c in root.findall("constant")
     ]
-    classes: dict[str, AmqpClass] = {}
+    classes = []
     for c in root.findall("class"):
         cls = AmqpClass(c.attrib["name"], int(c.attrib["index"]))
         cls.properties = [_field(f, domains) for f in c.findall("field")]
         cls.methods = [_method(cls, m, domains) for m in c.findall("method")]
-        classes[cls.name] = cls
-    for c in overlay.findall("class"):
-        cls = classes[c.attrib["name"]]
-        if cls.index != int(c.attrib["index"]):
-            raise ValueError(f"overlay class {cls.name} has index {c.attrib['index']}")
-        known = {m.index for m in cls.methods}
-        for m in c.findall("method"):
-            method = _method(cls, m, domains)
-            if method.index in known:
-                raise ValueError(f"overlay method {method.full_name} reuses index {method.index}")
-            cls.methods.append(method)
-        cls.methods.sort(key=lambda m: m.index)
+        if cls.name in grown:  # the overlay's methods among the spec's, in index order
+            cls.methods.sort(key=lambda m: m.index)
+        classes.append(cls)
     return Spec(
         major=int(root.attrib["major"]),
         minor=int(root.attrib["minor"]),
         revision=int(root.attrib["revision"]),
         port=int(root.attrib["port"]),
         constants=sorted(constants, key=lambda c: (c.kind is not None, c.value)),
-        classes=sorted(classes.values(), key=lambda c: c.index),
+        classes=sorted(classes, key=lambda c: c.index),
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import struct
 
+from puka_spec._gen_properties import decode_properties
 from puka_spec.constants import (
     FRAME_BODY,
     FRAME_END,
@@ -29,7 +30,7 @@ from puka_spec.exceptions import (
     UnsupportedProtocol,
 )
 from puka_spec.methods import METHODS, Method
-from puka_spec.properties import BasicProperties, decode_properties
+from puka_spec.properties import BasicProperties
 
 __all__ = [
     "HEARTBEAT_FRAME",

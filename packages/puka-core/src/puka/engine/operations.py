@@ -195,14 +195,6 @@ class SideRpc(Operation):
         self.channel = None
 
 
-# The XML lists no <response> for basic.recover, although basic.recover-ok answers it.
-_MISSING_RESPONSES = {methods.BasicRecover.KEY: (methods.BasicRecoverOk.KEY,)}
-
-
-def _responses(method: methods.Method) -> tuple[int, ...]:
-    return method.RESPONSES or _MISSING_RESPONSES.get(method.KEY, ())
-
-
 class ChannelHolder(Operation):
     """An operation that keeps its channel while side operations run on it.
 
@@ -227,14 +219,14 @@ class ChannelHolder(Operation):
         if self.channel is None or self.promise.done:
             op.fail(ChannelClosed("the consume or transaction holding this channel is over"))
             return
-        self.expecting.append((op, _responses(op.method)))
+        self.expecting.append((op, op.method.RESPONSES))
         op.start_on(self.channel)
 
     def send_own(self, method: methods.Method) -> None:
         """Send one of our own synchronous methods."""
         if self.channel is not None:
             self.engine.send_method(self.channel.number, method)
-            self.expecting.append((None, _responses(method)))
+            self.expecting.append((None, method.RESPONSES))
 
     def reply(self, channel: Channel, method: methods.Method) -> None:
         """Route a synchronous reply to whoever asked first."""
