@@ -8,7 +8,8 @@ from puka import Engine, parse_urls
 from puka.errors import ConnectFailed, HeartbeatTimeout
 from puka_spec import HEARTBEAT_FRAME
 
-from .fake_broker import FakeBroker
+from testkit.fake_broker import FakeBroker
+
 from .test_recovery_rounds import URLS, pump
 
 
