@@ -2,10 +2,13 @@
 
 Bytes in (`receive_data`), bytes out (`data_to_send`), operations in (each returns a
 `Promise`), results out (`promises`; `promises.on_ready` is called as they arrive), and time
-passed in (`next_timer()` says when `handle_timer(now)` wants to run, for heartbeats and the
-handshake timeout). A driver owns the transport: `puka.Client` over a blocking socket, or the
-asyncio protocol of puka-asyncio. The driver calls `connection_lost(exc)` when the transport
-dies and closes the transport once `closed` is true and nothing is left to send.
+passed in: with every input that may set a deadline (`receive_data(data, now)`,
+`connection_lost(exc, now)`, `transport_ready(now)`, `transport_failed(error, now)`), and by
+`handle_timer(now)`, which `next_timer()` says when to run (heartbeats, the handshake timeout,
+reconnection delays). The engine keeps no clock. A driver owns the transport: `puka.Client`
+over a blocking socket, or the asyncio protocol of puka-asyncio. The driver calls
+`connection_lost(exc, now)` when the transport dies and closes the transport once `closed` is
+true and nothing is left to send.
 """
 
 from __future__ import annotations
@@ -114,6 +117,9 @@ _CLOSING = ConnectionState.CLOSING
 _CLOSED = ConnectionState.CLOSED
 _RECOVERING = ConnectionState.RECOVERING
 _CHANNEL_OPEN = ChannelState.OPEN
+_DUE = float("-inf")
+"""The time of a deadline set by an input that came without its time: due at once, it is
+timed from the `now` of the next `handle_timer` (the engine keeps no clock of its own)."""
 
 
 class _Waiting(Operation):
@@ -195,6 +201,7 @@ class Engine:
         self._address = 0
         self._round_left = 0  # nodes still to try, without back-off, in this round of attempts
         self._reconnect_at: float | None = None
+        self._reconnect_delay: float | None = None  # a back-off waiting for the time it starts
         self.pubacks = pubacks
         self.max_message_size = (
             self.addresses[0].max_message_size if max_message_size is None else max_message_size
@@ -216,7 +223,7 @@ class Engine:
             raise ValueError(f"blocked_timeout must be positive, not {blocked_timeout!r}")
         self.blocked_timeout = blocked_timeout
         self._blocked_deadline: float | None = None  # set when blocked, with blocked_timeout
-        self._blocked_armed = False  # the deadline counts from the driver's clock, not a stale one
+        self._blocked_armed = False  # False: due at once, counts from the next `handle_timer`
         self.error: BaseException | None = None  # why the connection ended, if it did
         self.written: list[Promise | int] = []  # publishes without confirms, done once written
         self.unpaired_returns = 0
@@ -245,7 +252,6 @@ class Engine:
         self._received_since_tick = False  # bytes came without a `now`: timed at the next tick
         self._last_received: float | None = None  # when the last bytes came (heartbeats)
         self._unwritten_since: float | None = None  # the transport has taken nothing since
-        self._clock = 0.0  # the last `now` the driver passed in
 
     def __repr__(self) -> str:
         return f"<puka.Engine {self.params.redacted_url()} {self.state.value}>"
@@ -348,7 +354,7 @@ class Engine:
         if now is None:
             self._received_since_tick = True
         else:
-            self._last_received = self._clock = now
+            self._last_received = now
         reader = self._reader
         reader.feed(data)
         logged = frame_log.enabled()
@@ -360,7 +366,7 @@ class Engine:
                 if channel:
                     self._channel_frame(channel, frame)
                 else:
-                    self._connection_frame(frame)
+                    self._connection_frame(frame, now)
                 if self.state is _CLOSED:
                     return
         except AMQPError as error:
@@ -369,15 +375,19 @@ class Engine:
         if self._close_requested:
             self._close_if_idle()
 
-    def connection_lost(self, exc: BaseException | None = None) -> None:
-        """The transport is gone: every promise in flight fails (or, with recovery, most)."""
+    def connection_lost(self, exc: BaseException | None = None, now: float | None = None) -> None:
+        """The transport is gone: every promise in flight fails (or, with recovery, most).
+
+        `now` (the driver's clock) is when: recovery's back-off counts from it (without it,
+        from the next `handle_timer`).
+        """
         if self.closed or self.state is ConnectionState.RECOVERING:
             return
         if self._recovering and self.state is not _OPEN:
-            self.transport_failed(exc or ConnectionLost("the broker closed the connection"))
+            self.transport_failed(exc or ConnectionLost("the broker closed the connection"), now)
             return
         if self.state is _OPEN and self.recovery is not None:
-            self._begin_recovery(self._transport_error(exc))
+            self._begin_recovery(self._transport_error(exc), now)
             return
         if self.state is ConnectionState.CLOSING and self._close_promise is not None:
             # we were closing anyway: the close succeeded as far as the user is concerned
@@ -428,12 +438,17 @@ class Engine:
         return deadline
 
     def handle_timer(self, now: float) -> None:
-        """Run what is due at `now`; a driver calls it at start and whenever `next_timer` passes."""
+        """Run what is due at `now`; a driver calls it at start and whenever `next_timer` passes.
+
+        A deadline set by an input that came without its time is timed from this `now`.
+        """
         state = self.state
         if state is _CLOSED:
             return
-        self._clock = now
         if state is _RECOVERING:
+            if self._reconnect_delay is not None:  # the loss came without its time: from now
+                self._reconnect_at = now + self._reconnect_delay
+                self._reconnect_delay = None
             if self._reconnect_at is not None and now >= self._reconnect_at:
                 self._reconnect_at = None
                 self.transport_wanted = True
@@ -443,7 +458,7 @@ class Engine:
                 self._connect_deadline = now + self._handshake_timeout()
             elif now >= self._connect_deadline:
                 if self._recovering:
-                    self.transport_failed(ConnectTimeout("handshake timed out"))
+                    self.transport_failed(ConnectTimeout("handshake timed out"), now)
                     return
                 self._end(
                     ConnectTimeout(
@@ -462,7 +477,8 @@ class Engine:
                     BlockedTimeout(
                         f"the broker kept the connection blocked ({self.blocked_reason}) for "
                         f"over {self.blocked_timeout:g} s (blocked_timeout)"
-                    )
+                    ),
+                    now,
                 )
                 return
         if not self.heartbeat or self._next_tick is None:
@@ -476,7 +492,8 @@ class Engine:
                     HeartbeatTimeout(
                         f"{self.params.host}:{self.params.port} took nothing we sent for "
                         f"{2 * self.heartbeat} s (heartbeat {self.heartbeat} s)"
-                    )
+                    ),
+                    now,
                 )
                 return
         if self._received_since_tick or self._last_received is None:
@@ -488,7 +505,8 @@ class Engine:
                     f"nothing from {self.params.host}:{self.params.port} for "
                     f"{now - self._last_received:.1f} s (heartbeat {self.heartbeat} s: dead "
                     f"after {2 * self.heartbeat} s)"
-                )
+                ),
+                now,
             )
             return
         if now < self._next_tick:
@@ -528,7 +546,7 @@ class Engine:
     # Frames in
     # ------------------------------------------------------------------------------------
 
-    def _connection_frame(self, frame: Any) -> None:
+    def _connection_frame(self, frame: Any, now: float | None) -> None:
         if type(frame) is MethodFrame or type(frame) is ContentFrame:
             method = frame.method
             kind = _CONNECTION_INPUTS.get(method.KEY)
@@ -546,7 +564,7 @@ class Engine:
         if step is None:
             raise UnexpectedFrame(f"connection in state {self.state.value} cannot take {kind}")
         action, self.state = step
-        getattr(self, "_" + action)(method)
+        getattr(self, "_" + action)(method, now)
 
     def _channel_frame(self, number: int, frame: Any) -> None:
         if self.state is not _OPEN and self.state is not _CLOSING:
@@ -576,10 +594,10 @@ class Engine:
 
     # --- connection actions (named in connection_states.TRANSITIONS) ------------------
 
-    def _ignore(self, method: methods.Method | None) -> None:
+    def _ignore(self, method: methods.Method | None, now: float | None) -> None:
         pass
 
-    def _on_start(self, method: methods.ConnectionStart) -> None:
+    def _on_start(self, method: methods.ConnectionStart, now: float | None) -> None:
         self.transport_wanted = False  # a driver that never said `transport_ready` has one
         self.server_properties = dict(method.server_properties)
         offered = method.mechanisms.decode("utf-8", "replace").split()
@@ -607,13 +625,13 @@ class Engine:
             ),
         )
 
-    def _on_secure(self, method: methods.ConnectionSecure) -> None:
+    def _on_secure(self, method: methods.ConnectionSecure, now: float | None) -> None:
         self._end(
             AccessRefused("the broker sent a SASL challenge, which PLAIN and EXTERNAL never need"),
             close=True,
         )
 
-    def _on_tune(self, method: methods.ConnectionTune) -> None:
+    def _on_tune(self, method: methods.ConnectionTune, now: float | None) -> None:
         params = self.params
         if 0 < method.frame_max < FRAME_MIN_SIZE:
             raise UnexpectedFrame(
@@ -634,7 +652,7 @@ class Engine:
         self.channels.channel_max = self.channel_max
         self._reader.frame_max = self.frame_max
         if self.heartbeat:
-            self._next_tick = self._clock  # due at once: the driver's next call starts the ticks
+            self._next_tick = _DUE if now is None else now  # the first tick: at once
         self.send_method(
             0,
             methods.ConnectionTuneOk(
@@ -643,7 +661,7 @@ class Engine:
         )
         self.send_method(0, methods.ConnectionOpen(virtual_host=params.virtual_host))
 
-    def _on_open_ok(self, method: methods.ConnectionOpenOk) -> None:
+    def _on_open_ok(self, method: methods.ConnectionOpenOk, now: float | None) -> None:
         self._connect_deadline = None
         self._was_open = True
         if self._recovering:
@@ -658,42 +676,44 @@ class Engine:
         self.channel_freed()
         self._close_if_idle()
 
-    def _on_close(self, method: methods.ConnectionClose) -> None:
+    def _on_close(self, method: methods.ConnectionClose, now: float | None) -> None:
         self.send_method(0, methods.ConnectionCloseOk())
         error = self.error_from_close(method)
         if self.recovery is not None and method.reply_code in RECOVERABLE_REPLY_CODES:
             if self._was_open and not self._recovering:
                 self.state = _OPEN  # _begin_recovery starts from an open connection
-                self._begin_recovery(error)
+                self._begin_recovery(error, now)
                 return
             if self._recovering:
-                self.transport_failed(error)
+                self.transport_failed(error, now)
                 return
         self.state = ConnectionState.CLOSED  # set by the table too; _end needs it now
         self._end(error)
 
-    def _on_close_ok(self, method: methods.ConnectionCloseOk) -> None:
+    def _on_close_ok(self, method: methods.ConnectionCloseOk, now: float | None) -> None:
         if self._close_promise is not None:
             self.promises.resolve(self._close_promise, Result("connection.close_ok"))
         self._end(self.error or ClientClosed("the client was closed"))
 
-    def _on_blocked(self, method: methods.ConnectionBlocked) -> None:
+    def _on_blocked(self, method: methods.ConnectionBlocked, now: float | None) -> None:
         self.blocked = True
         self.blocked_reason = method.reason
         if self.blocked_timeout is not None and self._blocked_deadline is None:
-            self._blocked_deadline = self._clock  # due at once: handle_timer arms it from `now`
-            self._blocked_armed = False
+            self._blocked_armed = now is not None  # else handle_timer arms it from its `now`
+            self._blocked_deadline = _DUE if now is None else now + self.blocked_timeout
         if self.on_blocked is not None:
             self.on_blocked(method.reason)
 
-    def _on_unblocked(self, method: methods.ConnectionUnblocked) -> None:
+    def _on_unblocked(self, method: methods.ConnectionUnblocked, now: float | None) -> None:
         self.blocked = False
         self.blocked_reason = ""
         self._blocked_deadline = None
         if self.on_unblocked is not None:
             self.on_unblocked()
 
-    def _on_update_secret_ok(self, method: methods.ConnectionUpdateSecretOk) -> None:
+    def _on_update_secret_ok(
+        self, method: methods.ConnectionUpdateSecretOk, now: float | None
+    ) -> None:
         if self._secret_promises:
             promise = self._secret_promises.popleft()
             self.promises.resolve(promise, Result("connection.update_secret_ok"))
@@ -741,16 +761,16 @@ class Engine:
 
     # --- recovery -----------------------------------------------------------------------
 
-    def _lost(self, error: ConnectionLost) -> None:
+    def _lost(self, error: ConnectionLost, now: float) -> None:
         """The connection died under us (heartbeat timeout): recover, or end."""
         if self.recovery is not None and self.state is _OPEN:
-            self._begin_recovery(error)
+            self._begin_recovery(error, now)
         elif self._recovering:
-            self.transport_failed(error)
+            self.transport_failed(error, now)
         else:
             self._end(error)
 
-    def _begin_recovery(self, cause: BaseException) -> None:
+    def _begin_recovery(self, cause: BaseException, now: float | None) -> None:
         log.warning("connection to %s lost (%s): recovering", self.params.redacted_url(), cause)
         # what is in flight fails with the cause's own class (a HeartbeatTimeout, a
         # BlockedTimeout), as without recovery: `except puka.BlockedTimeout` catches it both ways
@@ -782,7 +802,7 @@ class Engine:
         self._unwritten_since = None
         self.blocked = False
         self._attempt = 0
-        self._schedule_reconnect()
+        self._schedule_reconnect(now)
         if self.on_connection_lost is not None:
             self.on_connection_lost(cause)
 
@@ -791,12 +811,20 @@ class Engine:
         error = ConnectionLost("the connection is being recovered: call again once it is back")
         self.promises.resolve(promise, Result.error(error))
 
-    def _schedule_reconnect(self) -> None:
-        """Start a round of attempts, after the back-off: one node, then the others at once."""
+    def _schedule_reconnect(self, now: float | None) -> None:
+        """Start a round of attempts, after the back-off: one node, then the others at once.
+
+        The back-off counts from `now`, the time of the input that failed the last round (or
+        lost the connection); without it, from the next `handle_timer`.
+        """
         recovery = self.recovery
         if recovery is None:  # callers recover only with a Recovery: a bug, not bad input
             raise RuntimeError("a reconnection was scheduled without automatic recovery")
-        self._reconnect_at = self._clock + recovery.delay(self._attempt)
+        delay = recovery.delay(self._attempt)
+        if now is None:
+            self._reconnect_at, self._reconnect_delay = _DUE, delay
+        else:
+            self._reconnect_at, self._reconnect_delay = now + delay, None
         self._attempt += 1
         self._round_left = len(self.addresses) - 1
         if recovery.shuffle and len(self.addresses) > 1:
@@ -805,9 +833,13 @@ class Engine:
             self._address = random.randrange(len(self.addresses))  # noqa: S311
         self.params = self.addresses[self._address % len(self.addresses)]
 
-    def transport_ready(self) -> None:
+    def transport_ready(self, now: float | None = None) -> None:
         """The driver opened a transport to `params` (after `transport_wanted`): the handshake
-        starts (again, when recovering). Ignored when no transport was wanted."""
+        starts (again, when recovering). Ignored when no transport was wanted.
+
+        `now` (the driver's clock) is when: a recovering handshake's timeout counts from it
+        (without it, from the next `handle_timer`).
+        """
         if not self.transport_wanted:
             return
         self.transport_wanted = False
@@ -822,16 +854,18 @@ class Engine:
         self._received_since_tick = self._sent_since_tick = False
         self._last_received = None
         self._next_tick = None
-        self._connect_deadline = None
+        self._connect_deadline = None if now is None else now + self._handshake_timeout()
         self.state = ConnectionState.AWAIT_START
         self.send_raw(PROTOCOL_HEADER)
 
-    def transport_failed(self, error: BaseException) -> None:
+    def transport_failed(self, error: BaseException, now: float | None = None) -> None:
         """A reconnection attempt failed: try the next broker, or back off, or give up.
 
         A round of attempts tries every broker URL once, in turn: after a failure the next node
         is tried at once, and only a round where every node failed counts as a failed attempt,
-        followed by the back-off delay (and by giving up after `max_attempts` of them).
+        followed by the back-off delay (and by giving up after `max_attempts` of them). `now`
+        (the driver's clock) is when it failed: the back-off counts from it (without it, from
+        the next `handle_timer`).
         """
         self.transport_wanted = False
         if not self._was_open and not self._recovering:
@@ -847,7 +881,7 @@ class Engine:
             self._round_left -= 1
             self.state = ConnectionState.RECOVERING
             self._address += 1
-            self._reconnect_at = self._clock
+            self._reconnect_at, self._reconnect_delay = (_DUE if now is None else now), None
             self.params = self.addresses[self._address % len(self.addresses)]
             return
         if recovery is None or (recovery.max_attempts and self._attempt >= recovery.max_attempts):
@@ -857,7 +891,7 @@ class Engine:
             return
         self.state = ConnectionState.RECOVERING
         self._address += 1
-        self._schedule_reconnect()
+        self._schedule_reconnect(now)
 
     def _first_connect_failed(self, error: BaseException) -> None:
         """The first connect's transport could not be opened: the next node, or the end.
