@@ -116,6 +116,14 @@ _OPEN = ConnectionState.OPEN
 _CLOSING = ConnectionState.CLOSING
 _CLOSED = ConnectionState.CLOSED
 _RECOVERING = ConnectionState.RECOVERING
+_RECONNECTING = frozenset(  # recovering: calls fail at once until the connection is back
+    {
+        _RECOVERING,
+        ConnectionState.RECOVERY_AWAIT_START,
+        ConnectionState.RECOVERY_AWAIT_TUNE,
+        ConnectionState.RECOVERY_AWAIT_OPEN_OK,
+    }
+)
 _CHANNEL_OPEN = ChannelState.OPEN
 _DUE = float("-inf")
 """The time of a deadline set by an input that came without its time: due at once, it is
@@ -195,8 +203,6 @@ class Engine:
         """Set while recovering: the driver should open a transport to `params` now."""
         self.on_connection_lost: Callable[[BaseException], Any] | None = None
         self.on_recovered: Callable[[], Any] | None = None
-        self._was_open = False
-        self._recovering = False
         self._attempt = 0
         self._address = 0
         self._round_left = 0  # nodes still to try, without back-off, in this round of attempts
@@ -381,23 +387,13 @@ class Engine:
         `now` (the driver's clock) is when: recovery's back-off counts from it (without it,
         from the next `handle_timer`).
         """
-        if self.closed or self.state is ConnectionState.RECOVERING:
-            return
-        if self._recovering and self.state is not _OPEN:
-            self.transport_failed(exc or ConnectionLost("the broker closed the connection"), now)
-            return
-        if self.state is _OPEN and self.recovery is not None:
-            self._begin_recovery(self._transport_error(exc), now)
-            return
-        if self.state is ConnectionState.CLOSING and self._close_promise is not None:
-            # we were closing anyway: the close succeeded as far as the user is concerned
-            self.promises.resolve(self._close_promise, Result("connection.close_ok"))
+        self._step("transport-lost", exc, now)
+
+    def _loss_error(self, exc: BaseException | None, *, handshake: bool) -> BaseException:
+        """What the promises in flight fail with when the transport went with `exc`."""
         if exc is None or not isinstance(exc, (AMQPError, ConnectionLost, ConnectFailed)):
-            handshake = self.state not in (_OPEN, ConnectionState.CLOSING)
-            error: BaseException = self._transport_error(exc, handshake=handshake)
-        else:
-            error = exc
-        self._end(error)
+            return self._transport_error(exc, handshake=handshake)
+        return exc
 
     def _transport_error(
         self, exc: BaseException | None, *, handshake: bool = False
@@ -450,22 +446,17 @@ class Engine:
                 self._reconnect_at = now + self._reconnect_delay
                 self._reconnect_delay = None
             if self._reconnect_at is not None and now >= self._reconnect_at:
-                self._reconnect_at = None
-                self.transport_wanted = True
+                self._step("reconnect", None, now)
             return
         if state is not _OPEN and state is not _CLOSING:
             if self._connect_deadline is None:
                 self._connect_deadline = now + self._handshake_timeout()
             elif now >= self._connect_deadline:
-                if self._recovering:
-                    self.transport_failed(ConnectTimeout("handshake timed out"), now)
-                    return
-                self._end(
-                    ConnectTimeout(
-                        f"no AMQP connection to {self.params.host}:{self.params.port} within "
-                        f"{self._handshake_timeout():g} s"
-                    )
+                error = ConnectTimeout(
+                    f"no AMQP connection to {self.params.host}:{self.params.port} within "
+                    f"{self._handshake_timeout():g} s"
                 )
+                self._step("handshake-timeout", error, now)
                 return
         if self._blocked_deadline is not None and state is _OPEN and self.blocked_timeout:
             if not self._blocked_armed:
@@ -473,7 +464,8 @@ class Engine:
                 self._blocked_deadline = now + self.blocked_timeout
             elif now >= self._blocked_deadline:
                 self._blocked_deadline = None
-                self._lost(
+                self._step(
+                    "dead",
                     BlockedTimeout(
                         f"the broker kept the connection blocked ({self.blocked_reason}) for "
                         f"over {self.blocked_timeout:g} s (blocked_timeout)"
@@ -488,7 +480,8 @@ class Engine:
             if self.blocked:  # not read while blocked, on purpose: the clock starts again
                 self._unwritten_since = now
             elif now - stalled >= 2 * self.heartbeat:
-                self._lost(
+                self._step(
+                    "dead",
                     HeartbeatTimeout(
                         f"{self.params.host}:{self.params.port} took nothing we sent for "
                         f"{2 * self.heartbeat} s (heartbeat {self.heartbeat} s)"
@@ -500,7 +493,8 @@ class Engine:
             self._received_since_tick = False  # bytes without a time (or the first tick): now
             self._last_received = now
         if now - self._last_received >= 2 * self.heartbeat:  # two intervals without a byte
-            self._lost(
+            self._step(
+                "dead",
                 HeartbeatTimeout(
                     f"nothing from {self.params.host}:{self.params.port} for "
                     f"{now - self._last_received:.1f} s (heartbeat {self.heartbeat} s: dead "
@@ -556,15 +550,34 @@ class Engine:
                     method.CLASS_ID,
                     method.METHOD_ID,
                 )
+            if (
+                kind == "close"
+                and self.recovery is not None
+                and method.reply_code in RECOVERABLE_REPLY_CODES  # type: ignore[attr-defined]
+            ):
+                kind = "forced-close"
         elif type(frame) is HeartbeatFrame:
             kind, method = "heartbeat", None
         else:
             raise UnexpectedFrame("content frame on channel 0")
-        step = connection_states.TRANSITIONS.get((self.state, kind))
+        self._step(kind, method, now)
+
+    def _step(self, kind: str, payload: Any = None, now: float | None = None) -> None:
+        """Take one input: the only place the connection's state changes.
+
+        The state moves as `connection_states` says, then the row's action runs with
+        `payload` (a method the broker sent, an error) and `now` (the input's time, if the
+        driver passed it). A remote input the state does not take is a protocol violation; a
+        local one changes nothing.
+        """
+        table = _RECOVERY_STEPS if self.recovery is not None else _STEPS
+        step = table.get((self.state, kind))
         if step is None:
-            raise UnexpectedFrame(f"connection in state {self.state.value} cannot take {kind}")
+            if kind in connection_states.REMOTE_INPUTS:
+                raise UnexpectedFrame(f"connection in state {self.state.value} cannot take {kind}")
+            return
         action, self.state = step
-        getattr(self, "_" + action)(method, now)
+        action(self, payload, now)
 
     def _channel_frame(self, number: int, frame: Any) -> None:
         if self.state is not _OPEN and self.state is not _CLOSING:
@@ -592,9 +605,12 @@ class Engine:
         else:
             raise UnexpectedFrame(f"heartbeat frame on channel {number}")
 
-    # --- connection actions (named in connection_states.TRANSITIONS) ------------------
+    # --- actions: named in connection_states' tables, run by _step ---------------------------
+    # Each takes the input's payload (a method the broker sent, an error, an exception of the
+    # transport) and its time; none changes the state (the row did), but some fire a further
+    # input when the outcome depends on more than the row.
 
-    def _ignore(self, method: methods.Method | None, now: float | None) -> None:
+    def _ignore(self, payload: Any, now: float | None) -> None:
         pass
 
     def _on_start(self, method: methods.ConnectionStart, now: float | None) -> None:
@@ -603,13 +619,11 @@ class Engine:
         offered = method.mechanisms.decode("utf-8", "replace").split()
         mechanism = self.params.auth_mechanism
         if mechanism not in offered:
-            self._end(
-                AccessRefused(
-                    f"the broker does not offer the {mechanism} mechanism (it offers "
-                    f"{', '.join(offered) or 'none'})"
-                ),
-                close=True,
+            error = AccessRefused(
+                f"the broker does not offer the {mechanism} mechanism (it offers "
+                f"{', '.join(offered) or 'none'})"
             )
+            self._step("abort", error, now)
             return
         if mechanism == "PLAIN":
             response = b"\0" + self.params.username.encode() + b"\0" + self.params.password.encode()
@@ -626,10 +640,10 @@ class Engine:
         )
 
     def _on_secure(self, method: methods.ConnectionSecure, now: float | None) -> None:
-        self._end(
-            AccessRefused("the broker sent a SASL challenge, which PLAIN and EXTERNAL never need"),
-            close=True,
+        error = AccessRefused(
+            "the broker sent a SASL challenge, which PLAIN and EXTERNAL never need"
         )
+        self._abort(error, now)
 
     def _on_tune(self, method: methods.ConnectionTune, now: float | None) -> None:
         params = self.params
@@ -663,37 +677,31 @@ class Engine:
 
     def _on_open_ok(self, method: methods.ConnectionOpenOk, now: float | None) -> None:
         self._connect_deadline = None
-        self._was_open = True
-        if self._recovering:
-            self._recovering = False
-            self._attempt = 0
-            replay = Replay(self, self.promises.new(), self._restart_consumes)
-            self._start(replay)
-            return
         if self._connect_promise is not None:
             result = Result("connection.open_ok", {"server_properties": self.server_properties})
             self.promises.resolve(self._connect_promise, result)
         self.channel_freed()
         self._close_if_idle()
 
+    def _on_reopen_ok(self, method: methods.ConnectionOpenOk, now: float | None) -> None:
+        """Recovered: declare the topology again, then restart the consumes."""
+        self._connect_deadline = None
+        self._attempt = 0
+        self._start(Replay(self, self.promises.new(), self._restart_consumes))
+
     def _on_close(self, method: methods.ConnectionClose, now: float | None) -> None:
         self.send_method(0, methods.ConnectionCloseOk())
-        error = self.error_from_close(method)
-        if self.recovery is not None and method.reply_code in RECOVERABLE_REPLY_CODES:
-            if self._was_open and not self._recovering:
-                self.state = _OPEN  # _begin_recovery starts from an open connection
-                self._begin_recovery(error, now)
-                return
-            if self._recovering:
-                self.transport_failed(error, now)
-                return
-        self.state = ConnectionState.CLOSED  # set by the table too; _end needs it now
-        self._end(error)
+        self._fail(self.error_from_close(method), now)
+
+    def _on_forced_close(self, method: methods.ConnectionClose, now: float | None) -> None:
+        """Closed by the broker (a node shutting down): recover."""
+        self.send_method(0, methods.ConnectionCloseOk())
+        self._recover(self.error_from_close(method), now)
 
     def _on_close_ok(self, method: methods.ConnectionCloseOk, now: float | None) -> None:
         if self._close_promise is not None:
             self.promises.resolve(self._close_promise, Result("connection.close_ok"))
-        self._end(self.error or ClientClosed("the client was closed"))
+        self._fail(self.error or ClientClosed("the client was closed"), now)
 
     def _on_blocked(self, method: methods.ConnectionBlocked, now: float | None) -> None:
         self.blocked = True
@@ -718,6 +726,44 @@ class Engine:
             promise = self._secret_promises.popleft()
             self.promises.resolve(promise, Result("connection.update_secret_ok"))
 
+    def _connect(self, payload: None, now: float | None) -> None:
+        self.send_raw(PROTOCOL_HEADER)
+        self._round_left = len(self.addresses) - 1
+        self.transport_wanted = True
+
+    def _send_close(self, payload: None, now: float | None) -> None:
+        for op in self._waiting:
+            op.fail(ClientClosed("the client was closed before this operation started"))
+        self._waiting.clear()
+        self.send_method(0, methods.ConnectionClose(200, "Goodbye", 0, 0))
+
+    def _fail_connecting(self, exc: BaseException | None, now: float | None) -> None:
+        self._fail(self._loss_error(exc, handshake=True), now)
+
+    def _fail_lost(self, exc: BaseException | None, now: float | None) -> None:
+        self._fail(self._loss_error(exc, handshake=False), now)
+
+    def _closed_by_loss(self, exc: BaseException | None, now: float | None) -> None:
+        if self._close_promise is not None:
+            # we were closing anyway: the close succeeded as far as the user is concerned
+            self.promises.resolve(self._close_promise, Result("connection.close_ok"))
+        self._fail(self._loss_error(exc, handshake=False), now)
+
+    def _try_next_node(self, error: BaseException, now: float | None) -> None:
+        """The first connect's transport could not be opened: the next node, or the end.
+
+        `connect()` tries every address once, in turn, with no back-off (recovery's rounds
+        start only once a connection was open); when all failed, the connect fails with the
+        last node's error.
+        """
+        if self._round_left > 0:
+            self._round_left -= 1
+            self._address += 1
+            self.params = self.addresses[self._address % len(self.addresses)]
+            self.transport_wanted = True
+            return
+        self._step("give-up", error, now)
+
     # ------------------------------------------------------------------------------------
     # Errors and the end of the connection
     # ------------------------------------------------------------------------------------
@@ -731,23 +777,25 @@ class Engine:
         log.warning("closing the connection: %s", error)
         if not isinstance(error, HardError):
             error = UnexpectedFrame(str(error))
-        self._end(error, close=True)
+        self._step("abort", error)
 
-    def _end(self, error: BaseException, *, close: bool = False) -> None:
-        """Fail everything in flight with `error`; with `close`, tell the broker why."""
-        if close and self.state not in (ConnectionState.CLOSED, ConnectionState.INITIAL):
-            code = getattr(error, "reply_code", 0) or 541
-            text = getattr(error, "reply_text", "") or str(error)
-            self.send_method(
-                0,
-                methods.ConnectionClose(
-                    reply_code=code,
-                    reply_text=text.encode()[:255].decode("utf-8", "ignore"),
-                    class_id=getattr(error, "class_id", 0),
-                    method_id=getattr(error, "method_id", 0),
-                ),
-            )
-        self.state = ConnectionState.CLOSED
+    def _abort(self, error: BaseException, now: float | None) -> None:
+        """Tell the broker why we end the connection (connection.close), then end it."""
+        code = getattr(error, "reply_code", 0) or 541
+        text = getattr(error, "reply_text", "") or str(error)
+        self.send_method(
+            0,
+            methods.ConnectionClose(
+                reply_code=code,
+                reply_text=text.encode()[:255].decode("utf-8", "ignore"),
+                class_id=getattr(error, "class_id", 0),
+                method_id=getattr(error, "method_id", 0),
+            ),
+        )
+        self._fail(error, now)
+
+    def _fail(self, error: BaseException, now: float | None) -> None:
+        """The end: fail everything in flight with `error`."""
         self.transport_wanted = False
         if self.error is None:
             self.error = error
@@ -761,16 +809,12 @@ class Engine:
 
     # --- recovery -----------------------------------------------------------------------
 
-    def _lost(self, error: ConnectionLost, now: float) -> None:
-        """The connection died under us (heartbeat timeout): recover, or end."""
-        if self.recovery is not None and self.state is _OPEN:
-            self._begin_recovery(error, now)
-        elif self._recovering:
-            self.transport_failed(error, now)
-        else:
-            self._end(error)
+    def _recover_lost(self, exc: BaseException | None, now: float | None) -> None:
+        self._recover(self._transport_error(exc), now)
 
-    def _begin_recovery(self, cause: BaseException, now: float | None) -> None:
+    def _recover(self, cause: BaseException, now: float | None) -> None:
+        """The open connection was lost: fail what was in flight, keep the consumes, and
+        schedule the first round of reconnection attempts."""
         log.warning("connection to %s lost (%s): recovering", self.params.redacted_url(), cause)
         # what is in flight fails with the cause's own class (a HeartbeatTimeout, a
         # BlockedTimeout), as without recovery: `except puka.BlockedTimeout` catches it both ways
@@ -781,7 +825,6 @@ class Engine:
         survivors.update(
             op for op in self._waiting if isinstance(op, Consume) and not op.promise.done
         )
-        self.state = ConnectionState.RECOVERING
         publisher, self.publisher = self.publisher, None
         if publisher is not None:
             publisher.fail_all(lost)
@@ -833,6 +876,55 @@ class Engine:
             self._address = random.randrange(len(self.addresses))  # noqa: S311
         self.params = self.addresses[self._address % len(self.addresses)]
 
+    def _want_transport(self, payload: None, now: float | None) -> None:
+        self._reconnect_at = None
+        self.transport_wanted = True
+
+    def _reopen(self, payload: None, now: float | None) -> None:
+        """A new transport: the handshake again, on a clean slate."""
+        self._reader = FrameReader(FRAME_MIN_SIZE, assemble_content=True, stream_bodies=True)
+        self.channels = ChannelPool(self)
+        self.frame_max = FRAME_MIN_SIZE
+        self._out.clear()
+        self.outgoing_bytes = 0
+        self._received_since_tick = self._sent_since_tick = False
+        self._last_received = None
+        self._next_tick = None
+        self._connect_deadline = None if now is None else now + self._handshake_timeout()
+        self.send_raw(PROTOCOL_HEADER)
+
+    def _attempt_closed(self, method: methods.ConnectionClose, now: float | None) -> None:
+        """The broker closed the new connection before it opened (a node still starting)."""
+        self.send_method(0, methods.ConnectionCloseOk())
+        self._attempt_failed(self.error_from_close(method), now)
+
+    def _attempt_lost(self, exc: BaseException | None, now: float | None) -> None:
+        self._attempt_failed(exc or ConnectionLost("the broker closed the connection"), now)
+
+    def _attempt_failed(self, error: BaseException, now: float | None) -> None:
+        """A reconnection attempt failed: the next broker, or the back-off, or the end.
+
+        A round of attempts tries every broker URL once, in turn: after a failure the next node
+        is tried at once, and only a round where every node failed counts as a failed attempt,
+        followed by the back-off delay (and by giving up after `max_attempts` of them).
+        """
+        log.info("reconnection to %s failed: %s", self.params.redacted_url(), error)
+        recovery = self.recovery
+        if isinstance(error, (AccessRefused, NotAllowed)):  # credentials or vhost: give up
+            self._step("give-up", error, now)
+            return
+        if recovery is not None and self._round_left > 0:  # the rest of the cluster first
+            self._round_left -= 1
+            self._address += 1
+            self._reconnect_at, self._reconnect_delay = (_DUE if now is None else now), None
+            self.params = self.addresses[self._address % len(self.addresses)]
+            return
+        if recovery is None or (recovery.max_attempts and self._attempt >= recovery.max_attempts):
+            self._step("give-up", error, now)
+            return
+        self._address += 1
+        self._schedule_reconnect(now)
+
     def transport_ready(self, now: float | None = None) -> None:
         """The driver opened a transport to `params` (after `transport_wanted`): the handshake
         starts (again, when recovering). Ignored when no transport was wanted.
@@ -843,72 +935,18 @@ class Engine:
         if not self.transport_wanted:
             return
         self.transport_wanted = False
-        if not self._was_open and not self._recovering:
-            return  # the first connect: `connect()` queued the protocol header already
-        self._recovering = True
-        self._reader = FrameReader(FRAME_MIN_SIZE, assemble_content=True, stream_bodies=True)
-        self.channels = ChannelPool(self)
-        self.frame_max = FRAME_MIN_SIZE
-        self._out.clear()
-        self.outgoing_bytes = 0
-        self._received_since_tick = self._sent_since_tick = False
-        self._last_received = None
-        self._next_tick = None
-        self._connect_deadline = None if now is None else now + self._handshake_timeout()
-        self.state = ConnectionState.AWAIT_START
-        self.send_raw(PROTOCOL_HEADER)
+        self._step("transport-ready", None, now)
 
     def transport_failed(self, error: BaseException, now: float | None = None) -> None:
-        """A reconnection attempt failed: try the next broker, or back off, or give up.
+        """The transport the driver was asked for could not be opened: try the next broker,
+        or back off, or give up.
 
-        A round of attempts tries every broker URL once, in turn: after a failure the next node
-        is tried at once, and only a round where every node failed counts as a failed attempt,
-        followed by the back-off delay (and by giving up after `max_attempts` of them). `now`
-        (the driver's clock) is when it failed: the back-off counts from it (without it, from
-        the next `handle_timer`).
+        The first connect tries every broker URL once, in turn. Recovery makes rounds of
+        attempts (see `_attempt_failed`). `now` (the driver's clock) is when it failed: the
+        back-off counts from it (without it, from the next `handle_timer`).
         """
         self.transport_wanted = False
-        if not self._was_open and not self._recovering:
-            self._first_connect_failed(error)
-            return
-        log.info("reconnection to %s failed: %s", self.params.redacted_url(), error)
-        recovery = self.recovery
-        if isinstance(error, (AccessRefused, NotAllowed)):  # credentials or vhost: give up
-            self._recovering = False
-            self._end(error)
-            return
-        if recovery is not None and self._round_left > 0:  # the rest of the cluster first
-            self._round_left -= 1
-            self.state = ConnectionState.RECOVERING
-            self._address += 1
-            self._reconnect_at, self._reconnect_delay = (_DUE if now is None else now), None
-            self.params = self.addresses[self._address % len(self.addresses)]
-            return
-        if recovery is None or (recovery.max_attempts and self._attempt >= recovery.max_attempts):
-            self._recovering = False
-            self.state = ConnectionState.RECOVERING
-            self._end(error)
-            return
-        self.state = ConnectionState.RECOVERING
-        self._address += 1
-        self._schedule_reconnect(now)
-
-    def _first_connect_failed(self, error: BaseException) -> None:
-        """The first connect's transport could not be opened: the next node, or the end.
-
-        `connect()` tries every address once, in turn, with no back-off (recovery's rounds
-        start only once a connection was open); when all failed, the connect fails with the
-        last node's error.
-        """
-        if self.state is _CLOSED:
-            return
-        if self._round_left > 0:
-            self._round_left -= 1
-            self._address += 1
-            self.params = self.addresses[self._address % len(self.addresses)]
-            self.transport_wanted = True
-            return
-        self._end(error)
+        self._step("transport-failed", error, now)
 
     def _restart_consumes(self, renamed: dict[str, str]) -> None:
         for op in list(self.consumes):
@@ -936,7 +974,7 @@ class Engine:
             )
 
     def _submit(self, op: Operation) -> Promise:
-        if self.state is ConnectionState.RECOVERING or self._recovering:
+        if self.state in _RECONNECTING:
             self._fail_recovering(op.promise)
             return op.promise
         if not (self.state is _OPEN and not self._waiting and self._start(op)):
@@ -971,17 +1009,14 @@ class Engine:
             self._check_usable()
         promise = self.promises.new(callback)
         self._connect_promise = promise
-        self.state = ConnectionState.AWAIT_START
-        self.send_raw(PROTOCOL_HEADER)
-        self._round_left = len(self.addresses) - 1
-        self.transport_wanted = True
+        self._step("connect")
         return promise
 
     def close(self, callback: Callback | None = None) -> Promise:
         """Close the connection once what was sent before is answered."""
         promise = self.promises.new(callback)
         if self.state is ConnectionState.CLOSED or self.state is ConnectionState.INITIAL:
-            self.state = ConnectionState.CLOSED
+            self._step("drop")
             self.promises.resolve(promise, Result("connection.close_ok"))
             return promise
         if self._close_promise is not None:
@@ -1006,14 +1041,7 @@ class Engine:
             if not promise.done and not promise.multi and promise is not self._close_promise:
                 return
         self._close_requested = False
-        self._send_close()
-
-    def _send_close(self) -> None:
-        for op in self._waiting:
-            op.fail(ClientClosed("the client was closed before this operation started"))
-        self._waiting.clear()
-        self.send_method(0, methods.ConnectionClose(200, "Goodbye", 0, 0))
-        self.state = ConnectionState.CLOSING
+        self._step("send-close")
 
     def rpc(self, method: methods.Method, callback: Callback | None = None) -> Promise:
         """Send a synchronous method on a pooled channel; resolve with its reply."""
@@ -1170,7 +1198,7 @@ class Engine:
         """A publish off the hot path: a first channel, a connection not open yet, a channel."""
         self._check_usable()
         promise = self.promises.new(callback)
-        if self.state is ConnectionState.RECOVERING or self._recovering:
+        if self.state in _RECONNECTING:
             self._fail_recovering(promise)
             return promise
         if self.state is not _OPEN or self._waiting:
@@ -1367,6 +1395,17 @@ class _PublisherSlot:
 
     def on_channel_closed(self, channel: Channel, error: AMQPError) -> None:
         """Likewise."""
+
+
+_STEPS = {
+    key: (getattr(Engine, "_" + action), state)
+    for key, (action, state) in connection_states.TRANSITIONS.items()
+}
+_RECOVERY_STEPS = {
+    key: (getattr(Engine, "_" + action), state)
+    for key, (action, state) in connection_states.RECOVERY_TRANSITIONS.items()
+}
+"""The tables with each action name resolved to its method once."""
 
 
 def _negotiate(ours: int, theirs: int) -> int:
