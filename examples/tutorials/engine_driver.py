@@ -66,9 +66,9 @@ class MiniClient(Calls[int]):
             if self.selector.select(timeout):
                 data = self.sock.recv(262144)
                 if data:
-                    engine.receive_data(data)
+                    engine.receive_data(data, time.monotonic())
                 else:
-                    engine.connection_lost(None)  # fails every promise in flight
+                    engine.connection_lost(None, time.monotonic())  # fails what is in flight
             if timer is not None and time.monotonic() >= timer:
                 engine.handle_timer(time.monotonic())
 

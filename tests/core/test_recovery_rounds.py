@@ -44,11 +44,11 @@ def attempt(engine: Engine, now: float) -> int:
 def test_a_round_tries_every_node_at_once_then_backs_off() -> None:
     engine = open_engine(Recovery(initial_delay=1.0, multiplier=2.0, max_delay=8.0, jitter=0.0))
     engine.handle_timer(10.0)
-    engine.connection_lost(None)
+    engine.connection_lost(None, 10.0)
     ports = []
     for now in (11.0, 11.0, 11.0, 13.0, 13.0, 13.0, 17.0):
         ports.append(attempt(engine, now))
-        engine.transport_failed(ConnectFailed("refused"))
+        engine.transport_failed(ConnectFailed("refused"), now)
     # the node just lost first, after the first delay; the others right after it; then the
     # back-off doubles between rounds
     assert ports == [5001, 5002, 5003, 5001, 5002, 5003, 5001]
@@ -59,13 +59,13 @@ def test_a_round_tries_every_node_at_once_then_backs_off() -> None:
 def test_max_attempts_counts_rounds() -> None:
     engine = open_engine(Recovery(initial_delay=1.0, jitter=0.0, max_attempts=2))
     engine.handle_timer(10.0)
-    engine.connection_lost(None)
+    engine.connection_lost(None, 10.0)
     for now in (11.0, 11.0, 11.0, 13.0, 13.0):
         attempt(engine, now)
-        engine.transport_failed(ConnectFailed("refused"))
+        engine.transport_failed(ConnectFailed("refused"), now)
         assert not engine.closed
     attempt(engine, 13.0)
-    engine.transport_failed(ConnectFailed("refused"))
+    engine.transport_failed(ConnectFailed("refused"), 13.0)
     assert engine.closed
     assert isinstance(engine.error, ConnectFailed)
 
@@ -75,9 +75,9 @@ def test_recovery_lands_on_the_next_node_and_reports_it() -> None:
     recovered: list[int] = []
     engine.on_recovered = lambda: recovered.append(engine.params.port)
     engine.handle_timer(1.0)
-    engine.connection_lost(None)
+    engine.connection_lost(None, 1.0)
     assert attempt(engine, 1.5) == 5001
-    engine.transport_failed(ConnectFailed("refused"))
+    engine.transport_failed(ConnectFailed("refused"), 1.5)
     assert attempt(engine, 1.5) == 5002
     engine.transport_ready()
     pump(engine, FakeBroker())

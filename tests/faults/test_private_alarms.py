@@ -300,7 +300,7 @@ async def _f9_timeout_asyncio(
 def test_f9_blocked_timeout_counts_from_the_drivers_clock() -> None:
     """Sans-I/O: the deadline starts when the driver next passes the time, never from a stale
     clock; an unblock cancels it; a second connection.blocked does not extend it."""
-    from puka_spec import methods
+    from puka_spec import encode_method_frame, methods
 
     from testkit.fake_broker import FakeBroker
 
@@ -341,7 +341,8 @@ def test_f9_blocked_timeout_counts_from_the_drivers_clock() -> None:
     pending = engine.rpc(methods.QueueDeclare(queue="q"))
     engine.receive_data(broker.data_to_send())
     engine.handle_timer(203.0)
-    engine._on_blocked(methods.ConnectionBlocked(reason="low on memory"))
+    again = methods.ConnectionBlocked(reason="low on memory")
+    engine.receive_data(encode_method_frame(0, again), 203.0)
     assert engine.next_timer() == 205.0
     engine.handle_timer(205.0)
     assert engine.closed

@@ -262,7 +262,7 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
                 await _open(self, engine.params, self._ssl)
             except ConnectFailed as exc:
                 error = exc
-                engine.transport_failed(exc)
+                engine.transport_failed(exc, self.loop.time())
                 continue
             return None  # the protocol's `connection_made` told the engine
         return error

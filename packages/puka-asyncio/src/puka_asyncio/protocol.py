@@ -86,8 +86,9 @@ class EngineProtocol(asyncio.BufferedProtocol):
         self.transport = cast("asyncio.Transport", transport)
         self._fd = _plain_socket_fd(transport)
         self._read_error = None
-        self.engine.transport_ready()  # before any byte of it is read
-        self.engine.handle_timer(self.loop.time())
+        now = self.loop.time()
+        self.engine.transport_ready(now)  # before any byte of it is read
+        self.engine.handle_timer(now)
         self.flush()
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -141,7 +142,7 @@ class EngineProtocol(asyncio.BufferedProtocol):
         self._read_error = None
         if isinstance(exc, OSError) and fd >= 0:
             self._read_what_is_left(fd)
-        self.engine.connection_lost(exc)
+        self.engine.connection_lost(exc, self.loop.time())
         self.transport = None
         self._backlog.clear()
         self._paused = False

@@ -256,11 +256,11 @@ class Client(Calls[int]):
             except ssl_module.SSLWantWriteError:
                 break
             except OSError as exc:
-                engine.connection_lost(exc)
+                engine.connection_lost(exc, time.monotonic())
                 self._close_socket()
                 return
             if not size:
-                engine.connection_lost(None)
+                engine.connection_lost(None, time.monotonic())
                 self._close_socket()
                 return
             # lent: a body's pieces go from it straight into the message (the reader copies a
@@ -337,7 +337,7 @@ class Client(Calls[int]):
         self._pending_bytes = 0
         self.on_read()  # on EOF or an error it reports the loss and closes the socket itself
         if self._sock is not None:
-            self._engine.connection_lost(exc)
+            self._engine.connection_lost(exc, time.monotonic())
             self._close_socket()
 
     def _close_socket(self) -> None:
@@ -577,10 +577,11 @@ class Client(Calls[int]):
             try:
                 self._sock = self._open_socket()
             except ConnectFailed as error:
-                engine.transport_failed(error)
+                engine.transport_failed(error, time.monotonic())
                 continue
-            engine.transport_ready()
-            engine.handle_timer(time.monotonic())
+            now = time.monotonic()
+            engine.transport_ready(now)
+            engine.handle_timer(now)
             self._write()
 
     def _io_step(self, deadline: float | None) -> None:

@@ -1,16 +1,21 @@
 """The channel state machine, as a table: (state, input) → (action, next state).
 
-Inputs are what can arrive for a channel: `open-ok`, `close` (the broker closes it: a soft
-error), `close-ok`, `flow`, `method` (any other method, content-bearing ones once their content
-is complete), `header` and `body` (content frames). A pair that is not in the table is a
-protocol violation: the connection closes with 505 UNEXPECTED_FRAME naming both.
+Everything that changes a channel's state is an input of this table (`Channel.dispatch` is
+the one place that moves it). Remote inputs are what can arrive for a channel: `open-ok`,
+`close` (the broker closes it: a soft error), `close-ok`, `flow`, `method` (any other method,
+content-bearing ones once their content is complete), `header` and `body` (content frames),
+and `content` (a method, its header and its body read as one). A remote pair that is not in
+the table is a protocol violation: the connection closes with 505 UNEXPECTED_FRAME naming
+both. Local inputs are ours: `send-close` (we close the channel: the idle pool is trimmed, a
+transaction ends) and `lost` (the connection is gone, and every channel with it); a local pair
+that is not in the table changes nothing.
 """
 
 from __future__ import annotations
 
 from enum import Enum
 
-__all__ = ["TRANSITIONS", "ChannelState"]
+__all__ = ["LOCAL_INPUTS", "TRANSITIONS", "ChannelState"]
 
 
 class ChannelState(Enum):
@@ -27,6 +32,9 @@ class ChannelState(Enum):
 
 
 S = ChannelState
+
+LOCAL_INPUTS = frozenset({"send-close", "lost"})
+"""The inputs that come from our side, not from the broker."""
 
 TRANSITIONS: dict[tuple[ChannelState, str], tuple[str, ChannelState]] = {
     (S.OPENING, "open-ok"): ("on_open_ok", S.OPEN),
@@ -47,5 +55,11 @@ TRANSITIONS: dict[tuple[ChannelState, str], tuple[str, ChannelState]] = {
     (S.CLOSING, "open-ok"): ("ignore", S.CLOSING),
     (S.CLOSING, "close"): ("on_close_while_closing", S.CLOSING),
     (S.CLOSING, "close-ok"): ("on_close_ok", S.CLOSED),
+    # ours
+    (S.OPENING, "send-close"): ("send_close", S.CLOSING),
+    (S.OPEN, "send-close"): ("send_close", S.CLOSING),
+    (S.OPENING, "lost"): ("ignore", S.CLOSED),
+    (S.OPEN, "lost"): ("ignore", S.CLOSED),
+    (S.CLOSING, "lost"): ("ignore", S.CLOSED),
 }
 """Every allowed (state, input) pair of a channel."""

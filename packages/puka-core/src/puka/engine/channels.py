@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 from puka_spec import BasicProperties, ContentFrame, methods
 from puka_spec.exceptions import AMQPError, FrameError, UnexpectedFrame
 
-from puka.engine.channel_states import TRANSITIONS, ChannelState
+from puka.engine.channel_states import LOCAL_INPUTS, TRANSITIONS, ChannelState
 
 if TYPE_CHECKING:
     from puka.engine.connection import Engine
@@ -92,9 +92,11 @@ class Channel:
         return f"<Channel {self.number} {self.state.value} owner={type(self.owner).__name__}>"
 
     def dispatch(self, kind: str, payload: Any) -> None:
-        """Feed one input through the state table."""
+        """Feed one input through the state table: the only place a channel's state changes."""
         step = _STEPS.get((self.state, kind))
         if step is None:
+            if kind in LOCAL_INPUTS:
+                return  # (closing a channel that is closing or closed already)
             raise UnexpectedFrame(
                 f"channel {self.number} in state {self.state.value} cannot take {kind}"
                 + (f" ({payload.NAME})" if isinstance(payload, methods.Method) else "")
@@ -228,12 +230,14 @@ class Channel:
 
     # --- commands -------------------------------------------------------------------------
 
+    def send_close(self, payload: None) -> None:
+        """We close the channel (no error); its close-ok frees its number."""
+        self.owner = None
+        self.engine.send_method(self.number, methods.ChannelClose(200, "OK", 0, 0))
+
     def close(self) -> None:
         """Close the channel (no error): used to trim the idle pool."""
-        if self.state in (ChannelState.OPEN, ChannelState.OPENING):
-            self.state = ChannelState.CLOSING
-            self.owner = None
-            self.engine.send_method(self.number, methods.ChannelClose(200, "OK", 0, 0))
+        self.dispatch("send-close", None)
 
 
 _STEPS: dict[tuple[ChannelState, str], tuple[Any, ChannelState]] = {
@@ -347,7 +351,6 @@ class ChannelPool:
         if self.by_number.get(channel.number) is channel:
             del self.by_number[channel.number]
             self._free_numbers.append(channel.number)
-        channel.state = ChannelState.CLOSED
         if channel in self.idle:
             self.idle.remove(channel)
         self.engine.channel_freed()
@@ -355,7 +358,7 @@ class ChannelPool:
     def clear(self) -> None:
         """The connection is gone: every channel is closed."""
         for channel in self.by_number.values():
-            channel.state = ChannelState.CLOSED
+            channel.dispatch("lost", None)
             self._disown(channel)
         self.by_number.clear()
         self.idle.clear()

@@ -2,10 +2,13 @@
 
 Bytes in (`receive_data`), bytes out (`data_to_send`), operations in (each returns a
 `Promise`), results out (`promises`; `promises.on_ready` is called as they arrive), and time
-passed in (`next_timer()` says when `handle_timer(now)` wants to run, for heartbeats and the
-handshake timeout). A driver owns the transport: `puka.Client` over a blocking socket, or the
-asyncio protocol of puka-asyncio. The driver calls `connection_lost(exc)` when the transport
-dies and closes the transport once `closed` is true and nothing is left to send.
+passed in: with every input that may set a deadline (`receive_data(data, now)`,
+`connection_lost(exc, now)`, `transport_ready(now)`, `transport_failed(error, now)`), and by
+`handle_timer(now)`, which `next_timer()` says when to run (heartbeats, the handshake timeout,
+reconnection delays). The engine keeps no clock. A driver owns the transport: `puka.Client`
+over a blocking socket, or the asyncio protocol of puka-asyncio. The driver calls
+`connection_lost(exc, now)` when the transport dies and closes the transport once `closed` is
+true and nothing is left to send.
 """
 
 from __future__ import annotations
@@ -113,7 +116,18 @@ _OPEN = ConnectionState.OPEN
 _CLOSING = ConnectionState.CLOSING
 _CLOSED = ConnectionState.CLOSED
 _RECOVERING = ConnectionState.RECOVERING
+_RECONNECTING = frozenset(  # recovering: calls fail at once until the connection is back
+    {
+        _RECOVERING,
+        ConnectionState.RECOVERY_AWAIT_START,
+        ConnectionState.RECOVERY_AWAIT_TUNE,
+        ConnectionState.RECOVERY_AWAIT_OPEN_OK,
+    }
+)
 _CHANNEL_OPEN = ChannelState.OPEN
+_DUE = float("-inf")
+"""The time of a deadline set by an input that came without its time: due at once, it is
+timed from the `now` of the next `handle_timer` (the engine keeps no clock of its own)."""
 
 
 class _Waiting(Operation):
@@ -189,12 +203,11 @@ class Engine:
         """Set while recovering: the driver should open a transport to `params` now."""
         self.on_connection_lost: Callable[[BaseException], Any] | None = None
         self.on_recovered: Callable[[], Any] | None = None
-        self._was_open = False
-        self._recovering = False
         self._attempt = 0
         self._address = 0
         self._round_left = 0  # nodes still to try, without back-off, in this round of attempts
         self._reconnect_at: float | None = None
+        self._reconnect_delay: float | None = None  # a back-off waiting for the time it starts
         self.pubacks = pubacks
         self.max_message_size = (
             self.addresses[0].max_message_size if max_message_size is None else max_message_size
@@ -216,7 +229,7 @@ class Engine:
             raise ValueError(f"blocked_timeout must be positive, not {blocked_timeout!r}")
         self.blocked_timeout = blocked_timeout
         self._blocked_deadline: float | None = None  # set when blocked, with blocked_timeout
-        self._blocked_armed = False  # the deadline counts from the driver's clock, not a stale one
+        self._blocked_armed = False  # False: due at once, counts from the next `handle_timer`
         self.error: BaseException | None = None  # why the connection ended, if it did
         self.written: list[Promise | int] = []  # publishes without confirms, done once written
         self.unpaired_returns = 0
@@ -245,7 +258,6 @@ class Engine:
         self._received_since_tick = False  # bytes came without a `now`: timed at the next tick
         self._last_received: float | None = None  # when the last bytes came (heartbeats)
         self._unwritten_since: float | None = None  # the transport has taken nothing since
-        self._clock = 0.0  # the last `now` the driver passed in
 
     def __repr__(self) -> str:
         return f"<puka.Engine {self.params.redacted_url()} {self.state.value}>"
@@ -348,7 +360,7 @@ class Engine:
         if now is None:
             self._received_since_tick = True
         else:
-            self._last_received = self._clock = now
+            self._last_received = now
         reader = self._reader
         reader.feed(data)
         logged = frame_log.enabled()
@@ -360,7 +372,7 @@ class Engine:
                 if channel:
                     self._channel_frame(channel, frame)
                 else:
-                    self._connection_frame(frame)
+                    self._connection_frame(frame, now)
                 if self.state is _CLOSED:
                     return
         except AMQPError as error:
@@ -369,25 +381,19 @@ class Engine:
         if self._close_requested:
             self._close_if_idle()
 
-    def connection_lost(self, exc: BaseException | None = None) -> None:
-        """The transport is gone: every promise in flight fails (or, with recovery, most)."""
-        if self.closed or self.state is ConnectionState.RECOVERING:
-            return
-        if self._recovering and self.state is not _OPEN:
-            self.transport_failed(exc or ConnectionLost("the broker closed the connection"))
-            return
-        if self.state is _OPEN and self.recovery is not None:
-            self._begin_recovery(self._transport_error(exc))
-            return
-        if self.state is ConnectionState.CLOSING and self._close_promise is not None:
-            # we were closing anyway: the close succeeded as far as the user is concerned
-            self.promises.resolve(self._close_promise, Result("connection.close_ok"))
+    def connection_lost(self, exc: BaseException | None = None, now: float | None = None) -> None:
+        """The transport is gone: every promise in flight fails (or, with recovery, most).
+
+        `now` (the driver's clock) is when: recovery's back-off counts from it (without it,
+        from the next `handle_timer`).
+        """
+        self._step("transport-lost", exc, now)
+
+    def _loss_error(self, exc: BaseException | None, *, handshake: bool) -> BaseException:
+        """What the promises in flight fail with when the transport went with `exc`."""
         if exc is None or not isinstance(exc, (AMQPError, ConnectionLost, ConnectFailed)):
-            handshake = self.state not in (_OPEN, ConnectionState.CLOSING)
-            error: BaseException = self._transport_error(exc, handshake=handshake)
-        else:
-            error = exc
-        self._end(error)
+            return self._transport_error(exc, handshake=handshake)
+        return exc
 
     def _transport_error(
         self, exc: BaseException | None, *, handshake: bool = False
@@ -428,29 +434,29 @@ class Engine:
         return deadline
 
     def handle_timer(self, now: float) -> None:
-        """Run what is due at `now`; a driver calls it at start and whenever `next_timer` passes."""
+        """Run what is due at `now`; a driver calls it at start and whenever `next_timer` passes.
+
+        A deadline set by an input that came without its time is timed from this `now`.
+        """
         state = self.state
         if state is _CLOSED:
             return
-        self._clock = now
         if state is _RECOVERING:
+            if self._reconnect_delay is not None:  # the loss came without its time: from now
+                self._reconnect_at = now + self._reconnect_delay
+                self._reconnect_delay = None
             if self._reconnect_at is not None and now >= self._reconnect_at:
-                self._reconnect_at = None
-                self.transport_wanted = True
+                self._step("reconnect", None, now)
             return
         if state is not _OPEN and state is not _CLOSING:
             if self._connect_deadline is None:
                 self._connect_deadline = now + self._handshake_timeout()
             elif now >= self._connect_deadline:
-                if self._recovering:
-                    self.transport_failed(ConnectTimeout("handshake timed out"))
-                    return
-                self._end(
-                    ConnectTimeout(
-                        f"no AMQP connection to {self.params.host}:{self.params.port} within "
-                        f"{self._handshake_timeout():g} s"
-                    )
+                error = ConnectTimeout(
+                    f"no AMQP connection to {self.params.host}:{self.params.port} within "
+                    f"{self._handshake_timeout():g} s"
                 )
+                self._step("handshake-timeout", error, now)
                 return
         if self._blocked_deadline is not None and state is _OPEN and self.blocked_timeout:
             if not self._blocked_armed:
@@ -458,11 +464,13 @@ class Engine:
                 self._blocked_deadline = now + self.blocked_timeout
             elif now >= self._blocked_deadline:
                 self._blocked_deadline = None
-                self._lost(
+                self._step(
+                    "dead",
                     BlockedTimeout(
                         f"the broker kept the connection blocked ({self.blocked_reason}) for "
                         f"over {self.blocked_timeout:g} s (blocked_timeout)"
-                    )
+                    ),
+                    now,
                 )
                 return
         if not self.heartbeat or self._next_tick is None:
@@ -472,23 +480,27 @@ class Engine:
             if self.blocked:  # not read while blocked, on purpose: the clock starts again
                 self._unwritten_since = now
             elif now - stalled >= 2 * self.heartbeat:
-                self._lost(
+                self._step(
+                    "dead",
                     HeartbeatTimeout(
                         f"{self.params.host}:{self.params.port} took nothing we sent for "
                         f"{2 * self.heartbeat} s (heartbeat {self.heartbeat} s)"
-                    )
+                    ),
+                    now,
                 )
                 return
         if self._received_since_tick or self._last_received is None:
             self._received_since_tick = False  # bytes without a time (or the first tick): now
             self._last_received = now
         if now - self._last_received >= 2 * self.heartbeat:  # two intervals without a byte
-            self._lost(
+            self._step(
+                "dead",
                 HeartbeatTimeout(
                     f"nothing from {self.params.host}:{self.params.port} for "
                     f"{now - self._last_received:.1f} s (heartbeat {self.heartbeat} s: dead "
                     f"after {2 * self.heartbeat} s)"
-                )
+                ),
+                now,
             )
             return
         if now < self._next_tick:
@@ -528,7 +540,7 @@ class Engine:
     # Frames in
     # ------------------------------------------------------------------------------------
 
-    def _connection_frame(self, frame: Any) -> None:
+    def _connection_frame(self, frame: Any, now: float | None) -> None:
         if type(frame) is MethodFrame or type(frame) is ContentFrame:
             method = frame.method
             kind = _CONNECTION_INPUTS.get(method.KEY)
@@ -538,15 +550,34 @@ class Engine:
                     method.CLASS_ID,
                     method.METHOD_ID,
                 )
+            if (
+                kind == "close"
+                and self.recovery is not None
+                and method.reply_code in RECOVERABLE_REPLY_CODES  # type: ignore[attr-defined]
+            ):
+                kind = "forced-close"
         elif type(frame) is HeartbeatFrame:
             kind, method = "heartbeat", None
         else:
             raise UnexpectedFrame("content frame on channel 0")
-        step = connection_states.TRANSITIONS.get((self.state, kind))
+        self._step(kind, method, now)
+
+    def _step(self, kind: str, payload: Any = None, now: float | None = None) -> None:
+        """Take one input: the only place the connection's state changes.
+
+        The state moves as `connection_states` says, then the row's action runs with
+        `payload` (a method the broker sent, an error) and `now` (the input's time, if the
+        driver passed it). A remote input the state does not take is a protocol violation; a
+        local one changes nothing.
+        """
+        table = _RECOVERY_STEPS if self.recovery is not None else _STEPS
+        step = table.get((self.state, kind))
         if step is None:
-            raise UnexpectedFrame(f"connection in state {self.state.value} cannot take {kind}")
+            if kind in connection_states.REMOTE_INPUTS:
+                raise UnexpectedFrame(f"connection in state {self.state.value} cannot take {kind}")
+            return
         action, self.state = step
-        getattr(self, "_" + action)(method)
+        action(self, payload, now)
 
     def _channel_frame(self, number: int, frame: Any) -> None:
         if self.state is not _OPEN and self.state is not _CLOSING:
@@ -574,24 +605,25 @@ class Engine:
         else:
             raise UnexpectedFrame(f"heartbeat frame on channel {number}")
 
-    # --- connection actions (named in connection_states.TRANSITIONS) ------------------
+    # --- actions: named in connection_states' tables, run by _step ---------------------------
+    # Each takes the input's payload (a method the broker sent, an error, an exception of the
+    # transport) and its time; none changes the state (the row did), but some fire a further
+    # input when the outcome depends on more than the row.
 
-    def _ignore(self, method: methods.Method | None) -> None:
+    def _ignore(self, payload: Any, now: float | None) -> None:
         pass
 
-    def _on_start(self, method: methods.ConnectionStart) -> None:
+    def _on_start(self, method: methods.ConnectionStart, now: float | None) -> None:
         self.transport_wanted = False  # a driver that never said `transport_ready` has one
         self.server_properties = dict(method.server_properties)
         offered = method.mechanisms.decode("utf-8", "replace").split()
         mechanism = self.params.auth_mechanism
         if mechanism not in offered:
-            self._end(
-                AccessRefused(
-                    f"the broker does not offer the {mechanism} mechanism (it offers "
-                    f"{', '.join(offered) or 'none'})"
-                ),
-                close=True,
+            error = AccessRefused(
+                f"the broker does not offer the {mechanism} mechanism (it offers "
+                f"{', '.join(offered) or 'none'})"
             )
+            self._step("abort", error, now)
             return
         if mechanism == "PLAIN":
             response = b"\0" + self.params.username.encode() + b"\0" + self.params.password.encode()
@@ -607,13 +639,13 @@ class Engine:
             ),
         )
 
-    def _on_secure(self, method: methods.ConnectionSecure) -> None:
-        self._end(
-            AccessRefused("the broker sent a SASL challenge, which PLAIN and EXTERNAL never need"),
-            close=True,
+    def _on_secure(self, method: methods.ConnectionSecure, now: float | None) -> None:
+        error = AccessRefused(
+            "the broker sent a SASL challenge, which PLAIN and EXTERNAL never need"
         )
+        self._abort(error, now)
 
-    def _on_tune(self, method: methods.ConnectionTune) -> None:
+    def _on_tune(self, method: methods.ConnectionTune, now: float | None) -> None:
         params = self.params
         if 0 < method.frame_max < FRAME_MIN_SIZE:
             raise UnexpectedFrame(
@@ -634,7 +666,7 @@ class Engine:
         self.channels.channel_max = self.channel_max
         self._reader.frame_max = self.frame_max
         if self.heartbeat:
-            self._next_tick = self._clock  # due at once: the driver's next call starts the ticks
+            self._next_tick = _DUE if now is None else now  # the first tick: at once
         self.send_method(
             0,
             methods.ConnectionTuneOk(
@@ -643,60 +675,94 @@ class Engine:
         )
         self.send_method(0, methods.ConnectionOpen(virtual_host=params.virtual_host))
 
-    def _on_open_ok(self, method: methods.ConnectionOpenOk) -> None:
+    def _on_open_ok(self, method: methods.ConnectionOpenOk, now: float | None) -> None:
         self._connect_deadline = None
-        self._was_open = True
-        if self._recovering:
-            self._recovering = False
-            self._attempt = 0
-            replay = Replay(self, self.promises.new(), self._restart_consumes)
-            self._start(replay)
-            return
         if self._connect_promise is not None:
             result = Result("connection.open_ok", {"server_properties": self.server_properties})
             self.promises.resolve(self._connect_promise, result)
         self.channel_freed()
         self._close_if_idle()
 
-    def _on_close(self, method: methods.ConnectionClose) -> None:
-        self.send_method(0, methods.ConnectionCloseOk())
-        error = self.error_from_close(method)
-        if self.recovery is not None and method.reply_code in RECOVERABLE_REPLY_CODES:
-            if self._was_open and not self._recovering:
-                self.state = _OPEN  # _begin_recovery starts from an open connection
-                self._begin_recovery(error)
-                return
-            if self._recovering:
-                self.transport_failed(error)
-                return
-        self.state = ConnectionState.CLOSED  # set by the table too; _end needs it now
-        self._end(error)
+    def _on_reopen_ok(self, method: methods.ConnectionOpenOk, now: float | None) -> None:
+        """Recovered: declare the topology again, then restart the consumes."""
+        self._connect_deadline = None
+        self._attempt = 0
+        self._start(Replay(self, self.promises.new(), self._restart_consumes))
 
-    def _on_close_ok(self, method: methods.ConnectionCloseOk) -> None:
+    def _on_close(self, method: methods.ConnectionClose, now: float | None) -> None:
+        self.send_method(0, methods.ConnectionCloseOk())
+        self._fail(self.error_from_close(method), now)
+
+    def _on_forced_close(self, method: methods.ConnectionClose, now: float | None) -> None:
+        """Closed by the broker (a node shutting down): recover."""
+        self.send_method(0, methods.ConnectionCloseOk())
+        self._recover(self.error_from_close(method), now)
+
+    def _on_close_ok(self, method: methods.ConnectionCloseOk, now: float | None) -> None:
         if self._close_promise is not None:
             self.promises.resolve(self._close_promise, Result("connection.close_ok"))
-        self._end(self.error or ClientClosed("the client was closed"))
+        self._fail(self.error or ClientClosed("the client was closed"), now)
 
-    def _on_blocked(self, method: methods.ConnectionBlocked) -> None:
+    def _on_blocked(self, method: methods.ConnectionBlocked, now: float | None) -> None:
         self.blocked = True
         self.blocked_reason = method.reason
         if self.blocked_timeout is not None and self._blocked_deadline is None:
-            self._blocked_deadline = self._clock  # due at once: handle_timer arms it from `now`
-            self._blocked_armed = False
+            self._blocked_armed = now is not None  # else handle_timer arms it from its `now`
+            self._blocked_deadline = _DUE if now is None else now + self.blocked_timeout
         if self.on_blocked is not None:
             self.on_blocked(method.reason)
 
-    def _on_unblocked(self, method: methods.ConnectionUnblocked) -> None:
+    def _on_unblocked(self, method: methods.ConnectionUnblocked, now: float | None) -> None:
         self.blocked = False
         self.blocked_reason = ""
         self._blocked_deadline = None
         if self.on_unblocked is not None:
             self.on_unblocked()
 
-    def _on_update_secret_ok(self, method: methods.ConnectionUpdateSecretOk) -> None:
+    def _on_update_secret_ok(
+        self, method: methods.ConnectionUpdateSecretOk, now: float | None
+    ) -> None:
         if self._secret_promises:
             promise = self._secret_promises.popleft()
             self.promises.resolve(promise, Result("connection.update_secret_ok"))
+
+    def _connect(self, payload: None, now: float | None) -> None:
+        self.send_raw(PROTOCOL_HEADER)
+        self._round_left = len(self.addresses) - 1
+        self.transport_wanted = True
+
+    def _send_close(self, payload: None, now: float | None) -> None:
+        for op in self._waiting:
+            op.fail(ClientClosed("the client was closed before this operation started"))
+        self._waiting.clear()
+        self.send_method(0, methods.ConnectionClose(200, "Goodbye", 0, 0))
+
+    def _fail_connecting(self, exc: BaseException | None, now: float | None) -> None:
+        self._fail(self._loss_error(exc, handshake=True), now)
+
+    def _fail_lost(self, exc: BaseException | None, now: float | None) -> None:
+        self._fail(self._loss_error(exc, handshake=False), now)
+
+    def _closed_by_loss(self, exc: BaseException | None, now: float | None) -> None:
+        if self._close_promise is not None:
+            # we were closing anyway: the close succeeded as far as the user is concerned
+            self.promises.resolve(self._close_promise, Result("connection.close_ok"))
+        self._fail(self._loss_error(exc, handshake=False), now)
+
+    def _try_next_node(self, error: BaseException, now: float | None) -> None:
+        """The first connect's transport could not be opened: the next node, or the end.
+
+        `connect()` tries every address once, in turn, with no back-off (recovery's rounds
+        start only once a connection was open); when all failed, the connect fails with the
+        last node's error.
+        """
+        if self._round_left > 0:
+            self._round_left -= 1
+            self._address += 1
+            self.params = self.addresses[self._address % len(self.addresses)]
+            self.transport_wanted = True
+            return
+        self._step("give-up", error, now)
 
     # ------------------------------------------------------------------------------------
     # Errors and the end of the connection
@@ -711,23 +777,25 @@ class Engine:
         log.warning("closing the connection: %s", error)
         if not isinstance(error, HardError):
             error = UnexpectedFrame(str(error))
-        self._end(error, close=True)
+        self._step("abort", error)
 
-    def _end(self, error: BaseException, *, close: bool = False) -> None:
-        """Fail everything in flight with `error`; with `close`, tell the broker why."""
-        if close and self.state not in (ConnectionState.CLOSED, ConnectionState.INITIAL):
-            code = getattr(error, "reply_code", 0) or 541
-            text = getattr(error, "reply_text", "") or str(error)
-            self.send_method(
-                0,
-                methods.ConnectionClose(
-                    reply_code=code,
-                    reply_text=text.encode()[:255].decode("utf-8", "ignore"),
-                    class_id=getattr(error, "class_id", 0),
-                    method_id=getattr(error, "method_id", 0),
-                ),
-            )
-        self.state = ConnectionState.CLOSED
+    def _abort(self, error: BaseException, now: float | None) -> None:
+        """Tell the broker why we end the connection (connection.close), then end it."""
+        code = getattr(error, "reply_code", 0) or 541
+        text = getattr(error, "reply_text", "") or str(error)
+        self.send_method(
+            0,
+            methods.ConnectionClose(
+                reply_code=code,
+                reply_text=text.encode()[:255].decode("utf-8", "ignore"),
+                class_id=getattr(error, "class_id", 0),
+                method_id=getattr(error, "method_id", 0),
+            ),
+        )
+        self._fail(error, now)
+
+    def _fail(self, error: BaseException, now: float | None) -> None:
+        """The end: fail everything in flight with `error`."""
         self.transport_wanted = False
         if self.error is None:
             self.error = error
@@ -741,16 +809,12 @@ class Engine:
 
     # --- recovery -----------------------------------------------------------------------
 
-    def _lost(self, error: ConnectionLost) -> None:
-        """The connection died under us (heartbeat timeout): recover, or end."""
-        if self.recovery is not None and self.state is _OPEN:
-            self._begin_recovery(error)
-        elif self._recovering:
-            self.transport_failed(error)
-        else:
-            self._end(error)
+    def _recover_lost(self, exc: BaseException | None, now: float | None) -> None:
+        self._recover(self._transport_error(exc), now)
 
-    def _begin_recovery(self, cause: BaseException) -> None:
+    def _recover(self, cause: BaseException, now: float | None) -> None:
+        """The open connection was lost: fail what was in flight, keep the consumes, and
+        schedule the first round of reconnection attempts."""
         log.warning("connection to %s lost (%s): recovering", self.params.redacted_url(), cause)
         # what is in flight fails with the cause's own class (a HeartbeatTimeout, a
         # BlockedTimeout), as without recovery: `except puka.BlockedTimeout` catches it both ways
@@ -761,7 +825,6 @@ class Engine:
         survivors.update(
             op for op in self._waiting if isinstance(op, Consume) and not op.promise.done
         )
-        self.state = ConnectionState.RECOVERING
         publisher, self.publisher = self.publisher, None
         if publisher is not None:
             publisher.fail_all(lost)
@@ -782,7 +845,7 @@ class Engine:
         self._unwritten_since = None
         self.blocked = False
         self._attempt = 0
-        self._schedule_reconnect()
+        self._schedule_reconnect(now)
         if self.on_connection_lost is not None:
             self.on_connection_lost(cause)
 
@@ -791,12 +854,20 @@ class Engine:
         error = ConnectionLost("the connection is being recovered: call again once it is back")
         self.promises.resolve(promise, Result.error(error))
 
-    def _schedule_reconnect(self) -> None:
-        """Start a round of attempts, after the back-off: one node, then the others at once."""
+    def _schedule_reconnect(self, now: float | None) -> None:
+        """Start a round of attempts, after the back-off: one node, then the others at once.
+
+        The back-off counts from `now`, the time of the input that failed the last round (or
+        lost the connection); without it, from the next `handle_timer`.
+        """
         recovery = self.recovery
         if recovery is None:  # callers recover only with a Recovery: a bug, not bad input
             raise RuntimeError("a reconnection was scheduled without automatic recovery")
-        self._reconnect_at = self._clock + recovery.delay(self._attempt)
+        delay = recovery.delay(self._attempt)
+        if now is None:
+            self._reconnect_at, self._reconnect_delay = _DUE, delay
+        else:
+            self._reconnect_at, self._reconnect_delay = now + delay, None
         self._attempt += 1
         self._round_left = len(self.addresses) - 1
         if recovery.shuffle and len(self.addresses) > 1:
@@ -805,15 +876,12 @@ class Engine:
             self._address = random.randrange(len(self.addresses))  # noqa: S311
         self.params = self.addresses[self._address % len(self.addresses)]
 
-    def transport_ready(self) -> None:
-        """The driver opened a transport to `params` (after `transport_wanted`): the handshake
-        starts (again, when recovering). Ignored when no transport was wanted."""
-        if not self.transport_wanted:
-            return
-        self.transport_wanted = False
-        if not self._was_open and not self._recovering:
-            return  # the first connect: `connect()` queued the protocol header already
-        self._recovering = True
+    def _want_transport(self, payload: None, now: float | None) -> None:
+        self._reconnect_at = None
+        self.transport_wanted = True
+
+    def _reopen(self, payload: None, now: float | None) -> None:
+        """A new transport: the handshake again, on a clean slate."""
         self._reader = FrameReader(FRAME_MIN_SIZE, assemble_content=True, stream_bodies=True)
         self.channels = ChannelPool(self)
         self.frame_max = FRAME_MIN_SIZE
@@ -822,59 +890,63 @@ class Engine:
         self._received_since_tick = self._sent_since_tick = False
         self._last_received = None
         self._next_tick = None
-        self._connect_deadline = None
-        self.state = ConnectionState.AWAIT_START
+        self._connect_deadline = None if now is None else now + self._handshake_timeout()
         self.send_raw(PROTOCOL_HEADER)
 
-    def transport_failed(self, error: BaseException) -> None:
-        """A reconnection attempt failed: try the next broker, or back off, or give up.
+    def _attempt_closed(self, method: methods.ConnectionClose, now: float | None) -> None:
+        """The broker closed the new connection before it opened (a node still starting)."""
+        self.send_method(0, methods.ConnectionCloseOk())
+        self._attempt_failed(self.error_from_close(method), now)
+
+    def _attempt_lost(self, exc: BaseException | None, now: float | None) -> None:
+        self._attempt_failed(exc or ConnectionLost("the broker closed the connection"), now)
+
+    def _attempt_failed(self, error: BaseException, now: float | None) -> None:
+        """A reconnection attempt failed: the next broker, or the back-off, or the end.
 
         A round of attempts tries every broker URL once, in turn: after a failure the next node
         is tried at once, and only a round where every node failed counts as a failed attempt,
         followed by the back-off delay (and by giving up after `max_attempts` of them).
         """
-        self.transport_wanted = False
-        if not self._was_open and not self._recovering:
-            self._first_connect_failed(error)
-            return
         log.info("reconnection to %s failed: %s", self.params.redacted_url(), error)
         recovery = self.recovery
         if isinstance(error, (AccessRefused, NotAllowed)):  # credentials or vhost: give up
-            self._recovering = False
-            self._end(error)
+            self._step("give-up", error, now)
             return
         if recovery is not None and self._round_left > 0:  # the rest of the cluster first
             self._round_left -= 1
-            self.state = ConnectionState.RECOVERING
             self._address += 1
-            self._reconnect_at = self._clock
+            self._reconnect_at, self._reconnect_delay = (_DUE if now is None else now), None
             self.params = self.addresses[self._address % len(self.addresses)]
             return
         if recovery is None or (recovery.max_attempts and self._attempt >= recovery.max_attempts):
-            self._recovering = False
-            self.state = ConnectionState.RECOVERING
-            self._end(error)
+            self._step("give-up", error, now)
             return
-        self.state = ConnectionState.RECOVERING
         self._address += 1
-        self._schedule_reconnect()
+        self._schedule_reconnect(now)
 
-    def _first_connect_failed(self, error: BaseException) -> None:
-        """The first connect's transport could not be opened: the next node, or the end.
+    def transport_ready(self, now: float | None = None) -> None:
+        """The driver opened a transport to `params` (after `transport_wanted`): the handshake
+        starts (again, when recovering). Ignored when no transport was wanted.
 
-        `connect()` tries every address once, in turn, with no back-off (recovery's rounds
-        start only once a connection was open); when all failed, the connect fails with the
-        last node's error.
+        `now` (the driver's clock) is when: a recovering handshake's timeout counts from it
+        (without it, from the next `handle_timer`).
         """
-        if self.state is _CLOSED:
+        if not self.transport_wanted:
             return
-        if self._round_left > 0:
-            self._round_left -= 1
-            self._address += 1
-            self.params = self.addresses[self._address % len(self.addresses)]
-            self.transport_wanted = True
-            return
-        self._end(error)
+        self.transport_wanted = False
+        self._step("transport-ready", None, now)
+
+    def transport_failed(self, error: BaseException, now: float | None = None) -> None:
+        """The transport the driver was asked for could not be opened: try the next broker,
+        or back off, or give up.
+
+        The first connect tries every broker URL once, in turn. Recovery makes rounds of
+        attempts (see `_attempt_failed`). `now` (the driver's clock) is when it failed: the
+        back-off counts from it (without it, from the next `handle_timer`).
+        """
+        self.transport_wanted = False
+        self._step("transport-failed", error, now)
 
     def _restart_consumes(self, renamed: dict[str, str]) -> None:
         for op in list(self.consumes):
@@ -902,7 +974,7 @@ class Engine:
             )
 
     def _submit(self, op: Operation) -> Promise:
-        if self.state is ConnectionState.RECOVERING or self._recovering:
+        if self.state in _RECONNECTING:
             self._fail_recovering(op.promise)
             return op.promise
         if not (self.state is _OPEN and not self._waiting and self._start(op)):
@@ -937,17 +1009,14 @@ class Engine:
             self._check_usable()
         promise = self.promises.new(callback)
         self._connect_promise = promise
-        self.state = ConnectionState.AWAIT_START
-        self.send_raw(PROTOCOL_HEADER)
-        self._round_left = len(self.addresses) - 1
-        self.transport_wanted = True
+        self._step("connect")
         return promise
 
     def close(self, callback: Callback | None = None) -> Promise:
         """Close the connection once what was sent before is answered."""
         promise = self.promises.new(callback)
         if self.state is ConnectionState.CLOSED or self.state is ConnectionState.INITIAL:
-            self.state = ConnectionState.CLOSED
+            self._step("drop")
             self.promises.resolve(promise, Result("connection.close_ok"))
             return promise
         if self._close_promise is not None:
@@ -972,14 +1041,7 @@ class Engine:
             if not promise.done and not promise.multi and promise is not self._close_promise:
                 return
         self._close_requested = False
-        self._send_close()
-
-    def _send_close(self) -> None:
-        for op in self._waiting:
-            op.fail(ClientClosed("the client was closed before this operation started"))
-        self._waiting.clear()
-        self.send_method(0, methods.ConnectionClose(200, "Goodbye", 0, 0))
-        self.state = ConnectionState.CLOSING
+        self._step("send-close")
 
     def rpc(self, method: methods.Method, callback: Callback | None = None) -> Promise:
         """Send a synchronous method on a pooled channel; resolve with its reply."""
@@ -1136,7 +1198,7 @@ class Engine:
         """A publish off the hot path: a first channel, a connection not open yet, a channel."""
         self._check_usable()
         promise = self.promises.new(callback)
-        if self.state is ConnectionState.RECOVERING or self._recovering:
+        if self.state in _RECONNECTING:
             self._fail_recovering(promise)
             return promise
         if self.state is not _OPEN or self._waiting:
@@ -1333,6 +1395,17 @@ class _PublisherSlot:
 
     def on_channel_closed(self, channel: Channel, error: AMQPError) -> None:
         """Likewise."""
+
+
+_STEPS = {
+    key: (getattr(Engine, "_" + action), state)
+    for key, (action, state) in connection_states.TRANSITIONS.items()
+}
+_RECOVERY_STEPS = {
+    key: (getattr(Engine, "_" + action), state)
+    for key, (action, state) in connection_states.RECOVERY_TRANSITIONS.items()
+}
+"""The tables with each action name resolved to its method once."""
 
 
 def _negotiate(ours: int, theirs: int) -> int:

@@ -1,17 +1,44 @@
-"""The connection state machine, as a table: (state, input) → (action, next state).
+"""The connection state machine, as tables: (state, input) → (action, next state).
 
-Inputs are the connection-class methods that arrive on channel 0 (`start`, `secure`, `tune`,
-`open-ok`, `close`, `close-ok`, `blocked`, `unblocked`, `update-secret-ok`), `heartbeat`, and
-`channel` for any frame on another channel. A pair that is not in the table is a protocol
-violation: the connection closes with 505 UNEXPECTED_FRAME (or 504 for a channel frame before
-the connection is open), naming both.
+Everything that changes the connection's state is an input of these tables, and nothing else
+changes it (h11's rule): `Engine._step` is the one place that moves the state. It looks the
+pair up, sets the next state, then runs the action (a method of `Engine`, named here without
+its leading underscore). An action whose outcome depends on more than the pair (is another
+broker left to try? did the broker offer our SASL mechanism?) fires a further input from the
+state its row led to: the state then moves through that input's row.
+
+Remote inputs are the connection-class methods the broker sends on channel 0 (`start`,
+`secure`, `tune`, `open-ok`, `close`, `close-ok`, `blocked`, `unblocked`,
+`update-secret-ok`) and `heartbeat`; with recovery on, a `close` with a reply code recovery
+reconnects after (320 CONNECTION_FORCED, 541) is the input `forced-close`. A remote pair with
+no row is a protocol violation: the connection closes with 505 UNEXPECTED_FRAME, naming both.
+(Frames on other channels are the channels' own: see `channel_states`.)
+
+Local inputs are what happens on our side: the user connects (`connect`), closes before
+connecting (`drop`) or once everything is answered (`send-close`); the driver's transport
+comes (`transport-ready`), cannot be opened (`transport-failed`) or goes (`transport-lost`);
+the handshake takes too long (`handshake-timeout`); the broker stops reading or sending, or
+keeps the connection blocked too long (`dead`); we end the connection telling the broker why
+(`abort`: a protocol violation, a mechanism the broker does not offer); recovery's back-off is
+over (`reconnect`) or every attempt failed (`give-up`). A local pair with no row changes
+nothing (a transport loss after the end, a second report of one failure).
+
+`TRANSITIONS` is a connection without recovery. `RECOVERY_TRANSITIONS` is a connection with a
+`Recovery`: the same rows, a few replaced (a lost connection recovers instead of ending), and
+the states of recovery: waiting for a transport, then the handshake again.
 """
 
 from __future__ import annotations
 
 from enum import Enum
 
-__all__ = ["TRANSITIONS", "ConnectionState"]
+__all__ = [
+    "LOCAL_INPUTS",
+    "RECOVERY_TRANSITIONS",
+    "REMOTE_INPUTS",
+    "TRANSITIONS",
+    "ConnectionState",
+]
 
 
 class ConnectionState(Enum):
@@ -27,13 +54,55 @@ class ConnectionState(Enum):
     AWAIT_OPEN_OK = "await-open-ok"  # tune-ok and open sent
     OPEN = "open"
     CLOSING = "closing"  # we sent connection.close
-    RECOVERING = "recovering"  # lost; waiting to reconnect (no transport, so no input)
+    RECOVERING = "recovering"  # lost; waiting to reconnect (no transport, so no remote input)
+    RECOVERY_AWAIT_START = "recovery-await-start"  # recovering: a new transport, header sent
+    RECOVERY_AWAIT_TUNE = "recovery-await-tune"
+    RECOVERY_AWAIT_OPEN_OK = "recovery-await-open-ok"
     CLOSED = "closed"
 
 
 S = ConnectionState
 
+REMOTE_INPUTS = frozenset(
+    {
+        "start",
+        "secure",
+        "tune",
+        "open-ok",
+        "close",
+        "forced-close",
+        "close-ok",
+        "blocked",
+        "unblocked",
+        "update-secret-ok",
+        "heartbeat",
+    }
+)
+"""What the broker sends on channel 0."""
+
+LOCAL_INPUTS = frozenset(
+    {
+        "connect",
+        "drop",
+        "send-close",
+        "transport-ready",
+        "transport-failed",
+        "transport-lost",
+        "handshake-timeout",
+        "dead",
+        "abort",
+        "reconnect",
+        "give-up",
+    }
+)
+"""What happens on our side (the user, the driver, the timers, recovery)."""
+
+_HANDSHAKE = (S.INITIAL, S.AWAIT_START, S.AWAIT_TUNE, S.AWAIT_OPEN_OK)
+_RECOVERY_HANDSHAKE = (S.RECOVERY_AWAIT_START, S.RECOVERY_AWAIT_TUNE, S.RECOVERY_AWAIT_OPEN_OK)
+_LIVE = (*_HANDSHAKE[1:], S.OPEN, S.CLOSING, *_RECOVERY_HANDSHAKE)  # a transport, bytes sent
+
 TRANSITIONS: dict[tuple[ConnectionState, str], tuple[str, ConnectionState]] = {
+    # --- what the broker sends ---------------------------------------------------------------
     (S.AWAIT_START, "start"): ("on_start", S.AWAIT_TUNE),
     (S.AWAIT_TUNE, "secure"): ("on_secure", S.CLOSED),  # PLAIN/EXTERNAL never need a challenge
     (S.AWAIT_TUNE, "tune"): ("on_tune", S.AWAIT_OPEN_OK),
@@ -44,7 +113,6 @@ TRANSITIONS: dict[tuple[ConnectionState, str], tuple[str, ConnectionState]] = {
     (S.AWAIT_OPEN_OK, "heartbeat"): ("ignore", S.AWAIT_OPEN_OK),
     (S.AWAIT_OPEN_OK, "blocked"): ("on_blocked", S.AWAIT_OPEN_OK),
     (S.AWAIT_OPEN_OK, "unblocked"): ("on_unblocked", S.AWAIT_OPEN_OK),
-    (S.OPEN, "channel"): ("on_channel_frame", S.OPEN),
     (S.OPEN, "heartbeat"): ("ignore", S.OPEN),
     (S.OPEN, "close"): ("on_close", S.CLOSED),
     (S.OPEN, "blocked"): ("on_blocked", S.OPEN),
@@ -52,12 +120,67 @@ TRANSITIONS: dict[tuple[ConnectionState, str], tuple[str, ConnectionState]] = {
     (S.OPEN, "update-secret-ok"): ("on_update_secret_ok", S.OPEN),
     # After our connection.close the broker still answers what was sent before it (confirms,
     # replies): close() promises to wait for those, so channel frames are still handled.
-    (S.CLOSING, "channel"): ("on_channel_frame", S.CLOSING),
     (S.CLOSING, "heartbeat"): ("ignore", S.CLOSING),
     (S.CLOSING, "blocked"): ("ignore", S.CLOSING),
     (S.CLOSING, "unblocked"): ("ignore", S.CLOSING),
     (S.CLOSING, "update-secret-ok"): ("ignore", S.CLOSING),
     (S.CLOSING, "close"): ("on_close", S.CLOSED),
     (S.CLOSING, "close-ok"): ("on_close_ok", S.CLOSED),
+    # --- the user ------------------------------------------------------------------------------
+    (S.INITIAL, "connect"): ("connect", S.AWAIT_START),  # the header queued, a transport wanted
+    (S.INITIAL, "drop"): ("ignore", S.CLOSED),  # closed before it was connected
+    (S.OPEN, "send-close"): ("send_close", S.CLOSING),  # everything before it is answered
+    # --- the driver's transport ----------------------------------------------------------------
+    (S.AWAIT_START, "transport-ready"): ("ignore", S.AWAIT_START),  # connect() sent the header
+    (S.AWAIT_START, "transport-failed"): ("try_next_node", S.AWAIT_START),  # or give-up
+    (S.AWAIT_START, "give-up"): ("fail", S.CLOSED),  # every broker failed: the last one's error
+    **{(state, "transport-lost"): ("fail_connecting", S.CLOSED) for state in _HANDSHAKE},
+    (S.OPEN, "transport-lost"): ("fail_lost", S.CLOSED),
+    (S.CLOSING, "transport-lost"): ("closed_by_loss", S.CLOSED),  # the close succeeded
+    # --- the timers ----------------------------------------------------------------------------
+    **{(state, "handshake-timeout"): ("fail", S.CLOSED) for state in _HANDSHAKE},
+    (S.AWAIT_OPEN_OK, "dead"): ("fail", S.CLOSED),  # heartbeats start with the tune
+    (S.OPEN, "dead"): ("fail", S.CLOSED),
+    (S.CLOSING, "dead"): ("fail", S.CLOSED),
+    # --- ending it ourselves: connection.close with the reason, then the end ---------------------
+    (S.INITIAL, "abort"): ("fail", S.CLOSED),  # nothing sent yet: nothing to tell
+    **{(state, "abort"): ("abort", S.CLOSED) for state in _LIVE},
 }
-"""Every allowed (state, input) pair of the connection."""
+"""Every (state, input) pair of a connection without recovery."""
+
+RECOVERY_TRANSITIONS: dict[tuple[ConnectionState, str], tuple[str, ConnectionState]] = {
+    **TRANSITIONS,
+    # --- a connection that was open is recovered, not ended --------------------------------------
+    # (before the first open, a forced close ends the connection as any close does)
+    (S.AWAIT_TUNE, "forced-close"): ("on_close", S.CLOSED),
+    (S.AWAIT_OPEN_OK, "forced-close"): ("on_close", S.CLOSED),
+    (S.OPEN, "forced-close"): ("on_forced_close", S.RECOVERING),
+    (S.CLOSING, "forced-close"): ("on_forced_close", S.RECOVERING),
+    (S.OPEN, "transport-lost"): ("recover_lost", S.RECOVERING),
+    (S.OPEN, "dead"): ("recover", S.RECOVERING),
+    # --- no transport: wait for the back-off, then ask the driver for one ------------------------
+    (S.RECOVERING, "reconnect"): ("want_transport", S.RECOVERING),
+    (S.RECOVERING, "transport-ready"): ("reopen", S.RECOVERY_AWAIT_START),
+    (S.RECOVERING, "transport-failed"): ("attempt_failed", S.RECOVERING),  # or give-up
+    (S.RECOVERING, "give-up"): ("fail", S.CLOSED),  # max_attempts, credentials, vhost
+    # --- the handshake again: as the first one, but a failure is a failed attempt ---------------
+    (S.RECOVERY_AWAIT_START, "start"): ("on_start", S.RECOVERY_AWAIT_TUNE),
+    (S.RECOVERY_AWAIT_TUNE, "secure"): ("on_secure", S.CLOSED),
+    (S.RECOVERY_AWAIT_TUNE, "tune"): ("on_tune", S.RECOVERY_AWAIT_OPEN_OK),
+    (S.RECOVERY_AWAIT_TUNE, "close"): ("on_close", S.CLOSED),  # refused: credentials, vhost
+    (S.RECOVERY_AWAIT_TUNE, "forced-close"): ("attempt_closed", S.RECOVERING),
+    (S.RECOVERY_AWAIT_TUNE, "heartbeat"): ("ignore", S.RECOVERY_AWAIT_TUNE),
+    (S.RECOVERY_AWAIT_OPEN_OK, "open-ok"): ("on_reopen_ok", S.OPEN),  # then the topology replay
+    (S.RECOVERY_AWAIT_OPEN_OK, "close"): ("on_close", S.CLOSED),
+    (S.RECOVERY_AWAIT_OPEN_OK, "forced-close"): ("attempt_closed", S.RECOVERING),
+    (S.RECOVERY_AWAIT_OPEN_OK, "heartbeat"): ("ignore", S.RECOVERY_AWAIT_OPEN_OK),
+    (S.RECOVERY_AWAIT_OPEN_OK, "blocked"): ("on_blocked", S.RECOVERY_AWAIT_OPEN_OK),
+    (S.RECOVERY_AWAIT_OPEN_OK, "unblocked"): ("on_unblocked", S.RECOVERY_AWAIT_OPEN_OK),
+    **{(state, "transport-lost"): ("attempt_lost", S.RECOVERING) for state in _RECOVERY_HANDSHAKE},
+    **{
+        (state, "handshake-timeout"): ("attempt_failed", S.RECOVERING)
+        for state in _RECOVERY_HANDSHAKE
+    },
+    (S.RECOVERY_AWAIT_OPEN_OK, "dead"): ("attempt_failed", S.RECOVERING),
+}
+"""Every (state, input) pair of a connection with a `Recovery`."""
