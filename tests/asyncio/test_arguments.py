@@ -176,3 +176,17 @@ async def test_properties_and_application_headers_arrive_apart(make_client: Clie
     assert message.application_headers == {"type": "app", "timestamp": "not the property"}
     assert message["headers"]["type"] == "prop"
     assert isinstance(message, puka.Result)
+
+
+async def test_a_consume_of_another_client_is_refused_alike(make_client: ClientFactory) -> None:
+    """A handle, but not one this client can use: `ValueError`, wherever it is passed."""
+    one, other = await make_client(), await make_client()
+    queue = str((await within(one.queue_declare(exclusive=True)))["queue"])
+    consume = one.basic_consume(queue=queue)
+    with pytest.raises(ValueError, match="consume_promise is a consume of another client"):
+        other.basic_cancel(consume)
+    with pytest.raises(ValueError, match=r"handles\[1\] is a consume of another client"):
+        await other.wait_for_all([other.queue_declare(exclusive=True), consume])
+    with pytest.raises(TypeError, match=r"handles\[0\] must be a handle of this client"):
+        await other.wait_for_all([int(consume)])
+    await within(one.basic_cancel(consume))

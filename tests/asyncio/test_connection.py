@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import time
 from urllib.parse import urlsplit
@@ -113,6 +114,12 @@ async def test_refused_port_is_connect_failed_quickly(amqp_url: str) -> None:
         await within(puka_asyncio.connect(url_with(amqp_url, port=free_port())))
     assert time.monotonic() - started < 2
     assert not isinstance(caught.value, puka.ConnectTimeout)
+
+
+async def test_unknown_host_fails_as_with_the_blocking_client() -> None:
+    """One mapping of a failed connect for both drivers (`puka.tls.connect_error`)."""
+    with pytest.raises(puka.ConnectFailed, match="cannot resolve 'no-such-host.invalid'"):
+        await within(puka_asyncio.connect("amqp://guest:guest@no-such-host.invalid:5672/"))
 
 
 async def test_silent_server_is_connect_timeout() -> None:
@@ -253,6 +260,52 @@ async def test_late_events_of_a_replaced_transport_do_not_reach_the_engine(
     assert protocol.transport is not None and not protocol._paused
     await exclusive_queue(client)  # the new connection works
     assert engine.recoveries == 1
+
+
+# --- abort -----------------------------------------------------------------------------------------
+
+
+async def test_abort_drops_the_connection_without_closing_it(
+    make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The transport goes at once, with no connection.close; what was in flight has failed
+    with ConnectionLost (caused by the abort) when abort() returns, a later call with
+    ClientClosed; leaving the client's `async with` then waits for nothing."""
+    client = await make_client()
+    queue = await exclusive_queue(client)
+    consume = client.basic_consume(queue=queue)
+    caplog.set_level(logging.DEBUG, logger="puka.frames")
+    pending = client.queue_declare(queue=queue, passive=True)
+    client.abort()
+    assert isinstance(pending, asyncio.Future) and pending.done()
+    with pytest.raises(puka.ConnectionLost) as caught:
+        await pending
+    assert isinstance(caught.value.__cause__, puka.ClientClosed)
+    with pytest.raises(puka.ConnectionLost):
+        await next_message(consume)
+    with pytest.raises(StopAsyncIteration):
+        await next_message(consume)
+    with pytest.raises(puka.ClientClosed):
+        client.queue_declare(exclusive=True)
+    client.abort()  # again: nothing more to do
+    async with client:
+        pass
+    assert client.engine.closed and client._protocol.transport is None
+    assert "connection.close" not in caplog.text
+    assert_no_leaks(client)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the engine has no deliberate end yet: connection_lost(ClientClosed) on an open "
+    "connection with recovery starts a recovery (asked of the engine's owner)",
+)
+async def test_abort_is_not_recovered(make_client: ClientFactory) -> None:
+    """Recovery is for a connection lost against the user's will, not for one dropped."""
+    client = await make_client(reconnect=puka.Recovery(initial_delay=0.01, jitter=0))
+    client.abort()
+    await asyncio.sleep(0.3)  # a recovery would reconnect meanwhile
+    assert client.engine.closed and client._protocol.transport is None
 
 
 # --- heartbeats -------------------------------------------------------------------------------------

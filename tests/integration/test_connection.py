@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -159,3 +160,48 @@ def test_two_clients_are_independent(make_client: Callable[..., Any], resources:
         two.wait(two.queue_declare(queue=queue))
     wait_ok(one, one.basic_publish(exchange="", routing_key=queue, body=b"x"))
     wait_ok(two, two.queue_declare(exclusive=True))
+
+
+# --- abort ------------------------------------------------------------------------------------
+
+ABORT_IS_RECOVERED_FOR_NOW = pytest.mark.xfail(
+    strict=True,
+    reason="the engine has no deliberate end yet: connection_lost(ClientClosed) on an open "
+    "connection with recovery starts a recovery (asked of the engine's owner)",
+)
+
+
+def test_abort_drops_the_connection_without_closing_it(
+    make_client: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The socket goes at once, with no connection.close; what was in flight fails with
+    ConnectionLost (caused by the abort), and a later call with ClientClosed."""
+    client = make_client()
+    caplog.set_level(logging.DEBUG, logger="puka.frames")
+    pending = client.queue_declare(exclusive=True)
+    client.abort()
+    assert client.fileno() == -1 and client.engine.closed
+    with pytest.raises(puka.ConnectionLost) as caught:
+        client.wait(pending, timeout=SOON)
+    assert isinstance(caught.value.__cause__, puka.ClientClosed)
+    with pytest.raises(puka.ClientClosed):
+        client.queue_declare(exclusive=True)
+    client.abort()  # again: nothing more to do
+    assert "connection.close" not in caplog.text
+
+
+def test_abort_before_connect_closes_the_client(amqp_url: str) -> None:
+    client = puka.Client(amqp_url)
+    client.abort()
+    assert client.engine.closed
+    with pytest.raises(puka.ClientClosed):
+        client.wait(client.connect(), timeout=SOON)
+
+
+@ABORT_IS_RECOVERED_FOR_NOW
+def test_abort_is_not_recovered(make_client: Callable[..., Any]) -> None:
+    """Recovery is for a connection lost against the user's will, not for one dropped."""
+    client = make_client(reconnect=puka.Recovery(initial_delay=0.01, jitter=0))
+    client.abort()
+    client.loop(timeout=0.3)  # a recovery would reconnect meanwhile
+    assert client.engine.closed and client.fileno() == -1

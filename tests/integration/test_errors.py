@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import pickle
 import socket
+import ssl
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import puka
 import pytest
+from puka.tls import connect_error
 
 from tests.broker_node import RabbitmqCtl, UniqueName
 from tests.integration.helpers import (
@@ -402,6 +404,38 @@ def test_unknown_host_is_connect_failed() -> None:
     client = puka.Client("amqp://guest:guest@no-such-host.invalid:5672/")
     with pytest.raises(puka.ConnectFailed):
         client.wait(client.connect(), timeout=SOON * 2)
+
+
+_NODE = puka.parse_url("amqp://h:5600/?connection_timeout=2500")
+_CERT = ssl.SSLCertVerificationError(1, "certificate verify failed")
+_CERT.verify_message = "self-signed certificate"
+_SSL = ssl.SSLError(1, "wrong version number")
+
+
+@pytest.mark.parametrize(
+    ("exc", "stage", "kind", "message"),
+    [
+        (socket.gaierror(-2, "Name or service not known"), "tcp", puka.ConnectFailed,
+         "cannot resolve 'h': Name or service not known"),
+        (ConnectionRefusedError(111, "Connection refused"), "tcp", puka.ConnectFailed,
+         "cannot connect to h:5600: Connection refused"),
+        (TimeoutError(), "tcp", puka.ConnectTimeout, "TCP connection to h:5600 took over 2.5 s"),
+        (TimeoutError(), "tls", puka.ConnectTimeout, "TLS handshake with h:5600 timed out"),
+        (_CERT, "tcp", puka.TLSCertificateError,
+         "TLS certificate of h:5600 did not verify: self-signed certificate"),
+        (_CERT, "tls", puka.TLSCertificateError,
+         "TLS certificate of h:5600 did not verify: self-signed certificate"),
+        (_SSL, "tcp", puka.ConnectFailed, f"TLS handshake with h:5600 failed: {_SSL}"),
+        (ConnectionResetError(104, "reset"), "tls", puka.ConnectFailed,
+         "TLS handshake with h:5600 failed: [Errno 104] reset"),
+    ],
+)  # fmt: skip
+def test_one_mapping_of_a_transport_that_could_not_be_opened(
+    exc: BaseException, stage: Literal["tcp", "tls"], kind: type[Exception], message: str
+) -> None:
+    """Both drivers map what opening a transport raised with `puka.tls.connect_error`."""
+    error = connect_error(exc, _NODE, stage)
+    assert type(error) is kind and str(error) == message
 
 
 @pytest.mark.parametrize("naming", ["client_properties", "url_query"])

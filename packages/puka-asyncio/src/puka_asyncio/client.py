@@ -24,18 +24,16 @@ from types import TracebackType
 from typing import Any
 
 from puka.api import Calls
-from puka.arguments import check_bool, check_callback, check_client_options, refuse_type
-from puka.engine import Engine
-from puka.engine.recovery import Recovery, recovery_for
-from puka.errors import AMQPError, ConnectFailed, ConnectTimeout, PukaError
+from puka.arguments import check_bool, check_callback, list_of, refuse_type
+from puka.driver import EAGER_WRITE, abort_engine, checked_engine, client_engine_arguments
+from puka.engine.recovery import Recovery
+from puka.errors import AMQPError, ConnectFailed, PukaError
 from puka.promises import Callback, Promise
 from puka.results import Result
-from puka.tls import TLSCertificateError, check_ssl_context, tls_context
-from puka.urls import ConnectionParameters, client_addresses
+from puka.tls import check_ssl_context, connect_error, transport_tls
+from puka.urls import ConnectionParameters
 
 from puka_asyncio.protocol import EngineProtocol
-
-_EAGER_WRITE = 65536  # queued bytes above which a call writes at once
 
 __all__ = ["AsyncClient", "ConsumeHandle", "PromiseFuture", "PromiseHandle", "connect"]
 
@@ -59,16 +57,13 @@ class PromiseFuture(asyncio.Future[Result]):
     def __index__(self) -> int:
         return self.number
 
-    def _put(self, result: Result, final: bool) -> None:
-        if self.done():
+    def _put(self, result: Result) -> None:
+        if self.done():  # (cancelled)
             return
         if result.is_error and result.exception is not None:
             self.set_exception(result.exception)
         else:
             self.set_result(result)
-
-    def _finish(self) -> None:
-        """Nothing to do: a future settles with its one result."""
 
 
 class ConsumeHandle:
@@ -83,12 +78,25 @@ class ConsumeHandle:
     `int(handle)` is the promise number (`basic_cancel(handle)`, `channel_of=handle`).
     """
 
-    __slots__ = ("_abandoned", "_cancelling", "_client", "_results", "_waiter", "done", "number")
+    __slots__ = (
+        "_abandoned",
+        "_cancelling",
+        "_client",
+        "_promise",
+        "_results",
+        "_waiter",
+        "done",
+        "number",
+    )
 
     def __init__(self, client: AsyncClient, number: int) -> None:
         self._client = client
         self.number = number
         self.done = False
+        # While the consume runs, its messages wait in one queue: its promise's, in the engine,
+        # taken from there as they are iterated. `_results` holds what is left when it ends
+        # (then the engine forgets it), and the end of a consume whose callback has the rest.
+        self._promise: Promise | None = client.engine.promises.live.get(number)
         self._results: deque[Result] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._cancelling = False  # basic_cancel was called on it
@@ -103,17 +111,32 @@ class ConsumeHandle:
     def __repr__(self) -> str:
         return f"<ConsumeHandle {self.number}{' done' if self.done else ''}>"
 
-    def _put(self, result: Result, final: bool) -> None:
-        self._results.append(result)
-        if final:
-            self.done = True
+    def _ready(self, promise: Promise) -> None:
+        """Its promise has results, or ended (once per batch the protocol hands out)."""
+        callback = promise.callback
+        if callback is not None or promise.done:
+            number, take = self.number, self._client.engine.promises.take
+            if callback is not None:  # the callback has the messages: the handle, only the end
+                while (result := take(number)) is not None:
+                    callback(number, result)
+                    if promise.done and not promise.results:
+                        self._results.append(result)
+            if promise.done:  # over: what was not iterated yet is the handle's now
+                while (result := take(number)) is not None:
+                    self._results.append(result)
+                self.done = True
+                if self._abandoned:
+                    self._requeue_unseen()
         self._wake()
 
-    def _finish(self) -> None:
-        self.done = True
-        self._wake()
-        if self._abandoned:
-            self._requeue_unseen()
+    def _take(self) -> Result | None:
+        """The next result to hand out, if there is one yet."""
+        if self._results:
+            return self._results.popleft()
+        promise = self._promise
+        if promise is not None and promise.results and promise.callback is None:
+            return self._client.engine.promises.take(self.number)
+        return None
 
     def _wake(self) -> None:
         waiter, self._waiter = self._waiter, None
@@ -125,12 +148,11 @@ class ConsumeHandle:
 
     async def _next(self) -> Result:
         """The next result (or the end: `StopAsyncIteration`)."""
-        while not self._results:
+        while (result := self._take()) is None:
             if self.done:
                 raise StopAsyncIteration
             self._waiter = self._client.loop.create_future()
             await self._waiter
-        result = self._results.popleft()
         if result.is_error and result.exception is not None:
             raise result.exception
         return result
@@ -163,7 +185,7 @@ class ConsumeHandle:
 
         The broker sent them (up to `prefetch_count`) before it saw the cancel; nobody can ack
         them, so they would stay unacknowledged, and their channel parked, until the connection
-        closes. Called once the consume is over: every delivery is in `_results` by then.
+        closes. Called once the consume is over: what was not handed out is in `_results`.
         """
         client = self._client
         unseen, self._results = self._results, deque()
@@ -174,6 +196,7 @@ class ConsumeHandle:
 
 PromiseHandle = PromiseFuture | ConsumeHandle
 """What a call of the asyncio client returns."""
+_HANDLES: Any = (PromiseFuture, ConsumeHandle)  # (for isinstance: a tuple is no `type[T]`)
 
 
 def _quiet(future: asyncio.Future[Result]) -> None:
@@ -212,26 +235,9 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
             refuse_type(loop, "loop", "AsyncClient", "an asyncio event loop")
         if recovery is not None and not isinstance(recovery, Recovery):
             refuse_type(recovery, "recovery", "AsyncClient", "a puka.Recovery or None")
-        check_client_options(
-            "AsyncClient",
-            {
-                "pubacks": pubacks,
-                "client_properties": client_properties,
-                "blocked_timeout": blocked_timeout,
-                "handshake_timeout": handshake_timeout,
-            },
-        )
         check_ssl_context(ssl, "AsyncClient")
+        self._engine = checked_engine("AsyncClient", params, locals())  # every other argument
         self.loop = loop
-        self._engine = Engine(
-            params,
-            pubacks=pubacks,
-            client_properties=client_properties,
-            max_message_size=max_message_size,
-            recovery=recovery,
-            blocked_timeout=blocked_timeout,
-            handshake_timeout=handshake_timeout,
-        )
         self._ssl = ssl
         self._handles: dict[int, PromiseHandle] = {}
         self._reconnecting: asyncio.Task[None] | None = None
@@ -259,13 +265,32 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
         error: ConnectFailed | None = None
         while engine.transport_wanted:
             try:
-                await _open(self, engine.params, self._ssl)
+                await self._open(engine.params)
             except ConnectFailed as exc:
                 error = exc
                 engine.transport_failed(exc, self.loop.time())
                 continue
             return None  # the protocol's `connection_made` told the engine
         return error
+
+    async def _open(self, params: ConnectionParameters) -> None:
+        """Open a transport to `params` for the protocol; typed errors on failure."""
+        tls = transport_tls(params, self._ssl)
+        try:
+            await asyncio.wait_for(
+                self.loop.create_connection(
+                    self._protocol.link,
+                    params.host,
+                    params.port,
+                    ssl=tls[0] if tls else None,
+                    server_hostname=tls[1] if tls else None,
+                ),
+                timeout=params.connection_timeout,
+            )
+        except asyncio.TimeoutError:  # (before Python 3.11, not a TimeoutError)
+            raise connect_error(TimeoutError(), params, "tcp") from None
+        except OSError as exc:
+            raise connect_error(exc, params, "tcp") from None
 
     def basic_cancel(self, consume_promise: Any, callback: Callback | None = None) -> PromiseHandle:
         """Stop a consume; afterwards its promise yields no more messages."""
@@ -277,9 +302,13 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
 
     def _promise_number(self, promise: Any, name: str = "promise", call: str = "") -> int:
         """As `Calls._promise_number`; a consume handle of another client is refused too."""
-        if isinstance(promise, ConsumeHandle) and promise._client is not self:
-            raise ValueError(f"{call}: {name} is a consume of another client")
+        self._refuse_foreign(promise, name, call)
         return super()._promise_number(promise, name, call)
+
+    def _refuse_foreign(self, handle: object, name: str, call: str) -> None:
+        """A consume handle of another client: a handle, but not one this client can use."""
+        if isinstance(handle, ConsumeHandle) and handle._client is not self:
+            raise ValueError(f"{call}: {name} is a consume of another client")
 
     @property
     def pending_handles(self) -> int:
@@ -312,7 +341,7 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
         return handle
 
     def _write_call(self) -> None:
-        if self._engine.outgoing_bytes > _EAGER_WRITE:
+        if self._engine.outgoing_bytes > EAGER_WRITE:
             self._protocol.flush()  # a big backlog goes out now, not after the whole batch
         else:
             self._protocol.write_call()
@@ -342,23 +371,20 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
                     handle.set_result(result)
 
     def _deliver(self, promise: Promise) -> None:
+        """`promise` has results, or ended: its handle takes them (the protocol's `deliver`)."""
         number = promise.number
         handle = self._handles.get(number)
         if handle is None:
             return
-        promises = self._engine.promises
-        callback = promise.callback
-        while (result := promises.take(number)) is not None:
-            final = promise.done and not promise.results
-            if callback is not None:
-                callback(number, result)
-                if not final and type(handle) is ConsumeHandle:
-                    continue  # the callback has the message: the handle keeps only the end
-            handle._put(result, final)
-            if final:
-                break
-        if promise.done and not promise.results:
-            handle._finish()
+        if isinstance(handle, ConsumeHandle):
+            handle._ready(promise)  # its messages stay in the promise until iterated
+        else:
+            result = self._engine.promises.take(number)
+            if result is not None:
+                if promise.callback is not None:
+                    promise.callback(number, result)
+                handle._put(result)
+        if promise.done:
             del self._handles[number]
 
     async def drain(self) -> None:
@@ -384,15 +410,16 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
         the operations.
         """
         check_bool(raise_errors, "raise_errors", "wait_for_all")
-        given: object = handles  # (typed; what a caller passed may be anything)
-        if isinstance(given, (str, bytes)) or not isinstance(given, Iterable):
-            refuse_type(handles, "handles", "wait_for_all", "an iterable of handles")
-        handles = list(handles)
+        handles = list_of(
+            handles,
+            "handles",
+            "wait_for_all",
+            _HANDLES,
+            "an iterable of handles",
+            "a handle of this client",
+        )
         for index, handle in enumerate(handles):
-            if not isinstance(handle, (PromiseFuture, ConsumeHandle)) or (
-                isinstance(handle, ConsumeHandle) and handle._client is not self
-            ):
-                refuse_type(handle, f"handles[{index}]", "wait_for_all", "a handle of this client")
+            self._refuse_foreign(handle, f"handles[{index}]", "wait_for_all")
         self._protocol.write_now()  # what was queued before is written even if none suspends
         if handles:
             last = handles[-1]
@@ -428,6 +455,25 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
             self._protocol.transport.close()
         await self._protocol.closed
         return result
+
+    def abort(self) -> None:
+        """Drop the connection now, without the AMQP close handshake (`close` is the polite way).
+
+        The transport is aborted at once; nothing still queued is sent. Every operation in
+        flight fails with `ConnectionLost` (`ConnectFailed` during the handshake) by the time
+        this returns: its outcome is unknown. The client is over: a later call raises
+        `ClientClosed`, and with `reconnect` it does not recover (recovery is for a connection
+        lost against your will). On a closed client it does nothing more.
+        """
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+        protocol = self._protocol
+        try:
+            abort_engine(self._engine)
+        finally:
+            if protocol.transport is not None:
+                protocol.transport.abort()  # its own `connection_lost` comes later, to no effect
+        protocol.connection_lost(None)  # fail what was in flight now, not a loop iteration later
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -467,37 +513,10 @@ async def connect(
     paused) is taken for dead: `HeartbeatTimeout`. A wrong argument raises `TypeError` or
     `ValueError` naming it, before anything is opened.
     """
-    check_client_options(
-        "connect",
-        {
-            "amqp_url": amqp_url,
-            "pubacks": pubacks,
-            "client_properties": client_properties,
-            "reconnect": reconnect,
-            "shuffle": shuffle,
-            "blocked_timeout": blocked_timeout,
-            "handshake_timeout": handshake_timeout,
-        },
-    )
     check_ssl_context(ssl, "connect")
-    addresses = client_addresses(
-        amqp_url,
-        shuffle=shuffle,
-        heartbeat=heartbeat,
-        connection_timeout=connection_timeout,
-        connection_name=connection_name,
-        max_message_size=max_message_size,
-    )
-    client = AsyncClient(
-        addresses,
-        asyncio.get_running_loop(),
-        pubacks=pubacks,
-        client_properties=client_properties,
-        recovery=recovery_for(reconnect),
-        ssl=ssl,
-        blocked_timeout=blocked_timeout,
-        handshake_timeout=handshake_timeout,
-    )
+    # every other argument, by name: checked, then made the engine's (as in puka.Client)
+    addresses, engine_arguments = client_engine_arguments("connect", locals())
+    client = AsyncClient(addresses, asyncio.get_running_loop(), ssl=ssl, **engine_arguments)
     handle = client._wrap(client.engine.connect())
     error = await client._open_transport()
     if error is not None:
@@ -508,39 +527,10 @@ async def connect(
     try:
         await handle
     except BaseException:
-        # the handshake failed, or the caller gave up (cancelled, timed out): drop the socket
+        # the handshake failed (the transport is closing then), or the caller gave up
+        # (cancelled, timed out): drop the connection
         transport = client._protocol.transport
         if transport is not None and not transport.is_closing():
-            transport.abort()
+            client.abort()
         raise
     return client
-
-
-async def _open(
-    client: AsyncClient, params: ConnectionParameters, ssl: ssl_module.SSLContext | None
-) -> None:
-    """Open a transport to `params` for `client`'s protocol; typed errors on failure."""
-    loop = client.loop
-    context = ssl if ssl is not None else (tls_context(params) if params.tls else None)
-    where = f"{params.host}:{params.port}"
-    try:
-        await asyncio.wait_for(
-            loop.create_connection(
-                client._protocol.link,
-                params.host,
-                params.port,
-                ssl=context,
-                server_hostname=(params.server_name_indication or params.host) if context else None,
-            ),
-            timeout=params.connection_timeout,
-        )
-    except (asyncio.TimeoutError, TimeoutError):
-        raise ConnectTimeout(
-            f"TCP connection to {where} took over {params.connection_timeout:g} s"
-        ) from None
-    except ssl_module.SSLCertVerificationError as exc:
-        raise TLSCertificateError(
-            exc.errno, f"TLS certificate of {where} did not verify: {exc.verify_message}"
-        ) from None
-    except OSError as exc:
-        raise ConnectFailed(f"cannot connect to {where}: {exc.strerror or exc}") from None

@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import cast
 
+from puka.driver import READS_PER_WAKE, run_timer
 from puka.engine import READ_SIZE, Engine
 from puka.promises import Promise
 
@@ -29,9 +30,8 @@ __all__ = ["EngineProtocol", "TransportLink"]
 _SLICE = 256 * 1024
 """Most bytes handed to the transport at once: what it cannot send it copies into its buffer."""
 
-_MORE_READS = 15
-"""Reads a full read buffer is followed by at once, before the loop's next select (the blocking
-client reads up to 16 times per wake-up too)."""
+_MORE_READS = READS_PER_WAKE - 1
+"""Reads a full read buffer is followed by at once, before the loop's next select."""
 
 _CAN_READ_FD = hasattr(os, "readv")
 
@@ -314,13 +314,8 @@ class EngineProtocol(asyncio.BufferedProtocol):
         self._timer = None
         self._timer_at = None
         engine = self.engine
-        was_closed = engine.closed
-        engine.handle_timer(self.loop.time())
-        timed_out = engine.recovering or (engine.closed and not was_closed)
-        if timed_out and self.transport is not None:
-            # a timeout (heartbeat, handshake, blocked): the peer is not reading us, so drop the
-            # transport rather than wait for it to take our buffer (reconnect, if recovering)
-            self.transport.abort()
+        if run_timer(engine, self.loop.time()) and self.transport is not None:
+            self.transport.abort()  # a timeout, or a recovery: no waiting for it to drain
         if engine.transport_wanted and self._reconnect is not None:
             self._reconnect()
         self.flush()

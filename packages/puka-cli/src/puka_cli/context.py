@@ -139,15 +139,15 @@ class Context:
         try:
             client.wait(client.connect())
         except (puka.AccessRefused, puka.NotAllowed):
-            client._close_socket()
+            client.abort()
             raise
         except puka.AMQPError as error:  # something answered, but not as an AMQP broker would
-            client._close_socket()
+            client.abort()
             raise CliError(
                 f"cannot connect to {first.host}:{first.port}: {error}", ExitCode.UNAVAILABLE
             ) from error
         except BaseException:
-            client._close_socket()
+            client.abort()
             raise
         if len(addresses) > 1:
             answered = client.params.replace(connection_name=None).redacted_url()
@@ -171,7 +171,7 @@ def close(client: puka.Client, timeout: float = 5.0) -> None:
     with contextlib.suppress(Exception):
         if not client.engine.closed:
             client.wait(client.close(), timeout=timeout, raise_errors=False)
-    client._close_socket()
+    client.abort()
 
 
 def result_of(client: puka.Client, promise: int) -> puka.Result:

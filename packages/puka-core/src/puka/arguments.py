@@ -34,7 +34,7 @@ import datetime
 import math
 import operator
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from puka_spec import methods
 from puka_spec.table import encode_table, timestamp_seconds
@@ -58,6 +58,8 @@ __all__ = [
     "property_value",
     "refuse_type",
 ]
+
+T = TypeVar("T")
 
 _SHORTSTR = "a str of at most 255 bytes of UTF-8"
 _RANGES = {
@@ -252,6 +254,19 @@ def numbers_of_promises(
             return [promise_number(value, name, call, issued)]
         refuse_type(value, name, call, "a promise or an iterable of promises")
     return [promise_number(item, f"{name}[{i}]", call, issued) for i, item in enumerate(value)]
+
+
+def list_of(value: object, name: str, call: str, kind: type[T], accepts: str, each: str) -> list[T]:
+    """`value`, an iterable of `kind`s (`accepts` says so in words, `each` what one item must
+    be), as a list; a `str`, `bytes` or a single `kind` is refused like any other non-iterable.
+    """
+    if isinstance(value, (str, bytes, kind)) or not isinstance(value, Iterable):
+        refuse_type(value, name, call, accepts)
+    items = list(value)
+    for index, item in enumerate(items):
+        if not isinstance(item, kind):
+            refuse_type(item, f"{name}[{index}]", call, each)
+    return items
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,33 +14,27 @@ import socket as socket_module
 import ssl as ssl_module
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from puka.api import Calls
 from puka.arguments import (
     check_bool,
     check_callback,
-    check_client_options,
     check_timeout,
     numbers_of_promises,
     promise_number,
     refuse_type,
 )
 from puka.blocking.socket_wait import READ, WRITE, SocketWait
-from puka.engine import READ_SIZE, Engine
-from puka.engine.recovery import Recovery, recovery_for
-from puka.errors import (
-    ChannelClosed,
-    ClientClosed,
-    ConnectFailed,
-    ConnectTimeout,
-)
+from puka.driver import EAGER_WRITE, READS_PER_WAKE, abort_engine, client_engine, run_timer
+from puka.engine import READ_SIZE
+from puka.engine.recovery import Recovery
+from puka.errors import ChannelClosed, ClientClosed, ConnectFailed
 from puka.promises import Callback, Promise
 from puka.results import Result
-from puka.tls import TLSCertificateError, check_ssl_context, tls_context
-from puka.urls import client_addresses
+from puka.tls import check_ssl_context, connect_error, transport_tls
 
 __all__ = ["OUTGOING_BUFFER_LIMIT", "Client"]
 
@@ -50,8 +44,10 @@ the socket took all but 1 MiB (backpressure), so a stalled peer never makes it b
 (plus the one message being queued)."""
 _HIGH_WATER = OUTGOING_BUFFER_LIMIT  # outgoing bytes above which a call blocks to drain
 _LOW_WATER = 1024 * 1024
-_EAGER_WRITE = 65536  # queued bytes above which a call writes what the socket takes
 _IOV_MAX = 512  # buffers handed to one sendmsg (Linux allows 1024)
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class Client(Calls[int]):
@@ -103,35 +99,9 @@ class Client(Calls[int]):
         blocked_timeout: float | None = None,
         handshake_timeout: float | None = None,
     ) -> None:
-        check_client_options(
-            "Client",
-            {
-                "amqp_url": amqp_url,
-                "pubacks": pubacks,
-                "client_properties": client_properties,
-                "reconnect": reconnect,
-                "shuffle": shuffle,
-                "blocked_timeout": blocked_timeout,
-                "handshake_timeout": handshake_timeout,
-            },
-        )
         check_ssl_context(ssl, "Client")
-        addresses = client_addresses(
-            amqp_url,
-            shuffle=shuffle,
-            heartbeat=heartbeat,
-            connection_timeout=connection_timeout,
-            connection_name=connection_name,
-            max_message_size=max_message_size,
-        )
-        self._engine = Engine(
-            addresses,
-            pubacks=pubacks,
-            client_properties=client_properties,
-            recovery=recovery_for(reconnect),
-            blocked_timeout=blocked_timeout,
-            handshake_timeout=handshake_timeout,
-        )
+        # every other argument, by name: checked, then made the engine (as in puka_asyncio)
+        self._engine = client_engine("Client", locals())
         self._ssl_context = ssl
         self._sock: socket_module.socket | None = None
         # bytes taken from the engine, not yet accepted by the socket (views: never copied)
@@ -179,39 +149,22 @@ class Client(Calls[int]):
 
     def _open_socket(self) -> socket_module.socket:
         params = self.params
-        where = f"{params.host}:{params.port}"
         try:
             sock = socket_module.create_connection(
                 (params.host, params.port), timeout=params.connection_timeout
             )
-        except socket_module.gaierror as exc:
-            raise ConnectFailed(f"cannot resolve {params.host!r}: {exc.strerror}") from None
-        except TimeoutError:
-            raise ConnectTimeout(
-                f"TCP connection to {where} took over {params.connection_timeout:g} s"
-            ) from None
         except OSError as exc:
-            raise ConnectFailed(f"cannot connect to {where}: {exc.strerror or exc}") from None
+            raise connect_error(exc, params, "tcp") from None
         try:
             sock.setsockopt(socket_module.IPPROTO_TCP, socket_module.TCP_NODELAY, 1)
-            if params.tls or self._ssl_context is not None:
-                context = self._ssl_context or tls_context(params)
-                sock = context.wrap_socket(
-                    sock, server_hostname=params.server_name_indication or params.host
-                )
-        except ssl_module.SSLCertVerificationError as exc:
+            tls = transport_tls(params, self._ssl_context)
+            if tls is not None:
+                sock = tls[0].wrap_socket(sock, server_hostname=tls[1])
+        except OSError as exc:  # (ssl.SSLError is one)
             sock.close()
-            raise TLSCertificateError(
-                exc.errno, f"TLS certificate of {where} did not verify: {exc.verify_message}"
-            ) from None
-        except TimeoutError:
-            sock.close()
-            raise ConnectTimeout(f"TLS handshake with {where} timed out") from None
-        except (ssl_module.SSLError, OSError) as exc:
-            sock.close()
-            raise ConnectFailed(f"TLS handshake with {where} failed: {exc}") from None
+            raise connect_error(exc, params, "tls") from None
         sock.setblocking(False)
-        self._tls = isinstance(sock, ssl_module.SSLSocket)
+        self._tls = tls is not None
         return sock
 
     def close(self, callback: Callback | None = None) -> int:
@@ -220,6 +173,20 @@ class Client(Calls[int]):
         promise = self._engine.close(callback)
         self._write()
         return promise.number
+
+    def abort(self) -> None:
+        """Drop the connection now, without the AMQP close handshake (`close` is the polite way).
+
+        The socket is closed at once; nothing still queued is sent. Every promise in flight
+        fails with `ConnectionLost` (`ConnectFailed` during the handshake): its outcome is
+        unknown. The client is over: a later call raises `ClientClosed`, and with `reconnect`
+        it does not recover (recovery is for a connection lost against your will). On a
+        closed client it only closes the socket.
+        """
+        try:
+            abort_engine(self._engine)
+        finally:
+            self._close_socket()
 
     # ------------------------------------------------------------------------------------
     # The foreign-loop hooks
@@ -248,7 +215,7 @@ class Client(Calls[int]):
             return
         engine = self._engine
         buffer = self._read_buffer
-        for _ in range(16):
+        for _ in range(READS_PER_WAKE):
             try:
                 size = sock.recv_into(buffer)
             except (BlockingIOError, InterruptedError, ssl_module.SSLWantReadError):
@@ -370,7 +337,7 @@ class Client(Calls[int]):
             self._write()
 
     def _wrap_number(self, number: int) -> int:
-        if self._engine.outgoing_bytes > _EAGER_WRITE:
+        if self._engine.outgoing_bytes > EAGER_WRITE:
             self._write()
             if self._engine.outgoing_bytes + self._pending_bytes > _HIGH_WATER:
                 self._drain()
@@ -399,15 +366,22 @@ class Client(Calls[int]):
         """
         if not self._engine.promises.callbacks_ready:
             return
-        if self._dispatching:
+        if self._dispatching:  # from a callback: what it sends goes with the rest of its batch
             self._run_callbacks()
-            return
-        self._dispatching = True
+        else:
+            self._batch(self._run_callbacks)
+
+    def _batch(self, run: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """`run(*args, **kwargs)` as one batch of the write rule: an ack that a callback sends
+        meanwhile waits for the others of the batch, and whatever way `run` ends, everything
+        queued has been handed to the socket by then (`wait`, `wait_for_all`, `loop` and
+        `run_any_callbacks` all run so)."""
+        dispatching, self._dispatching = self._dispatching, True
         try:
-            self._run_callbacks()
+            return run(*args, **kwargs)
         finally:
-            self._dispatching = False
-            self._write()
+            self._dispatching = dispatching
+            self._write()  # returns at once when nothing is queued
 
     def _run_callbacks(self) -> None:
         promises = self._engine.promises
@@ -458,12 +432,7 @@ class Client(Calls[int]):
         if timeout is not None:
             check_timeout(timeout, "timeout", "wait")
         check_bool(raise_errors, "raise_errors", "wait")
-        dispatching, self._dispatching = self._dispatching, True
-        try:
-            return self._wait(promise_numbers, timeout, raise_errors)
-        finally:
-            self._dispatching = dispatching
-            self._write()  # returns at once when nothing is queued
+        return self._batch(self._wait, promise_numbers, timeout, raise_errors)
 
     def _wait(
         self, promise_numbers: int | Iterable[int], timeout: float | None, raise_errors: bool
@@ -490,7 +459,8 @@ class Client(Calls[int]):
                 result = self._take(number, raise_errors)
                 if result is not None:
                     return result
-            self.run_any_callbacks()
+            if promises.callbacks_ready:  # (a batch already: `wait` runs this)
+                self._run_callbacks()
             if deadline is not None and time.monotonic() >= deadline:
                 return None
             if self._sock is None and not self._recovering:
@@ -507,22 +477,20 @@ class Client(Calls[int]):
         check_bool(raise_errors, "raise_errors", "wait_for_all")
         issued = self._engine.promises.issued
         promise_list = numbers_of_promises(promise_list, "promise_list", "wait_for_all", issued)
+        return self._batch(self._wait_for_all, promise_list, raise_errors)
+
+    def _wait_for_all(self, promise_list: list[int], raise_errors: bool) -> list[Result]:
         results = []
         take, take_ok = self._take, self._engine.promises.unclaimed_ok.pop
-        dispatching, self._dispatching = self._dispatching, True
-        try:
-            for number in promise_list:
-                # most are ready once the first was; confirmed publishes are kept apart, as is
-                result = take_ok(number, None)
+        for number in promise_list:
+            # most are ready once the first was; confirmed publishes are kept apart, as is
+            result = take_ok(number, None)
+            if result is None:
+                result = take(number, raise_errors)
                 if result is None:
-                    result = take(number, raise_errors)
-                    if result is None:
-                        result = self._wait(number, None, raise_errors)
-                if result is not None:
-                    results.append(result)
-        finally:
-            self._dispatching = dispatching
-            self._write()
+                    result = self._wait(number, None, raise_errors)
+            if result is not None:
+                results.append(result)
         return results
 
     def wait_for_any(self, promise_list: Iterable[int], raise_errors: bool = True) -> Result | None:
@@ -542,21 +510,21 @@ class Client(Calls[int]):
         check_timeout(timeout, "timeout", "loop")
         deadline = None if timeout is None else time.monotonic() + timeout
         self._loop_break = False
-        dispatching, self._dispatching = self._dispatching, True
         try:
-            self._write()
-            while not self._loop_break:
-                if self._engine.promises.callbacks_ready:
-                    self._run_callbacks()
-                if self._loop_break or (self._sock is None and not self._recovering):
-                    break
-                if deadline is not None and time.monotonic() >= deadline:
-                    break
-                self._io_step(deadline)
+            self._batch(self._loop, deadline)
         finally:
             self._loop_break = False
-            self._dispatching = dispatching
-            self._write()
+
+    def _loop(self, deadline: float | None) -> None:
+        self._write()
+        while not self._loop_break:
+            if self._engine.promises.callbacks_ready:
+                self._run_callbacks()
+            if self._loop_break or (self._sock is None and not self._recovering):
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            self._io_step(deadline)
 
     def loop_break(self) -> None:
         """Make the running `loop` return."""
@@ -619,11 +587,9 @@ class Client(Calls[int]):
         recovery drops the socket.
         """
         timer = self._engine.next_timer()
-        if timer is not None and now >= timer:
-            self._engine.handle_timer(now)
-            if self._engine.closed or self._recovering:
-                self._close_socket()
-                return False
+        if timer is not None and now >= timer and run_timer(self._engine, now):
+            self._close_socket()
+            return False
         return self._sock is not None
 
     def _recovery_due(self, now: float) -> None:

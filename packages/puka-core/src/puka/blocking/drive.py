@@ -6,7 +6,7 @@ import selectors
 import time
 from collections.abc import Iterable
 
-from puka.arguments import check_timeout, refuse_type
+from puka.arguments import check_timeout, list_of
 from puka.blocking.client import Client
 
 __all__ = ["loop"]
@@ -21,12 +21,9 @@ def loop(clients: Iterable[Client], timeout: float | None = None) -> None:
     waited out without holding up the others.
     """
     check_timeout(timeout, "timeout", "loop")
-    if isinstance(clients, Client) or not isinstance(clients, Iterable):
-        refuse_type(clients, "clients", "loop", "an iterable of puka.Client")
-    clients = list(clients)
-    for index, client in enumerate(clients):
-        if not isinstance(client, Client):
-            refuse_type(client, f"clients[{index}]", "loop", "a puka.Client")
+    clients = list_of(
+        clients, "clients", "loop", Client, "an iterable of puka.Client", "a puka.Client"
+    )
     deadline = None if timeout is None else time.monotonic() + timeout
     for client in clients:
         client._loop_break = False
