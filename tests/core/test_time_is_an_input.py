@@ -15,7 +15,7 @@ from puka import Engine, Recovery, parse_url, parse_urls
 from puka.errors import ConnectFailed
 from puka_spec import HEARTBEAT_FRAME, encode_method_frame, methods
 
-from .fake_broker import FakeBroker
+from testkit.fake_broker import FakeBroker
 
 
 def pump(engine: Engine, broker: FakeBroker, now: float | None = None) -> None:
