@@ -42,7 +42,7 @@ async def test_connect_and_close(amqp_url: str, loop_kind: str) -> None:
     client = await within(puka_asyncio.connect(amqp_url))
     assert isinstance(client, puka_asyncio.AsyncClient)
     assert client.loop is asyncio.get_running_loop()
-    assert client.engine.state.value == "open"
+    assert client.engine.is_open
     assert client.server_properties["product"] == "RabbitMQ"
     assert client.blocked is False
     assert "guest:***@" in repr(client)
@@ -245,7 +245,7 @@ async def test_late_events_of_a_replaced_transport_do_not_reach_the_engine(
     protocol.transport.abort()
 
     async def recovered() -> bool:
-        return engine.recoveries == 1 and engine.state.value == "open"
+        return engine.recoveries == 1 and engine.is_open
 
     await eventually(recovered, what="the recovery")
     assert not old.current and protocol._link is not old
@@ -254,7 +254,7 @@ async def test_late_events_of_a_replaced_transport_do_not_reach_the_engine(
     garbage[:8] = b"garbage!"
     old.buffer_updated(8)
     old.pause_writing()
-    assert engine.state.value == "open" and engine.recoveries == 1
+    assert engine.is_open and engine.recoveries == 1
     assert protocol.transport is not None and not protocol._paused
     await exclusive_queue(client)  # the new connection works
     assert engine.recoveries == 1
@@ -314,7 +314,7 @@ async def test_heartbeat_keeps_an_idle_connection_alive(make_client: ClientFacto
     assert client.engine.heartbeat == 1
     queue = await exclusive_queue(client)
     await asyncio.sleep(4)  # the broker drops a connection silent for two intervals
-    assert client.engine.state.value == "open"
+    assert client.engine.is_open
     assert await within(client.basic_publish(exchange="", routing_key=queue, body=b"x")) == {}
     assert (await within(client.basic_get(queue=queue, no_ack=True)))["body"] == b"x"
     assert_no_leaks(client)
