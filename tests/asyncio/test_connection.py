@@ -118,7 +118,7 @@ async def test_refused_port_is_connect_failed_quickly(amqp_url: str) -> None:
 
 async def test_unknown_host_fails_as_with_the_blocking_client() -> None:
     """One mapping of a failed connect for both drivers (`puka.tls.connect_error`)."""
-    with pytest.raises(puka.ConnectFailed, match="cannot resolve 'no-such-host.invalid'"):
+    with pytest.raises(puka.ConnectFailed, match=r"cannot resolve 'no-such-host\.invalid'"):
         await within(puka_asyncio.connect("amqp://guest:guest@no-such-host.invalid:5672/"))
 
 
