@@ -117,7 +117,7 @@ async def test_soft_errors_raise_the_blocking_clients_classes_and_leave_the_clie
             blocking.wait(blocking.queue_delete(queue=names["queue"]), timeout=10)
         with contextlib.suppress(Exception):
             blocking.wait(blocking.close(), timeout=10)
-    assert client.engine.state.value == "open"
+    assert client.engine.is_open
     assert_no_leaks(client)
 
 

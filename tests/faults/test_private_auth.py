@@ -91,7 +91,8 @@ def test_f17_auth_and_vhost(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     counter = OpenCounter()
-    monkeypatch.setattr(asyncio_client, "_open", counter.wrap(asyncio_client._open))
+    opener = asyncio_client.AsyncClient._open  # each transport an asyncio client opens
+    monkeypatch.setattr(asyncio_client.AsyncClient, "_open", counter.wrap(opener))
     began = time.monotonic()
     if driver == "blocking":
         figures = _f17_blocking(private_node, user, counter)

@@ -129,15 +129,6 @@ class ConsumeHandle:
                     self._requeue_unseen()
         self._wake()
 
-    def _take(self) -> Result | None:
-        """The next result to hand out, if there is one yet."""
-        if self._results:
-            return self._results.popleft()
-        promise = self._promise
-        if promise is not None and promise.results and promise.callback is None:
-            return self._client.engine.promises.take(self.number)
-        return None
-
     def _wake(self) -> None:
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
@@ -148,7 +139,16 @@ class ConsumeHandle:
 
     async def _next(self) -> Result:
         """The next result (or the end: `StopAsyncIteration`)."""
-        while (result := self._take()) is None:
+        while True:
+            if self._results:  # the consume ended: what it kept
+                result = self._results.popleft()
+                break
+            promise = self._promise  # (no callback: a callback has the messages)
+            if promise is not None and promise.results and promise.callback is None:
+                taken = self._client.engine.promises.take(self.number)
+                if taken is not None:  # (it is: a promise with results is live)
+                    result = taken
+                    break
             if self.done:
                 raise StopAsyncIteration
             self._waiter = self._client.loop.create_future()
@@ -419,7 +419,8 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
             "a handle of this client",
         )
         for index, handle in enumerate(handles):
-            self._refuse_foreign(handle, f"handles[{index}]", "wait_for_all")
+            if isinstance(handle, ConsumeHandle):  # (no call per future: one per publish)
+                self._refuse_foreign(handle, f"handles[{index}]", "wait_for_all")
         self._protocol.write_now()  # what was queued before is written even if none suspends
         if handles:
             last = handles[-1]

@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, TypeVar
 
 from puka.api import Calls
 from puka.arguments import (
@@ -46,7 +46,6 @@ _HIGH_WATER = OUTGOING_BUFFER_LIMIT  # outgoing bytes above which a call blocks 
 _LOW_WATER = 1024 * 1024
 _IOV_MAX = 512  # buffers handed to one sendmsg (Linux allows 1024)
 
-P = ParamSpec("P")
 T = TypeVar("T")
 
 
@@ -128,10 +127,6 @@ class Client(Calls[int]):
         if not self._engine.closed:
             self.wait(self.close(), timeout=self.params.connection_timeout, raise_errors=False)
         self._close_socket()
-
-    # ------------------------------------------------------------------------------------
-    # State
-    # ------------------------------------------------------------------------------------
 
     # ------------------------------------------------------------------------------------
     # Connection
@@ -371,14 +366,15 @@ class Client(Calls[int]):
         else:
             self._batch(self._run_callbacks)
 
-    def _batch(self, run: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """`run(*args, **kwargs)` as one batch of the write rule: an ack that a callback sends
-        meanwhile waits for the others of the batch, and whatever way `run` ends, everything
-        queued has been handed to the socket by then (`wait`, `wait_for_all`, `loop` and
-        `run_any_callbacks` all run so)."""
+    def _batch(self, run: Callable[..., T], *args: Any) -> T:
+        """`run(*args)` as one batch of the write rule: an ack that a callback sends meanwhile
+        waits for the others of the batch, and whatever way `run` ends, everything queued has
+        been handed to the socket by then (`wait`, `wait_for_all`, `loop` and
+        `run_any_callbacks` all run so). Positional arguments only: a `**kwargs` dict per
+        call cost `wait_for_all` another 70 ns."""
         dispatching, self._dispatching = self._dispatching, True
         try:
-            return run(*args, **kwargs)
+            return run(*args)
         finally:
             self._dispatching = dispatching
             self._write()  # returns at once when nothing is queued
@@ -564,8 +560,7 @@ class Client(Calls[int]):
             waiter = self._waiter = SocketWait(sock)
         engine = self._engine
         now = time.monotonic()
-        timer = engine.next_timer()
-        until = deadline if timer is None or (deadline is not None and deadline < timer) else timer
+        until = _earlier(engine.next_timer(), deadline)
         wait_for = None if until is None else max(0.0, until - now)
         if self._tls and sock.pending():  # type: ignore[attr-defined]
             wait_for = 0.0
@@ -604,15 +599,14 @@ class Client(Calls[int]):
             self._open_transport()
 
     def _recovery_step(self, deadline: float | None) -> None:
-        """No socket while recovering: sleep until the next attempt, then make it."""
-        engine = self._engine
-        if not engine.transport_wanted:
-            timer = engine.next_timer()
-            until = (
-                timer if deadline is None or (timer is not None and timer < deadline) else deadline
-            )
+        """No socket while recovering: sleep until the next attempt (or `deadline`), make it."""
+        if not self._engine.transport_wanted:
+            until = _earlier(self._engine.next_timer(), deadline)
             if until is not None:
                 time.sleep(max(0.0, until - time.monotonic()))
-            engine.handle_timer(time.monotonic())
-        if engine.transport_wanted:
-            self._open_transport()
+        self._recovery_due(time.monotonic())
+
+
+def _earlier(timer: float | None, deadline: float | None) -> float | None:
+    """The earlier of two times, either of which may be `None` (none)."""
+    return deadline if timer is None or (deadline is not None and deadline < timer) else timer
