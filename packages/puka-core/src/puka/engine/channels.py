@@ -9,17 +9,24 @@ an operation is done with them, and recycles the numbers of channels that were c
 from __future__ import annotations
 
 import io
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol
+from typing import Any, NoReturn, Protocol
 
-from puka_spec import BasicProperties, ContentFrame, methods
-from puka_spec.exceptions import AMQPError, FrameError, UnexpectedFrame
+from puka_spec import (
+    BasicProperties,
+    BodyFrame,
+    ContentFrame,
+    HeaderFrame,
+    HeartbeatFrame,
+    MethodFrame,
+    methods,
+)
+from puka_spec.exceptions import AMQPError, ChannelError, FrameError, UnexpectedFrame, error_for
 
 from puka.engine.channel_states import LOCAL_INPUTS, TRANSITIONS, ChannelState
+from puka.engine.connection_states import ConnectionState
+from puka.engine.link import Link
 
-if TYPE_CHECKING:
-    from puka.engine.connection import Engine
-
-__all__ = ["Channel", "ChannelPool", "ChannelUser"]
+__all__ = ["Channel", "ChannelLink", "ChannelPool", "ChannelUser"]
 
 IDLE_CHANNELS_KEPT = 64
 """Open channels kept for reuse; channels freed beyond this are closed."""
@@ -38,6 +45,23 @@ _FIRST_ROOM = 65536
 
 _OPEN = ChannelState.OPEN  # read as globals: an Enum class attribute is slow on Python 3.11
 _OPENING = ChannelState.OPENING
+_CONNECTION_OPEN = ConnectionState.OPEN
+_CONNECTION_CLOSING = ConnectionState.CLOSING
+_METHOD_INPUTS = {
+    methods.ChannelOpenOk.KEY: "open-ok",
+    methods.ChannelClose.KEY: "close",
+    methods.ChannelCloseOk.KEY: "close-ok",
+    methods.ChannelFlow.KEY: "flow",
+}
+
+
+class ChannelLink(Link, Protocol):
+    """What channels need of their connection (`Engine`)."""
+
+    max_message_size: int  # the largest body a content header may announce
+
+    def channel_freed(self) -> None:
+        """A channel became free: start what waits for one."""
 
 
 class ChannelUser(Protocol):
@@ -65,14 +89,16 @@ class Channel:
         "last_tag",
         "number",
         "owner",
+        "pool",
         "settled_to",
         "short",
         "state",
         "unacked",
     )
 
-    def __init__(self, engine: Engine, number: int) -> None:
+    def __init__(self, engine: ChannelLink, pool: ChannelPool, number: int) -> None:
         self.engine = engine
+        self.pool = pool  # the connection's channels (a new pool for each transport)
         self.number = number
         self.state = ChannelState.OPENING
         self.owner: ChannelUser | None = None
@@ -80,7 +106,7 @@ class Channel:
         self.unacked: set[int] = set()  # delivery tags to settle (ack, reject, nack)
         self.last_tag = 0  # the last delivery tag added to `unacked`
         # every tag up to this one is settled (or was never ours to settle): an ack of it may
-        # go on the wire as `multiple` (see `Engine.ack`)
+        # go on the wire as `multiple` (see `Settler.ack`)
         self.settled_to = 0
         self._content: methods.Method | None = None
         self._props: BasicProperties | None = None
@@ -215,8 +241,8 @@ class Channel:
         """The broker closed the channel: answer, free it, tell the owner why."""
         self.engine.send_method(self.number, methods.ChannelCloseOk())
         owner = self.owner
-        self.engine.channels.forget(self)  # the owner lets go of it there
-        error = self.engine.error_from_close(method)
+        self.pool.forget(self)  # the owner lets go of it there
+        error = error_for(method.reply_code, method.reply_text, method.class_id, method.method_id)
         if owner is not None:
             owner.on_channel_closed(self, error)
 
@@ -226,7 +252,7 @@ class Channel:
 
     def on_close_ok(self, payload: Any) -> None:
         """Our close completed: the number is free again."""
-        self.engine.channels.forget(self)
+        self.pool.forget(self)
 
     # --- commands -------------------------------------------------------------------------
 
@@ -249,7 +275,7 @@ _STEPS: dict[tuple[ChannelState, str], tuple[Any, ChannelState]] = {
 class ChannelPool:
     """Channels by number; idle open channels for reuse; numbers recycled."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: ChannelLink) -> None:
         self.engine = engine
         self.by_number: dict[int, Channel] = {}
         self.idle: list[Channel] = []
@@ -260,6 +286,34 @@ class ChannelPool:
 
     def __len__(self) -> int:
         return len(self.by_number)
+
+    def receive(self, number: int, frame: Any, state: ConnectionState) -> None:
+        """A frame on channel `number` (not 0), the connection being in `state`: to the
+        channel, as its table's input."""
+        if state is not _CONNECTION_OPEN and state is not _CONNECTION_CLOSING:
+            raise ChannelError(f"frame on channel {number} before the connection is open")
+        channel = self.by_number.get(number)
+        if channel is None:
+            if type(frame) is HeartbeatFrame:  # 505 on any channel but 0, as RabbitMQ replies
+                raise UnexpectedFrame(f"heartbeat frame on channel {number}")
+            if state is _CONNECTION_CLOSING:
+                return  # a channel we already forgot, answering after our close
+            raise ChannelError(f"frame on channel {number}, which is not open")
+        kind = type(frame)
+        if kind is ContentFrame:
+            if channel.state is _OPEN:  # the table's (OPEN, content) step, without a lookup
+                channel.on_content(frame)
+            else:
+                channel.dispatch("content", frame)
+        elif kind is MethodFrame:
+            method = frame.method
+            channel.dispatch(_METHOD_INPUTS.get(method.KEY, "method"), method)
+        elif kind is BodyFrame:
+            channel.dispatch("body", frame.payload)
+        elif kind is HeaderFrame:
+            channel.dispatch("header", frame)
+        else:
+            raise UnexpectedFrame(f"heartbeat frame on channel {number}")
 
     def acquire(self, owner: ChannelUser, short: bool = False) -> Channel | None:
         """An open (or opening) channel for `owner`, or `None` if `owner` must wait for one.
@@ -281,7 +335,7 @@ class ChannelPool:
             self._next_number += 1
         else:
             return None
-        channel = Channel(self.engine, number)
+        channel = Channel(self.engine, self, number)
         self._own(channel, owner, short)
         self.by_number[number] = channel
         self.engine.send_method(number, methods.ChannelOpen())
@@ -306,7 +360,7 @@ class ChannelPool:
         freed = self._disown(channel)
         if (
             channel.state is _OPEN or channel.state is _OPENING
-        ) and not channel.unacked:  # else parked: `settled` releases it once acks are done
+        ) and not channel.unacked:  # else parked: `Settler` releases it once acks are done
             if len(self.idle) < IDLE_CHANNELS_KEPT:
                 self.idle.append(channel)
             else:
@@ -314,36 +368,6 @@ class ChannelPool:
             freed = True
         if freed:
             self.engine.channel_freed()
-
-    def settled(self, channel: Channel, delivery_tag: int, multiple: bool) -> int:
-        """A delivery was acked, rejected or nacked: the tag to send, 0 if none is outstanding.
-
-        An already settled tag is not sent again (even with `multiple`, that earns a 406); with
-        `multiple`, the highest tag below it still outstanding is sent in its place, so that
-        every message before it is settled as asked.
-        """
-        unacked = channel.unacked
-        if delivery_tag not in unacked:
-            if not multiple:
-                return 0
-            delivery_tag = max((t for t in unacked if t <= delivery_tag), default=0)
-            if not delivery_tag:
-                return 0
-        if multiple:
-            unacked -= {t for t in unacked if t <= delivery_tag}  # delivery_tag at least
-        else:
-            unacked.remove(delivery_tag)
-        settled_to = channel.settled_to
-        if delivery_tag == settled_to + 1 or (multiple and delivery_tag > settled_to):
-            # the settled prefix grows, over the tags settled out of order before it (acked in
-            # order, the next tag is unacked: one lookup)
-            settled_to, last = delivery_tag, channel.last_tag
-            while settled_to < last and settled_to + 1 not in unacked:
-                settled_to += 1
-            channel.settled_to = settled_to
-        if not unacked and channel.owner is None:
-            self.release(channel)
-        return delivery_tag
 
     def forget(self, channel: Channel) -> None:
         """`channel` is closed: recycle its number."""

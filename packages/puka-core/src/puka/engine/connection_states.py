@@ -31,6 +31,12 @@ the states of recovery: waiting for a transport, then the handshake again.
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any
+
+from puka_spec import ContentFrame, HeartbeatFrame, MethodFrame, methods
+from puka_spec.exceptions import CommandInvalid, UnexpectedFrame
+
+from puka.engine.recovery import RECOVERABLE_REPLY_CODES
 
 __all__ = [
     "LOCAL_INPUTS",
@@ -38,6 +44,7 @@ __all__ = [
     "REMOTE_INPUTS",
     "TRANSITIONS",
     "ConnectionState",
+    "input_of",
 ]
 
 
@@ -184,3 +191,37 @@ RECOVERY_TRANSITIONS: dict[tuple[ConnectionState, str], tuple[str, ConnectionSta
     (S.RECOVERY_AWAIT_OPEN_OK, "dead"): ("attempt_failed", S.RECOVERING),
 }
 """Every (state, input) pair of a connection with a `Recovery`."""
+
+
+_METHOD_INPUTS = {
+    methods.ConnectionStart.KEY: "start",
+    methods.ConnectionSecure.KEY: "secure",
+    methods.ConnectionTune.KEY: "tune",
+    methods.ConnectionOpenOk.KEY: "open-ok",
+    methods.ConnectionClose.KEY: "close",
+    methods.ConnectionCloseOk.KEY: "close-ok",
+    methods.ConnectionBlocked.KEY: "blocked",
+    methods.ConnectionUnblocked.KEY: "unblocked",
+    methods.ConnectionUpdateSecretOk.KEY: "update-secret-ok",
+}
+
+
+def input_of(frame: Any, recovering: bool) -> tuple[str, methods.Method | None]:
+    """The remote input a frame on channel 0 is, and its method (`recovering`: the
+    connection has a `Recovery`, so a close it reconnects after is `forced-close`)."""
+    kind = type(frame)
+    if kind is HeartbeatFrame:
+        return "heartbeat", None
+    if kind is not MethodFrame and kind is not ContentFrame:
+        raise UnexpectedFrame("content frame on channel 0")
+    method = frame.method
+    name = _METHOD_INPUTS.get(method.KEY)
+    if name is None:
+        raise CommandInvalid(
+            f"{method.NAME} on channel 0, which carries only connection methods",
+            method.CLASS_ID,
+            method.METHOD_ID,
+        )
+    if name == "close" and recovering and method.reply_code in RECOVERABLE_REPLY_CODES:
+        name = "forced-close"
+    return name, method

@@ -9,31 +9,44 @@ that shares its channel keeps a queue of who expects the next reply.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from puka_spec import BasicProperties, methods
 from puka_spec.exceptions import AMQPError, UnexpectedFrame
 
+from puka.engine.link import Link
 from puka.errors import ChannelClosed, ConsumerCancelled
 from puka.messages import properties_to_headers
 from puka.results import Result
 
 if TYPE_CHECKING:
-    from puka.engine.channels import Channel
-    from puka.engine.connection import Engine
-    from puka.promises import Promise
+    from puka.engine.channels import Channel, ChannelPool
+    from puka.engine.topology import Topology
+    from puka.promises import Promise, Promises
 
 __all__ = [
     "ChannelHolder",
     "Consume",
     "Get",
     "Operation",
+    "OperationLink",
     "Rpc",
     "SideRpc",
     "Transaction",
     "method_result",
     "unique_consumer_tags",
 ]
+
+
+class OperationLink(Link, Protocol):
+    """What operations need of their connection (`Engine`)."""
+
+    promises: Promises
+    channels: ChannelPool
+    topology: Topology  # what declares record, for recovery
+    consumes: set[Consume]  # the consumes running, for recovery
+    unpaired_returns: int
+    duplicate_consume_oks: int
 
 
 def method_result(method: methods.Method) -> Result:
@@ -85,7 +98,7 @@ class Operation:
     short = False
     """Whether it is done with its channel once the broker answers (see `SHORT_CHANNELS`)."""
 
-    def __init__(self, engine: Engine, promise: Promise) -> None:
+    def __init__(self, engine: OperationLink, promise: Promise) -> None:
         self.engine = engine
         self.promise = promise
         self.channel: Channel | None = None
@@ -123,7 +136,7 @@ class Rpc(Operation):
 
     short = True
 
-    def __init__(self, engine: Engine, promise: Promise, method: methods.Method) -> None:
+    def __init__(self, engine: OperationLink, promise: Promise, method: methods.Method) -> None:
         super().__init__(engine, promise)
         self.method = method
 
@@ -146,7 +159,7 @@ class Get(Operation):
 
     short = True
 
-    def __init__(self, engine: Engine, promise: Promise, queue: str, no_ack: bool) -> None:
+    def __init__(self, engine: OperationLink, promise: Promise, queue: str, no_ack: bool) -> None:
         super().__init__(engine, promise)
         self.method = methods.BasicGet(queue=queue, no_ack=no_ack)
 
@@ -175,7 +188,7 @@ class SideRpc(Operation):
     """A synchronous method sent on a consume's channel (qos, recover, cancel)."""
 
     def __init__(
-        self, engine: Engine, promise: Promise, consume: Consume, method: methods.Method
+        self, engine: OperationLink, promise: Promise, consume: Consume, method: methods.Method
     ) -> None:
         super().__init__(engine, promise)
         self.consume = consume
@@ -204,7 +217,7 @@ class ChannelHolder(Operation):
     after it can overtake it; replies of one kind do keep their order.
     """
 
-    def __init__(self, engine: Engine, promise: Promise) -> None:
+    def __init__(self, engine: OperationLink, promise: Promise) -> None:
         super().__init__(engine, promise)
         self.expecting: deque[tuple[SideRpc | None, tuple[int, ...]]] = deque()
         self.closing: list[SideRpc] = []  # cancels (or a close) waiting for the end
@@ -283,7 +296,7 @@ class Consume(ChannelHolder):
 
     def __init__(
         self,
-        engine: Engine,
+        engine: OperationLink,
         promise: Promise,
         consumes: list[methods.BasicConsume],
         prefetch_count: int,

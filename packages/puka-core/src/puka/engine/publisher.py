@@ -1,4 +1,12 @@
-"""The publisher: the channel publishes go out on, and what happened to each of them.
+"""Publishing: which way each publish goes, the channel publishes go out on, and what
+happened to each of them.
+
+A publish goes one of three ways (`Routes`): straight to the publish channel when the
+connection is open and nothing waits before it (the hot path: `Engine.publish` takes it
+itself, with no call in between); in its turn, once the connection is open or the publish
+channel is there (the first publish opens it); or again, on a new channel, when another publish
+killed the channel it went out on (`republish`). A publish on the channel of a transaction
+(`channel_of`) goes out on that channel, unconfirmed.
 
 With publisher confirms (the default when the broker offers them) the channel is in confirm
 mode: each publish gets the next delivery tag, and the broker's `basic.ack`/`basic.nack`
@@ -17,10 +25,11 @@ from __future__ import annotations
 import re
 from collections import deque
 from itertools import repeat
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from puka_spec import (
     BasicProperties,
+    encode_content,
     encode_content_after,
     encode_content_buffers,
     encode_method_frame_open,
@@ -28,29 +37,162 @@ from puka_spec import (
 )
 from puka_spec.exceptions import AMQPError, UnexpectedFrame
 
+from puka.engine.connection_states import ConnectionState
+from puka.engine.link import Link
 from puka.engine.operations import message_result
-from puka.errors import PublishNacked, Returned
-from puka.promises import Promise
+from puka.errors import ChannelClosed, PublishNacked, Returned
+from puka.promises import Callback, Promise, Promises
 from puka.results import Result
 
 if TYPE_CHECKING:
-    from puka.engine.channels import Channel
-    from puka.engine.connection import Engine
+    from puka.engine.channels import Channel, ChannelPool
+    from puka.engine.queueing import Queue
 
-__all__ = ["Publisher"]
+__all__ = ["Publisher", "PublisherLink", "RouteLink", "Routes"]
 
 _METHOD_CACHE_SIZE = 512
 _OK = Result("basic.ack")
 
 _InFlight = tuple[Promise | int, tuple[str, str, bool], bytes, bytes]
 """An unconfirmed publish: (promise, (exchange, routing_key, mandatory), properties, body)."""
+_OPEN = ConnectionState.OPEN  # read as globals: an Enum class attribute is slow on Python 3.11
+
+
+class PublisherLink(Link, Protocol):
+    """What the publisher needs of its connection (`Engine`)."""
+
+    promises: Promises
+    frame_max: int
+    written: list[Promise | int]  # publishes without confirms, done once written
+    unpaired_returns: int
+
+
+class RouteLink(PublisherLink, Protocol):
+    """What publish routing needs of its connection (`Engine`)."""
+
+    state: ConnectionState
+    publisher: Publisher | None
+    channels: ChannelPool
+    server_properties: dict[str, Any]
+    pubacks: bool | None
+
+
+class Routes:
+    """The ways a publish goes out other than the hot path (see the module docstring)."""
+
+    def __init__(self, link: RouteLink, queue: Queue) -> None:
+        self.link = link
+        self.queue = queue
+
+    def later(
+        self,
+        props: bytes,
+        exchange: str,
+        routing_key: str,
+        mandatory: bool,
+        body: bytes,
+        callback: Callback | None,
+        channel_of: int | None,
+    ) -> Promise:
+        """A publish off the hot path: a first channel, a connection not open yet, a channel."""
+        queue = self.queue
+        queue.check_usable()
+        promise = self.link.promises.new(callback)
+        key = (exchange, routing_key, mandatory)
+        if queue.recovering():
+            queue.fail_recovering(promise)
+        elif self.link.state is not _OPEN or queue.waiting:
+            queue.defer(promise, lambda: self.send(promise, key, props, body, channel_of))
+        else:
+            self.send(promise, key, props, body, channel_of)
+        return promise
+
+    def send(
+        self,
+        promise: Promise,
+        key: tuple[str, str, bool],
+        props: bytes,
+        body: bytes,
+        channel_of: int | None = None,
+    ) -> None:
+        """Send a publish (to `key`: exchange, routing key, mandatory) whose turn it is: on
+        the publish channel (opened first, if need be) or on the channel of `channel_of`."""
+        link = self.link
+        exchange, routing_key, mandatory = key
+        if channel_of is not None:
+            try:
+                holder = self.queue.holder_of(channel_of)
+            except ValueError as exc:
+                link.promises.resolve(promise, Result.error(ChannelClosed(str(exc))))
+                return
+            if holder.channel is None:
+                link.promises.resolve(
+                    promise, Result.error(ChannelClosed("that channel is closed"))
+                )
+                return
+            method = methods.BasicPublish(
+                exchange=exchange, routing_key=routing_key, mandatory=mandatory
+            )
+            link.send_raw(
+                encode_content(holder.channel.number, method, props, body, link.frame_max)
+            )
+            link.written.append(promise)
+            return
+        publisher = link.publisher
+        if publisher is None:
+            publisher = self._new_publisher()
+            if publisher is None:  # no channel free: wait for one
+                self.queue.defer(promise, lambda: self.send(promise, key, props, body))
+                return
+        publisher.publish(promise, exchange, routing_key, mandatory, props, body)
+
+    def republish(
+        self, promise: Promise, key: tuple[str, str, bool], props: bytes, body: bytes
+    ) -> None:
+        """Send again a publish whose channel another publish killed (see
+        `Publisher.on_channel_closed`)."""
+        if self.link.state is _OPEN:
+            self.send(promise, key, props, body)
+
+    def gone(self, publisher: Publisher) -> None:
+        """The publish channel was closed by the broker; the next publish opens another."""
+        if self.link.publisher is publisher:
+            self.link.publisher = None
+
+    def _new_publisher(self) -> Publisher | None:
+        link = self.link
+        placeholder = _PublisherSlot()
+        channel = link.channels.acquire(placeholder)
+        if channel is None:
+            return None
+        capabilities = link.server_properties.get("capabilities") or {}
+        confirm = (
+            bool(capabilities.get("publisher_confirms")) if link.pubacks is None else link.pubacks
+        )
+        publisher = Publisher(link, self, channel, confirm)
+        channel.owner = publisher
+        link.publisher = publisher
+        return publisher
+
+
+class _PublisherSlot:
+    """Owns a channel for the instant between acquiring it and the publisher taking it."""
+
+    def on_method(self, channel: Channel, method: methods.Method, props: Any, body: bytes) -> None:
+        """Nothing can arrive before the publisher exists."""
+
+    def on_channel_closed(self, channel: Channel, error: AMQPError) -> None:
+        """Likewise."""
 
 
 class Publisher:
     """Owner of the publish channel."""
 
-    def __init__(self, engine: Engine, channel: Channel, confirm: bool) -> None:
+    def __init__(
+        self, engine: PublisherLink, routes: Routes, channel: Channel, confirm: bool
+    ) -> None:
         self.engine = engine
+        self.routes = routes
         self.channel = channel
         self.confirm = confirm
         self.next_tag = 1
@@ -233,7 +375,7 @@ class Publisher:
         Otherwise every publish in flight fails with the error.
         """
         culprit = _exchange_named(error)
-        self.engine.publisher_gone(self)
+        self.routes.gone(self)
         if culprit is None:
             self.fail_all(error)
             return
@@ -242,12 +384,12 @@ class Publisher:
         self.returned.clear()
         promises = self.engine.promises
         failed = Result.error(error)
-        for promise, (exchange, routing_key, mandatory), properties, body in pending.values():
-            if exchange == culprit:
+        for promise, key, properties, body in pending.values():
+            if key[0] == culprit:
                 promises.resolve_all((promise,), failed)
             else:  # it may have to wait for the new channel: as an object
                 again = promise if isinstance(promise, Promise) else promises.promote(promise)
-                self.engine.republish(again, exchange, routing_key, mandatory, properties, body)
+                self.routes.republish(again, key, properties, body)
 
     def fail_all(self, error: BaseException) -> None:
         """Fail every publish in flight with `error`."""

@@ -1,37 +1,61 @@
-"""Declaring the recorded topology again after a recovery, one method at a time.
+"""What a recovery keeps and restores: the consumes, and the topology declared again.
 
-Sequential on purpose: a server-named queue comes back under a new name, and the bindings and
-consumes that follow must use it. An object the broker now refuses (say, a queue redeclared
-elsewhere with other arguments) is skipped and its error kept in `engine.recovery_errors`;
-the replay goes on with a fresh channel.
+When the connection is lost, what was in flight fails, but the consumes go on
+(`fail_in_flight`). Once the new connection is open, the recorded topology is declared again,
+one method at a time (`Replay`), then the consumes start again. Sequential on purpose: a
+server-named queue comes back under a new name, and the bindings and consumes that follow must
+use it. An object the broker now refuses (say, a queue redeclared elsewhere with other
+arguments) is skipped and its error kept in `engine.recovery_errors`; the replay goes on with
+a fresh channel.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Protocol
 
 from puka_spec import BasicProperties, methods
 from puka_spec.exceptions import AMQPError
 
-from puka.engine.operations import Operation
+from puka.engine.operations import Consume, Operation, OperationLink
 from puka.results import Result
 
 if TYPE_CHECKING:
     from puka.engine.channels import Channel
-    from puka.engine.connection import Engine
-    from puka.promises import Promise
+    from puka.promises import Promise, Promises
 
-__all__ = ["Replay"]
+__all__ = ["Replay", "ReplayLink", "fail_in_flight"]
+
+
+class ReplayLink(OperationLink, Protocol):
+    """What the replay needs of its connection (`Engine`)."""
+
+    recovery_errors: list[AMQPError]  # what the broker refused to declare again
+
+
+def fail_in_flight(
+    promises: Promises, consumes: Iterable[Consume], lost: BaseException
+) -> set[Consume]:
+    """The connection was lost: every promise in flight fails with `lost`, but `consumes`
+    (those not over) go on, without their channel; they are returned."""
+    survivors = {op for op in consumes if not op.promise.done}
+    for op in survivors:
+        op.detach(lost)
+    for promise in list(promises.live.values()):
+        if not promise.done and promise.op not in survivors:
+            promises.resolve(promise, Result.error(lost))
+    promises.fail_bare(lost)  # unwritten publishes without confirms
+    return survivors
 
 
 class Replay(Operation):
     """Replays `engine.topology`, then calls `done(renamed_queues)`."""
 
     def __init__(
-        self, engine: Engine, promise: Promise, done: Callable[[dict[str, str]], None]
+        self, engine: ReplayLink, promise: Promise, done: Callable[[dict[str, str]], None]
     ) -> None:
         super().__init__(engine, promise)
+        self.engine: ReplayLink = engine
         self.steps = engine.topology.replay()
         self.renamed: dict[str, str] = {}
         self.done = done
