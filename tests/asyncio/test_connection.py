@@ -295,11 +295,6 @@ async def test_abort_drops_the_connection_without_closing_it(
     assert_no_leaks(client)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the engine has no deliberate end yet: connection_lost(ClientClosed) on an open "
-    "connection with recovery starts a recovery (asked of the engine's owner)",
-)
 async def test_abort_is_not_recovered(make_client: ClientFactory) -> None:
     """Recovery is for a connection lost against the user's will, not for one dropped."""
     client = await make_client(reconnect=puka.Recovery(initial_delay=0.01, jitter=0))

@@ -4,9 +4,9 @@ connect as in recovery, and when a transport that takes nothing means a dead bro
 from __future__ import annotations
 
 import pytest
-from puka import Engine, parse_urls
-from puka.errors import ConnectFailed, HeartbeatTimeout
-from puka_spec import HEARTBEAT_FRAME
+from puka import Engine, Recovery, parse_urls
+from puka.errors import ClientClosed, ConnectFailed, ConnectionLost, HeartbeatTimeout
+from puka_spec import HEARTBEAT_FRAME, methods
 
 from testkit.fake_broker import FakeBroker
 
@@ -100,3 +100,34 @@ def test_progress_or_a_blocked_connection_restarts_the_stall_clock() -> None:
     assert engine.is_open
     _tick(engine, 75.0)
     assert engine.closed and isinstance(engine.error, HeartbeatTimeout)
+
+
+def test_a_dropped_transport_ends_the_connection_even_with_recovery() -> None:
+
+    engine = Engine(parse_urls(URLS), recovery=Recovery(initial_delay=0.01, jitter=0))
+    promise = engine.connect()
+    engine.transport_ready(0.0)
+    engine.handle_timer(0.0)
+    pump(engine, FakeBroker())
+    pending = engine.rpc(methods.QueueDeclare(queue="q"))
+    engine.transport_dropped(1.0)
+    assert engine.closed and not engine.recovering and engine.next_timer() is None
+    result = engine.promises.take(pending.number)
+    assert result is not None and isinstance(result.exception, ConnectionLost)
+    assert isinstance(result.exception.__cause__, ClientClosed)
+    assert isinstance(engine.error, ClientClosed)
+    assert engine.promises.take(promise.number) is not None  # the connect's open-ok
+
+
+def test_a_dropped_transport_stops_a_recovery_under_way() -> None:
+
+    engine = Engine(parse_urls(URLS), recovery=Recovery(initial_delay=1.0, jitter=0))
+    engine.connect()
+    engine.transport_ready(0.0)
+    engine.handle_timer(0.0)
+    pump(engine, FakeBroker())
+    engine.connection_lost(None, 2.0)
+    assert engine.recovering
+    engine.transport_dropped(2.5)
+    engine.handle_timer(5.0)
+    assert engine.closed and not engine.transport_wanted

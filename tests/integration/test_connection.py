@@ -164,12 +164,6 @@ def test_two_clients_are_independent(make_client: Callable[..., Any], resources:
 
 # --- abort ------------------------------------------------------------------------------------
 
-ABORT_IS_RECOVERED_FOR_NOW = pytest.mark.xfail(
-    strict=True,
-    reason="the engine has no deliberate end yet: connection_lost(ClientClosed) on an open "
-    "connection with recovery starts a recovery (asked of the engine's owner)",
-)
-
 
 def test_abort_drops_the_connection_without_closing_it(
     make_client: Callable[..., Any], caplog: pytest.LogCaptureFixture
@@ -198,7 +192,6 @@ def test_abort_before_connect_closes_the_client(amqp_url: str) -> None:
         client.wait(client.connect(), timeout=SOON)
 
 
-@ABORT_IS_RECOVERED_FOR_NOW
 def test_abort_is_not_recovered(make_client: Callable[..., Any]) -> None:
     """Recovery is for a connection lost against the user's will, not for one dropped."""
     client = make_client(reconnect=puka.Recovery(initial_delay=0.01, jitter=0))

@@ -25,7 +25,7 @@ from typing import Any
 
 from puka.api import Calls
 from puka.arguments import check_bool, check_callback, list_of, refuse_type
-from puka.driver import EAGER_WRITE, abort_engine, checked_engine, client_engine_arguments
+from puka.driver import EAGER_WRITE, checked_engine, client_engine_arguments
 from puka.engine.recovery import Recovery
 from puka.errors import AMQPError, ConnectFailed, PukaError
 from puka.promises import Callback, Promise
@@ -470,7 +470,7 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
             self._reconnecting.cancel()
         protocol = self._protocol
         try:
-            abort_engine(self._engine)
+            self._engine.transport_dropped(self.loop.time())
         finally:
             if protocol.transport is not None:
                 protocol.transport.abort()  # its own `connection_lost` comes later, to no effect

@@ -17,13 +17,11 @@ from typing import Any
 from puka.arguments import check_client_options
 from puka.engine import Engine
 from puka.engine.recovery import recovery_for
-from puka.errors import ClientClosed
 from puka.urls import ConnectionParameters, client_addresses
 
 __all__ = [
     "EAGER_WRITE",
     "READS_PER_WAKE",
-    "abort_engine",
     "checked_engine",
     "client_engine",
     "client_engine_arguments",
@@ -92,17 +90,6 @@ def checked_engine(
     (`check_client_options`, as `call`) first."""
     check_client_options(call, {name: options[name] for name in _ENGINE_CHECKED})
     return Engine(addresses, **{name: options.get(name) for name in _ENGINE_OPTIONS})
-
-
-def abort_engine(engine: Engine) -> None:
-    """Tell `engine` that its driver drops the transport on purpose (a client's `abort()`).
-
-    Every promise in flight fails, as on a lost transport; the cause is a `ClientClosed`, the
-    mark of an end the user asked for. The driver then closes its transport without writing
-    what is queued.
-    """
-    if not engine.closed:
-        engine.connection_lost(ClientClosed("the client was aborted"))
 
 
 def run_timer(engine: Engine, now: float) -> bool:

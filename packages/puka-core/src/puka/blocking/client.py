@@ -28,7 +28,7 @@ from puka.arguments import (
     refuse_type,
 )
 from puka.blocking.socket_wait import READ, WRITE, SocketWait
-from puka.driver import EAGER_WRITE, READS_PER_WAKE, abort_engine, client_engine, run_timer
+from puka.driver import EAGER_WRITE, READS_PER_WAKE, client_engine, run_timer
 from puka.engine import READ_SIZE
 from puka.engine.recovery import Recovery
 from puka.errors import ChannelClosed, ClientClosed, ConnectFailed
@@ -179,7 +179,7 @@ class Client(Calls[int]):
         closed client it only closes the socket.
         """
         try:
-            abort_engine(self._engine)
+            self._engine.transport_dropped(time.monotonic())
         finally:
             self._close_socket()
 

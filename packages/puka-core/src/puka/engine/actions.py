@@ -228,6 +228,17 @@ def fail_lost(engine: Connection, exc: BaseException | None, now: float | None) 
     fail(engine, _loss_error(engine, exc, handshake=False), now)
 
 
+def fail_dropped(engine: Connection, error: BaseException, now: float | None) -> None:
+    """The driver dropped the transport on purpose (`error`, a `ClientClosed`): what was in
+    flight fails with `ConnectionLost` (its outcome is unknown) caused by it, later calls with
+    it, and nothing is recovered."""
+    lost = ConnectionLost(f"the connection was dropped ({error}): the outcome is unknown")
+    lost.__cause__ = error
+    if engine.error is None:
+        engine.error = error
+    fail(engine, lost, now)
+
+
 def closed_by_loss(engine: Connection, exc: BaseException | None, now: float | None) -> None:
     """The transport went while we were closing: the close succeeded, as far as the user is
     concerned."""

@@ -40,6 +40,7 @@ from puka.engine.recovery import Recovery, Rounds
 from puka.engine.settling import Settler
 from puka.engine.timers import Timers
 from puka.engine.topology import Topology
+from puka.errors import ClientClosed
 from puka.messages import EMPTY_PROPERTIES, headers_to_properties
 from puka.promises import Callback, Promise, Promises
 from puka.results import Result
@@ -307,6 +308,12 @@ class Engine:
         from the next `handle_timer`).
         """
         self._step("transport-lost", exc, now)
+
+    def transport_dropped(self, now: float | None = None) -> None:
+        """The driver dropped the transport on purpose (a client's `abort()`), writing nothing
+        more: what was in flight fails with `ConnectionLost` caused by a `ClientClosed`, later
+        calls raise `ClientClosed`, and a connection with recovery is not recovered."""
+        self._step("transport-dropped", ClientClosed("the client was aborted"), now)
 
     def next_timer(self) -> float | None:
         """When `handle_timer` should next run (in the driver's clock), or `None`."""

@@ -16,7 +16,8 @@ no row is a protocol violation: the connection closes with 505 UNEXPECTED_FRAME,
 
 Local inputs are what happens on our side: the user connects (`connect`), closes before
 connecting (`drop`) or once everything is answered (`send-close`); the driver's transport
-comes (`transport-ready`), cannot be opened (`transport-failed`) or goes (`transport-lost`);
+comes (`transport-ready`), cannot be opened (`transport-failed`), goes (`transport-lost`) or
+is dropped on purpose (`transport-dropped`: the user's `abort()`, never recovered);
 the handshake takes too long (`handshake-timeout`); the broker stops reading or sending, or
 keeps the connection blocked too long (`dead`); we end the connection telling the broker why
 (`abort`: a protocol violation, a mechanism the broker does not offer); recovery's back-off is
@@ -95,6 +96,7 @@ LOCAL_INPUTS = frozenset(
         "transport-ready",
         "transport-failed",
         "transport-lost",
+        "transport-dropped",
         "handshake-timeout",
         "dead",
         "abort",
@@ -144,6 +146,7 @@ TRANSITIONS: dict[tuple[ConnectionState, str], tuple[str, ConnectionState]] = {
     **{(state, "transport-lost"): ("fail_connecting", S.CLOSED) for state in _HANDSHAKE},
     (S.OPEN, "transport-lost"): ("fail_lost", S.CLOSED),
     (S.CLOSING, "transport-lost"): ("closed_by_loss", S.CLOSED),  # the close succeeded
+    **{(state, "transport-dropped"): ("fail_dropped", S.CLOSED) for state in (S.INITIAL, *_LIVE)},
     # --- the timers ----------------------------------------------------------------------------
     **{(state, "handshake-timeout"): ("fail", S.CLOSED) for state in _HANDSHAKE},
     (S.AWAIT_OPEN_OK, "dead"): ("fail", S.CLOSED),  # heartbeats start with the tune
@@ -170,6 +173,7 @@ RECOVERY_TRANSITIONS: dict[tuple[ConnectionState, str], tuple[str, ConnectionSta
     (S.RECOVERING, "transport-ready"): ("reopen", S.RECOVERY_AWAIT_START),
     (S.RECOVERING, "transport-failed"): ("attempt_failed", S.RECOVERING),  # or give-up
     (S.RECOVERING, "give-up"): ("fail", S.CLOSED),  # max_attempts, credentials, vhost
+    (S.RECOVERING, "transport-dropped"): ("fail_dropped", S.CLOSED),  # abort(): no more tries
     # --- the handshake again: as the first one, but a failure is a failed attempt ---------------
     (S.RECOVERY_AWAIT_START, "start"): ("on_start", S.RECOVERY_AWAIT_TUNE),
     (S.RECOVERY_AWAIT_TUNE, "secure"): ("on_secure", S.CLOSED),
