@@ -167,7 +167,8 @@ class Engine:
         self._secret_promises: deque[Promise] = deque()
         # recovery
         self.transport_wanted = False
-        """Set while recovering: the driver should open a transport to `params` now."""
+        """The driver should open a transport to `params` now (after `connect()`, after a
+        failed attempt with another address left, and when recovery's back-off is over)."""
         self.recovery_errors: list[AMQPError] = []
         self.recoveries = 0
         # callbacks and counters
