@@ -9,6 +9,7 @@ import traceback
 from typing import Any
 from urllib.parse import quote
 
+import puka.connection_parameters
 import puka.urls
 import pytest
 from hypothesis import given
@@ -851,6 +852,13 @@ def test_errors_never_show_the_password(prefix: str, raw_password: str, tail: st
 
 def test_doctests() -> None:
     failures, tried = doctest.testmod(puka.urls)
+    assert tried > 0
+    assert failures == 0
+    # ConnectionParameters is defined there (documented as puka.urls'): its examples use
+    # parse_url, as the reader of puka.urls sees them.
+    failures, tried = doctest.testmod(
+        puka.connection_parameters, extraglobs={"parse_url": parse_url}
+    )
     assert tried > 0
     assert failures == 0
 
