@@ -393,7 +393,11 @@ class Calls(Generic[T]):
         no_ack: bool = False,
         callback: Callback | None = None,
     ) -> T:
-        """Consume several queues on one channel (shared prefetch); one promise for all.
+        """Consume several queues on one channel; one promise for all.
+
+        `prefetch_count` applies to each queue's consumer on its own: RabbitMQ (3.3 and
+        later) takes the non-global `basic.qos` Puka sends as a limit per consumer, not one
+        shared by the channel.
 
         `queues` is a list (or another iterable, not a `str`) of at least one item, each a
         queue name or a dict with `queue` and optionally `no_local`, `exclusive`,
