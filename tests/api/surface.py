@@ -20,6 +20,7 @@ PUBLIC_MODULES = [
     "puka.arguments",
     "puka.engine",
     "puka.errors",
+    "puka.hooks",
     "puka.messages",
     "puka.promises",
     "puka.results",

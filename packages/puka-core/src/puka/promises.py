@@ -79,6 +79,8 @@ class Promises:
         numbers promoted to objects (still in `live`), come too: `on_ready` has them already."""
         self.bare: dict[int, None] = {}
         """The bare promise numbers not yet ended (see the module docstring)."""
+        self.watchers: dict[int, Callable[[Result], None]] = {}
+        """Functions told a promise's final result when it ends, by promise number (`watch`)."""
 
     def new(self, callback: Callback | None = None, *, multi: bool = False) -> Promise:
         """A new promise."""
@@ -93,6 +95,19 @@ class Promises:
         self._next = number + 1
         self.bare[number] = None
         return number
+
+    def watch(self, promise: Promise | int, watcher: Callable[[Result], None]) -> None:
+        """Call `watcher(result)` once with the final result of unfinished `promise` (an object
+        or a bare number) when it ends: how a hook (`puka.hooks`) learns a publish's outcome."""
+        self.watchers[promise.number if isinstance(promise, Promise) else promise] = watcher
+
+    def _tell_watchers(self, promises: Sequence[Promise | int], result: Result) -> None:
+        watchers = self.watchers
+        for promise in promises:
+            number = promise.number if isinstance(promise, Promise) else promise
+            watcher = watchers.pop(number, None)
+            if watcher is not None:
+                watcher(result)
 
     def promote(self, number: int) -> Promise:
         """The object of unfinished promise `number`: made now if it is bare."""
@@ -109,6 +124,8 @@ class Promises:
 
         A confirm that settles thousands of publishes at once ends them here, in one call.
         """
+        if self.watchers:
+            self._tell_watchers(promises, result)
         bare, live, unclaimed = self.bare, self.live, self.unclaimed_ok
         # an empty success: a bare one leaves no object, only its result (an error, or a
         # result with content, is kept on an object until claimed)
@@ -140,6 +157,8 @@ class Promises:
         if final:
             promise.done = True
             promise.op = None
+            if self.watchers:
+                self._tell_watchers((promise,), result)
             if promise.multi:  # a consume ended by its last result (a broker cancel, an error)
                 self._note_finished_multi(promise.number)
             elif (

@@ -29,7 +29,7 @@ from puka_spec import HEARTBEAT_FRAME, FrameReader, encode_method_frame, methods
 from puka_spec.constants import FRAME_MIN_SIZE
 from puka_spec.exceptions import AMQPError, HardError, UnexpectedFrame, error_for
 
-from puka import urls
+from puka import hooks, urls
 from puka.engine import actions, connection_states, frame_log, handshake
 from puka.engine.channels import ChannelPool
 from puka.engine.connection_states import ConnectionState
@@ -41,6 +41,7 @@ from puka.engine.settling import Settler
 from puka.engine.timers import Timers
 from puka.engine.topology import Topology
 from puka.errors import ClientClosed
+from puka.hooks import INSTALLED
 from puka.messages import EMPTY_PROPERTIES, headers_to_properties
 from puka.promises import Callback, Promise, Promises
 from puka.results import Result
@@ -545,21 +546,33 @@ class Engine:
         """
         if bare and callback is not None:
             raise TypeError("a bare publish has no callback")
-        props = (
-            EMPTY_PROPERTIES
-            if headers is None and properties is None
-            else headers_to_properties(headers, properties)
-        )
-        if self.state is _OPEN and not self._waiting and channel_of is None:
-            publisher = self.publisher
-            if publisher is not None:  # the hot path: straight to the publish channel
-                promises = self.promises
-                promise = promises.new_bare() if bare else promises.new(callback)
-                publisher.publish(promise, exchange, routing_key, mandatory, props, body)
-                return promise
-        later = self._routes.later(
-            props, exchange, routing_key, mandatory, body, callback, channel_of
-        )
+        watcher = None
+        if INSTALLED:  # a hook (puka.hooks) sees it first, and may want its outcome
+            headers, watcher = hooks.before_publish(
+                self.params, exchange, routing_key, mandatory, headers, properties
+            )
+        try:
+            props = (
+                EMPTY_PROPERTIES
+                if headers is None and properties is None
+                else headers_to_properties(headers, properties)
+            )
+            if self.state is _OPEN and not self._waiting and channel_of is None:
+                publisher = self.publisher
+                if publisher is not None:  # the hot path: straight to the publish channel
+                    promises = self.promises
+                    promise = promises.new_bare() if bare else promises.new(callback)
+                    if watcher is not None:
+                        promises.watch(promise, watcher)
+                    publisher.publish(promise, exchange, routing_key, mandatory, props, body)
+                    return promise
+            later = self._routes.later(
+                props, exchange, routing_key, mandatory, body, callback, channel_of, watcher
+            )
+        except Exception as exc:  # refused: the hook hears of it (free when nothing raises)
+            if watcher is not None:
+                watcher(Result.error(exc))
+            raise
         return later.number if bare else later
 
     def republish(

@@ -14,8 +14,11 @@ from typing import TYPE_CHECKING, Protocol
 from puka_spec import BasicProperties, methods
 from puka_spec.exceptions import AMQPError, UnexpectedFrame
 
+from puka import hooks
+from puka.connection_parameters import ConnectionParameters
 from puka.engine.link import Link
 from puka.errors import ChannelClosed, ConsumerCancelled
+from puka.hooks import INSTALLED
 from puka.messages import properties_to_headers
 from puka.results import Result
 
@@ -47,6 +50,7 @@ class OperationLink(Link, Protocol):
     consumes: set[Consume]  # the consumes running, for recovery
     unpaired_returns: int
     duplicate_consume_oks: int
+    params: ConnectionParameters  # which broker: for hooks (`puka.hooks`)
 
 
 def method_result(method: methods.Method) -> Result:
@@ -177,6 +181,8 @@ class Get(Operation):
                 channel.unacked.add(method.delivery_tag)
                 channel.last_tag = method.delivery_tag
                 result._ack = (channel, method.delivery_tag)
+            if INSTALLED:
+                hooks.delivered(self.engine.params, result, self.method.queue, self.method.no_ack)
             self.finish(result)
         elif isinstance(method, methods.BasicGetEmpty):
             self.finish(Result("basic.get_empty", {"empty": True}))
@@ -306,6 +312,7 @@ class Consume(ChannelHolder):
         self.prefetch_count = prefetch_count
         self.no_ack = all(c.no_ack for c in consumes)
         self.tags: list[str] = []  # as on the wire
+        self.queues: dict[str, str] = {}  # wire tag → queue, from each consume-ok
         # wire tag → the tag the user gave, when those repeat (kept across recoveries: the
         # methods keep their wire tags)
         self.shown_tags = unique_consumer_tags(consumes)
@@ -358,6 +365,10 @@ class Consume(ChannelHolder):
                 channel.unacked.add(tag)
                 channel.last_tag = tag
                 result._ack = (channel, tag)
+            if INSTALLED:
+                hooks.delivered(
+                    self.engine.params, result, self.queue_of(method.consumer_tag), self.no_ack
+                )
             self.engine.promises.resolve(self.promise, result, final=False)
             return
         if isinstance(method, methods.BasicCancel):  # the broker cancelled a consumer
@@ -370,9 +381,17 @@ class Consume(ChannelHolder):
             return
         self.reply(channel, method)
 
+    def queue_of(self, consumer_tag: str) -> str:
+        """The queue of the consumer with wire tag `consumer_tag`."""
+        return self.queues.get(consumer_tag, self.consumes[0].queue)
+
     def own_reply(self, method: methods.Method) -> None:
         """consume-ok and cancel-ok (qos-ok needs nothing)."""
         if isinstance(method, methods.BasicConsumeOk):
+            # consume-oks come in the order the consumes went out (on one channel)
+            self.queues[method.consumer_tag] = self.consumes[
+                min(len(self.queues), len(self.consumes) - 1)
+            ].queue
             self.tags.append(method.consumer_tag)
             if self.closing:  # cancelled before the broker said consume-ok
                 self.send_own(methods.BasicCancel(consumer_tag=method.consumer_tag))
@@ -389,6 +408,7 @@ class Consume(ChannelHolder):
     def recover(self, renamed: dict[str, str]) -> None:
         """Prepare to consume again on a new connection (queues may have new names)."""
         self.tags = []
+        self.queues = {}
         self.tag_offset = self.last_tag
         for consume in self.consumes:
             consume.queue = renamed.get(consume.queue, consume.queue)

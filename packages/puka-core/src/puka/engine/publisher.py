@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Callable
 from itertools import repeat
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -93,11 +94,17 @@ class Routes:
         body: bytes,
         callback: Callback | None,
         channel_of: int | None,
+        watcher: Callable[[Result], None] | None = None,
     ) -> Promise:
-        """A publish off the hot path: a first channel, a connection not open yet, a channel."""
+        """A publish off the hot path: a first channel, a connection not open yet, a channel.
+
+        `watcher` (a hook's, see `puka.hooks`) is told the outcome, even one settled at once.
+        """
         queue = self.queue
         queue.check_usable()
         promise = self.link.promises.new(callback)
+        if watcher is not None:
+            self.link.promises.watch(promise, watcher)
         key = (exchange, routing_key, mandatory)
         if queue.recovering():
             queue.fail_recovering(promise)
