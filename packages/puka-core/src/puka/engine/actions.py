@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from puka_spec import FrameReader, methods
 from puka_spec.constants import FRAME_MIN_SIZE, PROTOCOL_HEADER
-from puka_spec.exceptions import AccessRefused, AMQPError, error_for
+from puka_spec.exceptions import AccessRefused, AMQPError
 
 from puka.engine import handshake
-from puka.engine.channels import ChannelLink, ChannelPool
+from puka.engine.channels import ChannelLink, ChannelPool, error_from_close
 from puka.engine.connection_states import ConnectionState
 from puka.engine.recovery import is_final
 from puka.engine.replay import Replay, ReplayLink, fail_in_flight
@@ -134,7 +134,7 @@ def on_open_ok(engine: Connection, method: methods.ConnectionOpenOk, now: float 
 def on_close(engine: Connection, method: methods.ConnectionClose, now: float | None) -> None:
     """connection.close by the broker: answer, and end with its error."""
     engine.send_method(0, methods.ConnectionCloseOk())
-    fail(engine, _error_from_close(method), now)
+    fail(engine, error_from_close(method), now)
 
 
 def on_close_ok(engine: Connection, method: methods.ConnectionCloseOk, now: float | None) -> None:
@@ -277,10 +277,6 @@ def fail(engine: Connection, error: BaseException, now: float | None) -> None:
     engine.promises.fail_all(error)
 
 
-def _error_from_close(method: methods.ConnectionClose) -> AMQPError:
-    return error_for(method.reply_code, method.reply_text, method.class_id, method.method_id)
-
-
 def _loss_error(engine: Connection, exc: BaseException | None, *, handshake: bool) -> BaseException:
     """What the promises in flight fail with when the transport went with `exc`: `exc` if it
     is one of ours, else `ConnectFailed` during the handshake or `ConnectionLost`, named by
@@ -304,7 +300,7 @@ def _loss_error(engine: Connection, exc: BaseException | None, *, handshake: boo
 def on_forced_close(engine: Connection, method: methods.ConnectionClose, now: float | None) -> None:
     """Closed by the broker with a code recovery reconnects after (a node shutting down)."""
     engine.send_method(0, methods.ConnectionCloseOk())
-    recover(engine, _error_from_close(method), now)
+    recover(engine, error_from_close(method), now)
 
 
 def recover_lost(engine: Connection, exc: BaseException | None, now: float | None) -> None:
@@ -388,7 +384,7 @@ def _restart(engine: Connection, renamed: dict[str, str]) -> None:
 def attempt_closed(engine: Connection, method: methods.ConnectionClose, now: float | None) -> None:
     """The broker closed the new connection before it opened (a node still starting)."""
     engine.send_method(0, methods.ConnectionCloseOk())
-    attempt_failed(engine, _error_from_close(method), now)
+    attempt_failed(engine, error_from_close(method), now)
 
 
 def attempt_lost(engine: Connection, exc: BaseException | None, now: float | None) -> None:

@@ -55,6 +55,12 @@ _METHOD_INPUTS = {
 }
 
 
+def error_from_close(method: methods.ConnectionClose | methods.ChannelClose) -> AMQPError:
+    """The exception for a `connection.close` or `channel.close` the broker sent: the class of
+    its reply code, with its text and the method it names."""
+    return error_for(method.reply_code, method.reply_text, method.class_id, method.method_id)
+
+
 class ChannelLink(Link, Protocol):
     """What channels need of their connection (`Engine`)."""
 
@@ -242,7 +248,7 @@ class Channel:
         self.engine.send_method(self.number, methods.ChannelCloseOk())
         owner = self.owner
         self.pool.forget(self)  # the owner lets go of it there
-        error = error_for(method.reply_code, method.reply_text, method.class_id, method.method_id)
+        error = error_from_close(method)
         if owner is not None:
             owner.on_channel_closed(self, error)
 

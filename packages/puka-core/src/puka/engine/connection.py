@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from puka_spec import HEARTBEAT_FRAME, FrameReader, encode_method_frame, methods
 from puka_spec.constants import FRAME_MIN_SIZE
-from puka_spec.exceptions import AMQPError, HardError, UnexpectedFrame, error_for
+from puka_spec.exceptions import AMQPError, HardError, UnexpectedFrame
 
 from puka import hooks, urls
 from puka.engine import actions, connection_states, frame_log, handshake
-from puka.engine.channels import ChannelPool
+from puka.engine.channels import ChannelPool, error_from_close
 from puka.engine.connection_states import ConnectionState
 from puka.engine.operations import Consume, Get, Rpc, Transaction
 from puka.engine.publisher import Publisher, Routes
@@ -398,8 +398,8 @@ class Engine:
         action(self, payload, now)
 
     def error_from_close(self, method: methods.ConnectionClose | methods.ChannelClose) -> AMQPError:
-        """The exception for a close the broker sent."""
-        return error_for(method.reply_code, method.reply_text, method.class_id, method.method_id)
+        """The exception for a close the broker sent (`channels.error_from_close`)."""
+        return error_from_close(method)
 
     def protocol_violation(self, error: AMQPError) -> None:
         """We received something malformed or out of order: close with its reply code."""
