@@ -610,3 +610,20 @@ def test_a_timeout_fails_what_is_in_flight_with_its_own_class(recovering: bool, 
     pair.broker.send_heartbeat()  # a late byte of the dropped transport changes nothing
     engine.receive_data(pair.broker.data_to_send(), 10.0)
     assert engine.state.value == ("recovering" if recovering else "closed")
+
+
+def test_a_forced_close_crossing_our_close_ends_the_connection_even_with_recovery() -> None:
+    """We sent connection.close and the broker's own close (320, a node shutting down) crossed
+    it: the connection is over, as the user asked; it is not recovered."""
+    pair = Pair()
+    pair.engine.recovery = Recovery()
+    pair.open()
+    close = pair.engine.close()
+    pair.engine.data_to_send()  # our close is on the wire; the broker's crosses it
+    pair.broker.close_connection()
+    pair.engine.receive_data(pair.broker.data_to_send(), 1.0)
+    assert pair.engine.closed
+    assert not pair.engine.recovering and not pair.engine.transport_wanted
+    result = pair.engine.promises.take(close.number)
+    assert result is not None and isinstance(result.exception, ConnectionForced)
+    assert pair.engine.next_timer() is None  # no reconnect scheduled

@@ -225,7 +225,7 @@ def test_recovery_goes_through_its_states_and_back_to_open() -> None:
         (ConnectionState.AWAIT_OPEN_OK, FORCED, ConnectionState.CLOSED),
         (ConnectionState.OPEN, FORCED, ConnectionState.RECOVERING),
         (ConnectionState.OPEN, REFUSED, ConnectionState.CLOSED),  # not a close to recover from
-        (ConnectionState.CLOSING, FORCED, ConnectionState.RECOVERING),
+        (ConnectionState.CLOSING, FORCED, ConnectionState.CLOSED),  # we asked to close
         (ConnectionState.RECOVERY_AWAIT_TUNE, FORCED, ConnectionState.RECOVERING),
         (ConnectionState.RECOVERY_AWAIT_OPEN_OK, FORCED, ConnectionState.RECOVERING),
         (ConnectionState.RECOVERY_AWAIT_OPEN_OK, REFUSED, ConnectionState.CLOSED),

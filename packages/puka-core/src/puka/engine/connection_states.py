@@ -165,7 +165,7 @@ RECOVERY_TRANSITIONS: dict[tuple[ConnectionState, str], tuple[str, ConnectionSta
     (S.AWAIT_TUNE, "forced-close"): ("on_close", S.CLOSED),
     (S.AWAIT_OPEN_OK, "forced-close"): ("on_close", S.CLOSED),
     (S.OPEN, "forced-close"): ("on_forced_close", S.RECOVERING),
-    (S.CLOSING, "forced-close"): ("on_forced_close", S.RECOVERING),
+    (S.CLOSING, "forced-close"): ("on_close", S.CLOSED),  # we were closing: stay closed
     (S.OPEN, "transport-lost"): ("recover_lost", S.RECOVERING),
     (S.OPEN, "dead"): ("recover", S.RECOVERING),
     # --- no transport: wait for the back-off, then ask the driver for one ------------------------
