@@ -136,3 +136,45 @@ def test_a_message_shows_properties_and_application_headers_apart() -> None:
     # a result that is no message has neither
     assert Result("queue.declare_ok", {"queue": "q"}).properties == {}
     assert Result("queue.declare_ok").application_headers == {}
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "error", "text"),
+    [
+        ("heartbeat", "x", TypeError, "heartbeat must be an int, not str"),
+        ("heartbeat", 70000, ValueError, "heartbeat must be from 0 to 65535"),
+        ("connection_timeout", "x", TypeError, "connection_timeout must be a number of seconds"),
+        ("connection_timeout", 0, ValueError, "connection_timeout must be a finite number"),
+        ("max_message_size", 1.5, TypeError, "max_message_size must be an int"),
+        ("max_message_size", 0, ValueError, "max_message_size must be at least 1"),
+        ("connection_name", 3, TypeError, "connection_name must be a str or None"),
+        ("connection_name", "", ValueError, "connection_name must not be empty"),
+        ("shuffle", "yes", TypeError, "shuffle must be a bool"),
+    ],
+)
+def test_every_constructor_option_is_refused_in_the_name_of_its_call(
+    option: str, value: object, error: type, text: str
+) -> None:
+    """Each wrong option of a client's constructor names the call it was given to, like the
+    argument errors of every other call (the URL parser's own message does not)."""
+    import puka
+    from puka.driver import client_engine
+
+    with pytest.raises(error, match=f"^Client: {text}"):
+        puka.Client("amqp://localhost/", **{option: value})  # type: ignore[arg-type]
+    options: dict[str, Any] = {
+        "amqp_url": "amqp://localhost/",
+        "pubacks": None,
+        "client_properties": None,
+        "heartbeat": None,
+        "connection_timeout": None,
+        "connection_name": None,
+        "max_message_size": None,
+        "reconnect": False,
+        "shuffle": False,
+        "blocked_timeout": None,
+        "handshake_timeout": None,
+        option: value,
+    }
+    with pytest.raises(error, match=f"^connect: {text}"):
+        client_engine("connect", options)

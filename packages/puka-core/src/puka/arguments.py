@@ -349,10 +349,9 @@ def property_value(name: str, value: object, call: str = "basic_publish") -> obj
 
 
 def check_client_options(call: str, options: dict[str, Any]) -> None:
-    """The options of a client's constructor (`puka.Client`, `puka_asyncio.connect`) that the
-    URL parser does not check (it checks `heartbeat`, `connection_timeout`,
-    `connection_name` and `max_message_size`), and `ssl` aside: `puka.tls.check_ssl_context`
-    (this module imports no I/O module)."""
+    """The options of a client's constructor (`puka.Client`, `puka_asyncio.connect`), named as
+    arguments of `call` (the URL parser checks them again, with the URL's own parameters), and
+    `ssl` aside: `puka.tls.check_ssl_context` (this module imports no I/O module)."""
     for name, value in options.items():
         if name == "amqp_url":
             _check_urls(value, call)
@@ -366,8 +365,19 @@ def check_client_options(call: str, options: dict[str, Any]) -> None:
         elif name == "reconnect":
             if value is not True and value is not False and not isinstance(value, Recovery):
                 refuse_type(value, name, call, "a bool or a puka.Recovery")
-        elif name in ("blocked_timeout", "handshake_timeout"):
+        elif name in ("blocked_timeout", "handshake_timeout", "connection_timeout"):
             check_timeout(value, name, call, positive=True)
+        elif name == "heartbeat":
+            if value is not None:
+                check_int(value, name, call, 0, 0xFFFF)
+        elif name == "max_message_size":
+            if value is not None:
+                check_int(value, name, call, 1)
+        elif name == "connection_name":
+            if value is not None and not isinstance(value, str):
+                refuse_type(value, name, call, "a str or None")
+            if value == "":
+                raise ValueError(f"{_where(call, name)} must not be empty")
         else:  # a programming error of Puka's, not the caller's
             raise AssertionError(f"no check for option {name!r}")
 

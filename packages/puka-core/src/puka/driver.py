@@ -38,8 +38,17 @@ before it waits on the transport again: a large message costs a few wake-ups, no
 
 _ENGINE_CHECKED = ("pubacks", "client_properties", "blocked_timeout", "handshake_timeout")
 """The options of a client that go to its `Engine` as they are, checked as a client checks."""
-_CHECKED = ("amqp_url", "reconnect", "shuffle", *_ENGINE_CHECKED)
-"""The options `check_client_options` checks (the URL parser checks the other four)."""
+_CHECKED = (
+    "amqp_url",
+    "reconnect",
+    "shuffle",
+    "heartbeat",
+    "connection_timeout",
+    "connection_name",
+    "max_message_size",
+    *_ENGINE_CHECKED,
+)
+"""The options `check_client_options` checks: every one of a client's, `ssl` aside."""
 _ENGINE_OPTIONS = ("max_message_size", "recovery", *_ENGINE_CHECKED)
 """The keyword arguments of `Engine`."""
 
