@@ -17,7 +17,12 @@ publish
     each publish's result taken.
 
 This is the work the blocking and asyncio clients do per message minus the system calls: the
-table gives microseconds per message. Under ``--instructions`` the script only runs the
+table gives microseconds per message.
+
+``--traced`` measures the same with puka-opentelemetry instrumenting the engine: an SDK
+`TracerProvider` whose one span processor drops every span (the cost of making the spans, not
+of exporting them); each delivery then carries a W3C ``traceparent`` header, as a traced
+publisher sends it, and each publish gets one. Under ``--instructions`` the script only runs the
 workloads (for `valgrind --tool=callgrind`, whose instruction counts stay the same whatever
 else the machine is doing):
 
@@ -25,6 +30,7 @@ else the machine is doing):
     valgrind --tool=callgrind python -m bench.engine --instructions consume-ack --count 0
     valgrind --tool=callgrind python -m bench.engine --instructions consume-ack --count 20000
     (the difference of the two totals divided by 20000 is the cost of one message)
+    python -m bench.engine --traced                           # the same, traced
 
 or ``hatch run bench:engine``.
 """
@@ -44,6 +50,7 @@ from puka_spec import BasicProperties, encode_content, encode_method_frame, meth
 from testkit.fake_broker import FakeBroker
 
 BODY = b"x" * 100
+TRACING = False  # set by --traced
 CHUNK = 65536
 QUEUE = "bench"
 
@@ -77,9 +84,25 @@ class Setup:
             raise RuntimeError(f"set-up step failed: {result!r}")
 
 
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+"""The trace context a traced publisher puts in each message (`--traced`)."""
+
+
+def traced() -> None:
+    """Instrument Puka with puka-opentelemetry; its spans are made, and dropped when ended."""
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+    from puka_opentelemetry import PukaInstrumentor
+
+    provider = TracerProvider()
+    provider.add_span_processor(SpanProcessor())  # the base class: does nothing with a span
+    PukaInstrumentor().instrument(tracer_provider=provider)
+
+
 def _deliveries(channel: int, tag: str, count: int) -> list[bytes]:
     """The wire bytes of `count` deliveries, cut in CHUNK-sized pieces."""
     props = BasicProperties(content_type="application/octet-stream", delivery_mode=2)
+    if TRACING:
+        props.headers = {"traceparent": TRACEPARENT}
     wire = b"".join(
         encode_content(
             channel,
@@ -169,13 +192,23 @@ def main(argv: list[str] | None = None) -> int:
         choices=sorted(WORKLOADS),
         help="run WORKLOAD once, untimed (for callgrind)",
     )
+    parser.add_argument(
+        "--traced", action="store_true", help="with puka-opentelemetry's spans (see above)"
+    )
     args = parser.parse_args(argv)
+    if args.traced:
+        global TRACING  # noqa: PLW0603 - one switch for the whole run
+        TRACING = True
+        traced()
     if args.instructions:
         run = WORKLOADS[args.instructions](args.count)
         if args.count:
             run()
         return 0
-    print(f"Python {sys.version.split()[0]}; {args.count} messages x {args.repeat} runs\n")
+    print(
+        f"Python {sys.version.split()[0]}; {args.count} messages x {args.repeat} runs"
+        f"{'; traced (puka-opentelemetry)' if args.traced else ''}\n"
+    )
     print("| workload | median µs/msg | min µs/msg |")
     print("|---|---:|---:|")
     for name, make in WORKLOADS.items():

@@ -27,7 +27,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 MARKER = re.compile(r"^<!-- puka:([a-z-]+) -->$", re.MULTILINE)
-PACKAGE_ORDER = ["puka-spec", "puka-core", "puka-asyncio", "puka-cli"]
+PACKAGE_ORDER = ["puka-spec", "puka-core", "puka-asyncio", "puka-cli", "puka-opentelemetry"]
 
 
 # ---------------------------------------------------------------------------------------------

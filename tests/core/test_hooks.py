@@ -14,7 +14,17 @@ from typing import Any
 import pytest
 from puka import ConnectionParameters, NoRoute, PublishNacked
 from puka.errors import ClientClosed, ConnectionLost
-from puka.hooks import INSTALLED, Hook, Outcome, OutgoingMessage, install, installed, uninstall
+from puka.hooks import (
+    INSTALLED,
+    Hook,
+    Outcome,
+    OutgoingMessage,
+    install,
+    installed,
+    recall,
+    remember,
+    uninstall,
+)
 from puka.results import Result
 from puka_spec import methods
 
@@ -78,6 +88,7 @@ def test_a_hook_adds_headers_and_learns_each_confirm_once(recorder: Recorder) ->
     assert pair.engine.promises.take(second) is not None
     queued = pair.broker.queues["q1"].messages[0]
     assert queued.properties.headers == {"app": 1, "x-rec": "q1"}
+    assert [m.body for m in recorder.published] == [b"one", b"two"]
     assert pair.broker.queues["q2"].messages[0].properties.headers == {"x-rec": "q2"}
     assert not pair.engine.promises.watchers  # nothing left behind
 
@@ -223,3 +234,30 @@ def test_add_header_refuses_a_property_name() -> None:
         message.add_header("message_id", "m2")
     with_properties = OutgoingMessage("", "q", False, {"message_id": "h"}, {"message_id": "p"})
     assert with_properties.property("message_id") == "p"
+
+
+def test_a_hook_keeps_a_value_with_a_message_it_saw(recorder: Recorder) -> None:
+    pair = _open_pair()
+    pair.broker.publish("", "q1", b"first")
+    pair.broker.publish("", "q1", b"second")
+    consume = pair.engine.consume([methods.BasicConsume(queue="q1", no_ack=True)], 0)
+    pair.pump()
+    first, second = (pair.engine.promises.take(consume.number) for _ in range(2))
+    assert first is not None and second is not None
+    other = Recorder("other")
+    assert recall(recorder, first) is None  # nothing kept yet
+    remember(recorder, first, "span of the first")
+    remember(other, first, 2)
+    remember(recorder, second, "span of the second")
+    assert recall(recorder, first) == "span of the first"
+    assert recall(other, first) == 2 and recall(other, second) is None
+    remember(recorder, first, "replaced")
+    assert recall(recorder, first) == "replaced"
+    assert "span" not in repr(first) and set(first) == set(second)  # the dict is untouched
+
+
+def test_remember_and_recall_refuse_what_is_not_a_message(recorder: Recorder) -> None:
+    with pytest.raises(TypeError, match="remember: message must be a puka Result"):
+        remember(recorder, {"body": b""}, 1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"recall: message must be a puka Result .*, not str"):
+        recall(recorder, "message")  # type: ignore[arg-type]

@@ -12,7 +12,10 @@ blocking and asyncio, from then until `uninstall(hook)`:
   result whose `exception` says why (`PublishNacked`, `NoRoute`, `ConnectionLost`,
   `ChannelClosed`, `ClientClosed`, …).
 - `Hook.on_delivery(params, message, queue, no_ack)` runs when a message arrives (a consume's
-  delivery or a `basic_get`'s message), before the application sees it.
+  delivery or a `basic_get`'s message), before the application sees it. The hook may keep a
+  value with that message (`remember(hook, message, value)`), to find again when the
+  application hands the message back to it (`recall(hook, message)`): the value lives as long
+  as the message, so nothing piles up.
 
 `params` (a `ConnectionParameters`) says which broker the client talks to (in a cluster: the
 node that answered). Hooks run in the client's thread, inside its I/O; they should be quick and
@@ -32,7 +35,17 @@ from puka.connection_parameters import ConnectionParameters
 from puka.messages import PROPERTY_NAMES
 from puka.results import Result
 
-__all__ = ["INSTALLED", "Hook", "Outcome", "OutgoingMessage", "install", "installed", "uninstall"]
+__all__ = [
+    "INSTALLED",
+    "Hook",
+    "Outcome",
+    "OutgoingMessage",
+    "install",
+    "installed",
+    "recall",
+    "remember",
+    "uninstall",
+]
 
 log = logging.getLogger("puka")
 
@@ -47,11 +60,20 @@ class OutgoingMessage:
     """A message about to be published, as a hook sees it (`Hook.on_publish`).
 
     `headers` and `properties` are what `basic_publish` was given (see its docstring: without
-    `properties`, `headers` holds both the basic properties and the application headers).
-    The caller's dicts are never changed: `add_header` copies `headers` the first time.
+    `properties`, `headers` holds both the basic properties and the application headers), and
+    `body` the message body. The caller's dicts are never changed: `add_header` copies
+    `headers` the first time.
     """
 
-    __slots__ = ("_copied", "exchange", "headers", "mandatory", "properties", "routing_key")
+    __slots__ = (
+        "_copied",
+        "body",
+        "exchange",
+        "headers",
+        "mandatory",
+        "properties",
+        "routing_key",
+    )
 
     def __init__(
         self,
@@ -60,12 +82,14 @@ class OutgoingMessage:
         mandatory: bool,
         headers: dict[str, Any] | None,
         properties: dict[str, Any] | None,
+        body: bytes = b"",
     ) -> None:
         self.exchange = exchange
         self.routing_key = routing_key
         self.mandatory = mandatory
         self.headers = headers
         self.properties = properties
+        self.body = body
         self._copied = False
 
     def property(self, name: str) -> Any:
@@ -119,6 +143,31 @@ def installed() -> tuple[Hook, ...]:
     return tuple(INSTALLED)
 
 
+def remember(hook: Hook, message: Result, value: Any) -> None:
+    """Keep `value` with `message` for `hook` (replacing what it kept there before); `recall`
+    gives it back. It goes away with the message."""
+    _check_message("remember", message)
+    notes: dict[Hook, Any] | None = getattr(message, "_notes", None)
+    if notes is None:
+        message._notes = notes = {}
+    notes[hook] = value
+
+
+def recall(hook: Hook, message: Result) -> Any:
+    """What `hook` kept with `message` (`remember`), or `None`."""
+    _check_message("recall", message)
+    notes: dict[Hook, Any] | None = getattr(message, "_notes", None)
+    return None if notes is None else notes.get(hook)
+
+
+def _check_message(function: str, message: object) -> None:
+    if not isinstance(message, Result):
+        raise TypeError(
+            f"{function}: message must be a puka Result (a delivered message), "
+            f"not {type(message).__name__}"
+        )
+
+
 def before_publish(
     params: ConnectionParameters,
     exchange: str,
@@ -126,10 +175,11 @@ def before_publish(
     mandatory: bool,
     headers: dict[str, Any] | None,
     properties: dict[str, Any] | None,
+    body: bytes,
 ) -> tuple[dict[str, Any] | None, Outcome | None]:
     """Run every hook's `on_publish`: the headers to publish and the outcome function to call
     (one that calls each hook's, or `None`). For the engine."""
-    message = OutgoingMessage(exchange, routing_key, mandatory, headers, properties)
+    message = OutgoingMessage(exchange, routing_key, mandatory, headers, properties, body)
     outcomes: list[Outcome] = []
     for hook in tuple(INSTALLED):
         try:

@@ -28,10 +28,13 @@ class Result(dict[str, Any]):
     `result.application_headers`.
     """
 
-    __slots__ = ("_ack", "_props", "exception", "is_error", "name")
+    __slots__ = ("_ack", "_notes", "_props", "exception", "is_error", "name")
 
     _props: BasicProperties | None
     """A message's decoded properties (set only on messages: `getattr` with a default)."""
+    _notes: dict[Any, Any]
+    """What hooks keep with a message (`puka.hooks.remember`; set only then: `getattr` with a
+    default)."""
 
     def __init__(self, name: str, fields: dict[str, Any] | None = None) -> None:
         if fields:  # (not super().__init__: this runs for every message, and it is cheaper)

@@ -549,7 +549,7 @@ class Engine:
         watcher = None
         if INSTALLED:  # a hook (puka.hooks) sees it first, and may want its outcome
             headers, watcher = hooks.before_publish(
-                self.params, exchange, routing_key, mandatory, headers, properties
+                self.params, exchange, routing_key, mandatory, headers, properties, body
             )
         try:
             props = (
