@@ -376,12 +376,19 @@ class Client(Calls[int]):
         return number
 
     def _drain(self) -> None:
-        """Backpressure: block until the socket took most of what is queued."""
-        while (
-            self._sock is not None
-            and self._pending_bytes + self._engine.outgoing_bytes > _LOW_WATER
-        ):
-            self._io_step(None)
+        """Backpressure: block until the socket took most of what is queued.
+
+        The thread blocked here is inside the client, as in a wait (`_owner`)."""
+        owner = self._owner
+        self._owner = get_ident()
+        try:
+            while (
+                self._sock is not None
+                and self._pending_bytes + self._engine.outgoing_bytes > _LOW_WATER
+            ):
+                self._io_step(None)
+        finally:
+            self._owner = owner
 
     def set_callback(self, promise: int, callback: Callback) -> None:
         """Give a promise a callback (its results from now on go there)."""
@@ -551,8 +558,8 @@ class Client(Calls[int]):
         if self._sock is None and not self._engine.started:
             raise ClientClosed("the client is not connected: call connect() first")
         while True:
-            if self._handoffs:  # calls from other threads (before the results: see `abort`)
-                self._run_handoffs()
+            if self._handoffs:  # calls from other threads (first: after a close, those handed
+                self._run_handoffs()  # over before it run before the close's result returns)
             self._write()  # may settle unconfirmed publishes: look at the results after it
             for number in numbers:
                 result = self._take(number, raise_errors)
