@@ -3,6 +3,7 @@ client's thread keeps the connection alive and acks each message as its job ends
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -371,3 +372,75 @@ def test_consume_in_pool_checks_its_arguments(
         pool(client, good, handler, on_error="ignore")
     for consume in (good, unlimited, no_ack):
         wait_ok(client, client.basic_cancel(consume))
+
+
+def test_stop_is_refused_inside_the_clients_loop_and_from_other_threads(
+    make_client: Callable[..., Any], resources: Any
+) -> None:
+    client = make_client()
+    queue = resources.queue("stop-where")
+    _fill(client, queue, 0)
+    consume = client.basic_consume(queue=queue, prefetch_count=1)
+    pool = puka.threads.consume_in_pool(client, consume, lambda message: None)
+    refused: list[BaseException] = []
+
+    def stop_inside() -> None:  # handed over: runs inside the client's loop
+        try:
+            pool.stop()
+        except RuntimeError as exc:
+            refused.append(exc)
+
+    def stop_from_a_thread() -> None:
+        try:
+            pool.stop()
+        except puka.WrongThread as exc:
+            refused.append(exc)
+        client.call_soon_threadsafe(client.loop_break)
+
+    inside = threading.Event()
+    client.call_soon_threadsafe(stop_inside)
+    client.call_soon_threadsafe(inside.set)
+    thread = threading.Thread(target=lambda: inside.wait(SOON) and stop_from_a_thread())
+    thread.start()
+    client.loop(timeout=SOON)
+    thread.join()
+    assert [type(exc) for exc in refused] == [RuntimeError, puka.WrongThread]
+    assert "outside wait and loop" in str(refused[0])
+    assert pool.stop(timeout=SOON)  # from the client's thread, outside: fine
+
+
+SPAN: contextvars.ContextVar[str] = contextvars.ContextVar("SPAN", default="none")
+
+
+def test_jobs_run_in_the_context_of_their_delivery(
+    make_client: Callable[..., Any], resources: Any
+) -> None:
+    """What is current in the client's thread when a message is delivered (a tracing span,
+    say) is current in its handler, and what the handler sets is current when it is settled."""
+    client = make_client()
+    queue = resources.queue("context")
+    _fill(client, queue, 2)
+    in_handler: list[str] = []
+    in_on_error: list[tuple[str, str]] = []
+
+    def handler(message: Any) -> None:
+        in_handler.append(SPAN.get())
+        SPAN.set(f"handler of {message['body'].decode()}")
+        if message["body"] == b"1":
+            raise ValueError("to see the context of on_error")
+
+    def on_error(message: Any, error: BaseException) -> None:
+        in_on_error.append((message["body"].decode(), SPAN.get()))
+        client.basic_ack(message)
+
+    token = SPAN.set("delivery")  # the client's thread's context when the messages arrive
+    try:
+        consume = client.basic_consume(queue=queue, prefetch_count=2)
+        pool = puka.threads.consume_in_pool(client, consume, handler, on_error=on_error)
+        _loop_until(client, lambda: len(in_handler) == 2 and pool.in_flight == 0)
+        assert pool.stop(timeout=SOON)
+        assert SPAN.get() == "delivery"  # the client's thread's own context is untouched
+    finally:
+        SPAN.reset(token)
+    assert in_handler == ["delivery", "delivery"]
+    assert in_on_error == [("1", "handler of 1")]

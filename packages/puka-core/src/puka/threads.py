@@ -29,6 +29,7 @@ See the Threads page of the documentation for the model and what is thread-safe.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import threading
 import time
@@ -92,7 +93,10 @@ def consume_in_pool(
     raises propagates out of `client.loop()`).
 
     The handler must not call the client: it runs in another thread. It may hand calls to
-    the client's thread (`client.call_soon_threadsafe`, `Publisher`).
+    the client's thread (`client.call_soon_threadsafe`, `Publisher`). It runs in a copy of
+    the `contextvars` context of the client's thread when the message was delivered (as
+    `asyncio.to_thread` does), and the message is settled (`on_error` included) in that same
+    context afterwards: a tracing span current at the delivery is current in both.
 
     If the consume ends with an error (the broker cancelled it: `ConsumerCancelled`; the
     connection is lost, without `reconnect`), that error propagates out of the client's
@@ -168,9 +172,20 @@ class WorkerPool:
         Returns `True` once all of that is done; `False` when `timeout` seconds passed first
         (the jobs still running keep their messages unsettled: they are acked when they end
         if the client's thread is still in the client then, and the broker delivers them
-        again if the connection closes first). Another call waits again for those.
+        again if the connection closes first), or when the connection was closed before
+        their messages could be settled (the broker delivers those again). Another call
+        waits again for what is still running.
         """
         check_timeout(timeout, "timeout", "stop")
+        owner = self._client._owner
+        if owner is not None:
+            if owner != threading.get_ident():
+                self._client._wrong_thread("WorkerPool.stop")
+            raise RuntimeError(
+                "stop: call it from the client's thread outside wait and loop (it drives the "
+                "client itself); from a callback, hand over client.loop_break and stop the "
+                "pool once loop returned"
+            )
         deadline = None if timeout is None else time.monotonic() + timeout
         client = self._client
         if not self._stopping:
@@ -203,9 +218,12 @@ class WorkerPool:
         if self._stopping:
             self._release(message)
             return
-        future = self._executor.submit(self._handler, message)
+        # the job runs in a copy of this context (as asyncio.to_thread does), and its end is
+        # handled in that copy too: what is current here (a tracing span) is there
+        context = contextvars.copy_context()
+        future = self._executor.submit(context.run, self._handler, message)
         self._jobs[future] = message
-        future.add_done_callback(self._job_ended)
+        future.add_done_callback(partial(self._job_ended, context))
 
     def _release(self, message: Result) -> None:
         """Give a message back to the broker, to be delivered again."""
@@ -240,12 +258,12 @@ class WorkerPool:
 
     # --- a worker's thread ---------------------------------------------------------------
 
-    def _job_ended(self, future: Future[object]) -> None:
+    def _job_ended(self, context: contextvars.Context, future: Future[object]) -> None:
         if future.cancelled():  # `stop` released its message
             return
         # a closed client: the connection is gone, the broker delivers the message again
         with contextlib.suppress(ClientClosed):
-            self._client.call_soon_threadsafe(self._settle, future)
+            self._client.call_soon_threadsafe(self._settle, future, context=context)
 
 
 class Publisher:
@@ -260,7 +278,8 @@ class Publisher:
 
     At most `max_in_flight` publishes of this publisher wait for their confirm at a time: a
     thread that publishes more blocks until one settles (backpressure, as `basic_publish`
-    blocks on a full socket), except the client's own thread, which never waits here.
+    blocks on a full socket), except the client's own thread inside the client (a callback, a
+    handed-over call), which never waits here.
     """
 
     def __init__(self, client: Client, *, max_in_flight: int = 1024) -> None:
