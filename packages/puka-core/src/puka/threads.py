@@ -245,9 +245,9 @@ class WorkerPool:
             else:
                 requeue = self._on_error == "requeue"
                 logger.error(
-                    "handler failed on message %s (delivery tag %s); %s",
-                    message.get("routing_key"),
+                    "handler failed on delivery tag %s (routing key %r): %s",
                     message.get("delivery_tag"),
+                    message.get("routing_key"),
                     "requeued" if requeue else "rejected",
                     exc_info=error,
                 )
