@@ -24,6 +24,7 @@ PUBLIC_MODULES = [
     "puka.messages",
     "puka.promises",
     "puka.results",
+    "puka.threads",
     "puka.tls",
     "puka.urls",
     "puka_spec",

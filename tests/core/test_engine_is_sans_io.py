@@ -1,7 +1,8 @@
 """puka-core is the sans-I/O engine plus one driver, and the folders say which is which.
 
-Driver code lives in `puka/blocking/` (the blocking client) and `puka/tls.py` (what every
-driver needs to open a TLS transport); every other module of the package, `puka/engine/`
+Driver code lives in `puka/blocking/` (the blocking client), `puka/tls.py` (what every
+driver needs to open a TLS transport) and `puka/threads.py` (worker threads around the blocking
+client); every other module of the package, `puka/engine/`
 first, imports no I/O, clock or threading module, directly or through the driver code.
 """
 
@@ -17,7 +18,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[2] / "packages" / "puka-core" / "src" / "puka"
 FORBIDDEN = {"socket", "select", "selectors", "ssl", "time", "threading", "asyncio"}
 DRIVER_FOLDERS = {"blocking"}
-DRIVER_MODULES = {"tls"}
+DRIVER_MODULES = {"tls", "threads"}
 
 
 def _module_name(path: Path) -> str:

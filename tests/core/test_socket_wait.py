@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
-from puka.blocking.socket_wait import HAS_POLL, READ, WRITE, SocketWait
+from puka.blocking.socket_wait import HAS_POLL, READ, WAKE, WRITE, SocketWait
 
 WAYS = [pytest.param(True, id="poll"), pytest.param(False, id="selectors")]
 if not HAS_POLL:
@@ -84,3 +84,27 @@ def test_a_closed_waiter_refuses_to_wait(watched: Watched) -> None:
     watched.waiter.close()
     with pytest.raises(ValueError, match="closed"):
         watched.waiter.wait(0, False)
+
+
+@pytest.mark.parametrize("use_poll", [way.values[0] for way in WAYS])
+def test_the_wake_descriptor_is_watched_too(use_poll: bool) -> None:
+    ours, theirs = socket.socketpair()
+    wake_reader, wake_writer = socket.socketpair()
+    ours.setblocking(False)
+    waiter = SocketWait(ours, wake=wake_reader.fileno(), use_poll=use_poll)
+    try:
+        assert waiter.wait(0, False) == 0
+        wake_writer.send(b"\0")
+        began = time.monotonic()
+        assert waiter.wait(None, False) == WAKE  # no timeout: the wake byte ends the wait
+        assert time.monotonic() - began < 5.0
+        theirs.sendall(b"x")
+        assert waiter.wait(None, True) == READ | WRITE | WAKE
+        assert wake_reader.recv(16) == b"\0"
+        assert waiter.wait(0, False) == READ
+        assert ours.recv(16) == b"x"
+        assert waiter.wait(0, False) == 0
+    finally:
+        waiter.close()
+        for sock in (ours, theirs, wake_reader, wake_writer):
+            sock.close()

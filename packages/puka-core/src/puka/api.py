@@ -12,7 +12,7 @@ or sent for the refused call.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 from puka_spec import FieldTable, methods
@@ -28,6 +28,7 @@ from puka.arguments import (
     refuse_type,
 )
 from puka.engine import Engine
+from puka.errors import WrongThread
 from puka.promises import Callback, Promise
 from puka.results import Result
 from puka.urls import ConnectionParameters
@@ -62,6 +63,24 @@ class Calls(Generic[T]):
 
     def _sent(self) -> None:
         """A call queued bytes without a promise (an ack): the driver may want to flush."""
+
+    _owner: int | None = None
+    """The thread inside the driver's wait or loop, while one is, as `_ident()` names it (a
+    driver that has threads to tell apart sets both): a call from another thread meanwhile
+    raises `WrongThread` before it touches the engine. A driver that leaves it `None` pays one
+    attribute test per call."""
+
+    _ident: Callable[[], int]
+    """The calling thread's identity (`threading.get_ident`, given by a driver that sets
+    `_owner`: this module stays free of threads)."""
+
+    def _wrong_thread(self, call: str) -> None:
+        """Raise `WrongThread` for `call`, made from a thread other than `_owner`."""
+        raise WrongThread(
+            f"{call}: thread {self._ident()} called the client while thread {self._owner} is "
+            "inside wait or loop; a client is driven by one thread: hand the call to it with "
+            "client.call_soon_threadsafe(fn, *args) (see puka.threads)"
+        )
 
     # --- the connection's state (the engine's, shared by every driver) ---------------------
 
@@ -259,6 +278,8 @@ class Calls(Generic[T]):
 
     def _rpc(self, call: str, method: methods.Method, callback: Callback | None) -> T:
         """Check the method's fields (named as `call`'s arguments) and the callback; send it."""
+        if self._owner is not None and self._owner != self._ident():
+            self._wrong_thread(call)
         check_method(method, call)
         check_callback(callback, "callback", call)
         return self._wrap(self._engine.rpc(method, callback))
@@ -304,6 +325,8 @@ class Calls(Generic[T]):
         direct reply-to (`reply_to="amq.rabbitmq.reply-to"`) requires; `channel_of=tx`
         publishes inside a transaction (see `tx_select`).
         """
+        if self._owner is not None and self._owner != self._ident():
+            self._wrong_thread("basic_publish")
         # The usual publish (bytes, to the names of the publish before) is checked in short;
         # other names in a few cheap steps; anything unusual (a str body too) in full.
         if (
@@ -354,6 +377,8 @@ class Calls(Generic[T]):
 
     def basic_get(self, queue: str, no_ack: bool = False, callback: Callback | None = None) -> T:
         """Fetch one message: the message, or `{"empty": True}`."""
+        if self._owner is not None and self._owner != self._ident():
+            self._wrong_thread("basic_get")
         check_shortstr(queue, "queue", "basic_get")
         check_bool(no_ack, "no_ack", "basic_get")
         check_callback(callback, "callback", "basic_get")
@@ -431,6 +456,8 @@ class Calls(Generic[T]):
         prefetch_count: int,
         callback: Callback | None,
     ) -> T:
+        if self._owner is not None and self._owner != self._ident():
+            self._wrong_thread(call)
         if type(prefetch_count) is not int or not 0 <= prefetch_count <= 0xFFFF:
             check_int(prefetch_count, "prefetch_count", call, 0, 0xFFFF)
         check_callback(callback, "callback", call)
@@ -473,6 +500,8 @@ class Calls(Generic[T]):
         `msg_result` is a message from a consume or `basic_get` (without `no_ack`); anything
         else raises `ValueError`.
         """
+        if self._owner is not None and self._owner != self._ident():
+            self._wrong_thread("basic_ack")
         if type(msg_result) is not Result:  # the engine refuses a result that is no message
             _delivery_tag(msg_result, "basic_ack")  # raises the same clear error
         flag: object = multiple  # (typed `bool`; what a caller passed may be anything)
@@ -483,6 +512,8 @@ class Calls(Generic[T]):
 
     def basic_reject(self, msg_result: Result, requeue: bool = True) -> None:
         """Reject a delivered message: requeue it, or drop (dead-letter) it."""
+        if self._owner is not None and self._owner != self._ident():
+            self._wrong_thread("basic_reject")
         tag = _delivery_tag(msg_result, "basic_reject")
         method = methods.BasicReject(delivery_tag=tag, requeue=requeue)
         check_method(method, "basic_reject")
@@ -491,6 +522,8 @@ class Calls(Generic[T]):
 
     def basic_nack(self, msg_result: Result, multiple: bool = False, requeue: bool = True) -> None:
         """Negatively acknowledge a message (and, with `multiple`, all before it)."""
+        if self._owner is not None and self._owner != self._ident():
+            self._wrong_thread("basic_nack")
         tag = _delivery_tag(msg_result, "basic_nack")
         method = methods.BasicNack(delivery_tag=tag, multiple=multiple, requeue=requeue)
         check_method(method, "basic_nack")
@@ -507,6 +540,8 @@ class Calls(Generic[T]):
         `tx_rollback(tx)` discards them; `tx_close(tx)` ends the transaction (rolling back
         what was not committed).
         """
+        if self._owner is not None and self._owner != self._ident():
+            self._wrong_thread("tx_select")
         check_callback(callback, "callback", "tx_select")
         return self._wrap(self._engine.transaction(callback))
 
@@ -532,6 +567,8 @@ class Calls(Generic[T]):
         callback: Callback | None,
     ) -> T:
         """`method` on the channel of the consume or transaction `promise`, checked first."""
+        if self._owner is not None and self._owner != self._ident():
+            self._wrong_thread(call)
         name = "tx" if call.startswith("tx_") else "consume_promise"
         number = self._promise_number(promise, name, call)
         if call in ("basic_qos", "basic_recover"):  # the others' fields are Puka's own
@@ -545,6 +582,8 @@ class Calls(Generic[T]):
         self, new_secret: bytes | str, reason: str = "", callback: Callback | None = None
     ) -> T:
         """Give the broker a new secret (a refreshed OAuth 2 token) for this connection."""
+        if self._owner is not None and self._owner != self._ident():
+            self._wrong_thread("update_secret")
         if isinstance(new_secret, str):
             new_secret = new_secret.encode()
         method = methods.ConnectionUpdateSecret(new_secret=new_secret, reason=reason)

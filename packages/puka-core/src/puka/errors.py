@@ -10,7 +10,7 @@ Puka raises. Under it:
 - **Client errors**, without a reply code: the connection could not be made (`ConnectFailed`)
   or was lost (`ConnectionLost`), both also `ConnectionError`s (so `OSError`s, as Puka 0.0.8's
   `socket.error`s were); the client is closed, a publish was nacked, the broker sent a
-  consumer cancel.
+  consumer cancel, a client was called from the wrong thread (`WrongThread`).
 - `EncodingError` and `puka.InvalidURL`, also `ValueError`s.
 
 `AMQPSoftError` and `AMQPHardError`, Puka 0.0.8's names, are aliases of `SoftError` and
@@ -91,6 +91,7 @@ __all__ = [
     "SoftError",
     "UnexpectedFrame",
     "UnsupportedProtocol",
+    "WrongThread",
     "error_for",
 ]
 
@@ -143,6 +144,16 @@ class ConnectTimeout(ConnectFailed):
 
 class ClientClosed(PukaError):
     """The client is closed (by `close()` or by a connection error): make a new one."""
+
+
+class WrongThread(PukaError, RuntimeError):
+    """A client's method was called from another thread while its own thread was inside it.
+
+    A `puka.Client` is driven by one thread; other threads hand it work with
+    `client.call_soon_threadsafe(fn, *args)` (see `puka.threads`). A `RuntimeError` too, as
+    asyncio's errors for a loop used from the wrong thread are. Nothing was done: the client
+    is as it was.
+    """
 
 
 class PublishNacked(PukaError):

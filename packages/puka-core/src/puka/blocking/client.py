@@ -4,18 +4,21 @@ The client owns the socket (TCP, or TLS through `ssl.SSLContext`), moves bytes b
 the engine (waiting with `poll`, or `selectors` where it is missing), runs timers (heartbeats,
 the handshake timeout), runs callbacks, and implements `wait`, `wait_for_all`, `wait_for_any`
 and `loop`. For a foreign event loop it exposes `fileno`, `on_read`, `on_write`, `needs_write`
-and `run_any_callbacks`.
+and `run_any_callbacks`. Other threads hand it calls through `call_soon_threadsafe` (see
+`puka.blocking.handoff`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import socket as socket_module
 import ssl as ssl_module
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
+from threading import get_ident
 from typing import Any, TypeVar
 
 from puka.api import Calls
@@ -27,7 +30,8 @@ from puka.arguments import (
     promise_number,
     refuse_type,
 )
-from puka.blocking.socket_wait import READ, WRITE, SocketWait
+from puka.blocking.handoff import Handoff
+from puka.blocking.socket_wait import READ, WAKE, WRITE, SocketWait
 from puka.driver import EAGER_WRITE, READS_PER_WAKE, client_engine, run_timer
 from puka.engine import READ_SIZE
 from puka.engine.recovery import Recovery
@@ -80,6 +84,12 @@ class Client(Calls[int]):
 
     Every argument, here and in each call, is checked at once (see `puka.arguments`): a
     wrong one raises `TypeError` or `ValueError` naming it, and leaves the client as it was.
+
+    Threads: a client is driven by one thread at a time, and only `call_soon_threadsafe` may
+    be called from others (it wakes the client's thread, which runs the call). While a thread
+    is inside `wait`, `wait_for_all`, `wait_for_any`, `loop`, `run_any_callbacks` or
+    `puka.loop`, a call of any other method from another thread raises `WrongThread`; a call
+    from another thread while none is inside is not detected (see the Threads page).
     """
 
     def __init__(
@@ -113,6 +123,14 @@ class Client(Calls[int]):
         # Inside wait/loop/run_any_callbacks: an ack made in a callback is written when that
         # call goes on or returns (with the others of its batch), not on its own.
         self._dispatching = False
+        # The thread inside wait/loop/run_any_callbacks (or `puka.loop`), while one is: a call
+        # from another thread meanwhile raises `WrongThread` (see `Calls._owner`).
+        self._owner: int | None = None
+        self._ident = get_ident  # (for `Calls`, which imports no threading)
+        # calls handed over by other threads (`call_soon_threadsafe`); `_handoffs` is its
+        # queue, looked at once per round of wait/loop
+        self._handoff = Handoff()
+        self._handoffs = self._handoff.calls
         # every read lands here, lent to the engine (it copies what it keeps): a fresh 64 KiB
         # bytes per read, freed between a large body's growth steps, fragmented the heap
         self._read_buffer = memoryview(bytearray(READ_SIZE))
@@ -127,6 +145,7 @@ class Client(Calls[int]):
         if not self._engine.closed:
             self.wait(self.close(), timeout=self.params.connection_timeout, raise_errors=False)
         self._close_socket()
+        self._run_handoffs()  # what other threads handed over before it closed
 
     # ------------------------------------------------------------------------------------
     # Connection
@@ -134,11 +153,14 @@ class Client(Calls[int]):
 
     def connect(self, callback: Callback | None = None) -> int:
         """Open the connection; wait on the promise for the handshake to complete."""
+        if self._owner is not None and self._owner != get_ident():
+            self._wrong_thread("connect")
         check_callback(callback, "callback", "connect")
         engine = self._engine
         if self._sock is not None or engine.closed:
             return self._wrap(engine.connect(callback))
         promise = engine.connect(callback)
+        self._handoff.open()
         self._open_transport()
         return promise.number
 
@@ -163,7 +185,12 @@ class Client(Calls[int]):
         return sock
 
     def close(self, callback: Callback | None = None) -> int:
-        """Close the connection once everything sent before is answered."""
+        """Close the connection once everything sent before is answered.
+
+        From another thread: `client.call_soon_threadsafe(client.close)`.
+        """
+        if self._owner is not None and self._owner != get_ident():
+            self._wrong_thread("close")
         check_callback(callback, "callback", "close")
         promise = self._engine.close(callback)
         self._write()
@@ -176,12 +203,16 @@ class Client(Calls[int]):
         fails with `ConnectionLost` (`ConnectFailed` during the handshake): its outcome is
         unknown. The client is over: a later call raises `ClientClosed`, and with `reconnect`
         it does not recover (recovery is for a connection lost against your will). On a
-        closed client it only closes the socket.
+        closed client it only closes the socket. Calls that other threads handed over before
+        (`call_soon_threadsafe`) run before it returns.
         """
+        if self._owner is not None and self._owner != get_ident():
+            self._wrong_thread("abort")
         try:
             self._engine.transport_dropped(time.monotonic())
         finally:
             self._close_socket()
+        self._run_handoffs()
 
     # ------------------------------------------------------------------------------------
     # The foreign-loop hooks
@@ -201,10 +232,14 @@ class Client(Calls[int]):
 
     def on_write(self) -> None:
         """The socket is writable: write what it takes."""
+        if self._owner is not None and self._owner != get_ident():
+            self._wrong_thread("on_write")
         self._write()
 
     def on_read(self) -> None:
         """The socket is readable: read what is there and feed the engine."""
+        if self._owner is not None and self._owner != get_ident():
+            self._wrong_thread("on_read")
         sock = self._sock
         if sock is None:
             return
@@ -315,6 +350,8 @@ class Client(Calls[int]):
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.close()
+        if self._engine.closed:  # over (not recovering): no thread may hand it calls now
+            self._handoff.close()
 
     # ------------------------------------------------------------------------------------
     # Promises
@@ -339,15 +376,24 @@ class Client(Calls[int]):
         return number
 
     def _drain(self) -> None:
-        """Backpressure: block until the socket took most of what is queued."""
-        while (
-            self._sock is not None
-            and self._pending_bytes + self._engine.outgoing_bytes > _LOW_WATER
-        ):
-            self._io_step(None)
+        """Backpressure: block until the socket took most of what is queued.
+
+        The thread blocked here is inside the client, as in a wait (`_owner`)."""
+        owner = self._owner
+        self._owner = get_ident()
+        try:
+            while (
+                self._sock is not None
+                and self._pending_bytes + self._engine.outgoing_bytes > _LOW_WATER
+            ):
+                self._io_step(None)
+        finally:
+            self._owner = owner
 
     def set_callback(self, promise: int, callback: Callback) -> None:
         """Give a promise a callback (its results from now on go there)."""
+        if self._owner is not None and self._owner != get_ident():
+            self._wrong_thread("set_callback")
         promises = self._engine.promises
         number = promise_number(promise, "promise", "set_callback", promises.issued)
         if not callable(callback):
@@ -357,26 +403,88 @@ class Client(Calls[int]):
     def run_any_callbacks(self) -> None:
         """Run the callbacks of every promise that has results waiting.
 
-        What they send (acks) is handed to the socket before it returns.
+        What they send (acks) is handed to the socket before it returns. The calls other
+        threads handed over (`call_soon_threadsafe`) run here too.
         """
-        if not self._engine.promises.callbacks_ready:
+        if self._owner is not None and self._owner != get_ident():
+            self._wrong_thread("run_any_callbacks")
+        if not self._engine.promises.callbacks_ready and not self._handoffs:
             return
         if self._dispatching:  # from a callback: what it sends goes with the rest of its batch
-            self._run_callbacks()
+            self._run_any_callbacks()
         else:
-            self._batch(self._run_callbacks)
+            self._batch(self._run_any_callbacks)
+
+    def _run_any_callbacks(self) -> None:
+        if self._handoffs:
+            self._handoff.run()
+        if self._engine.promises.callbacks_ready:
+            self._run_callbacks()
+
+    def call_soon_threadsafe(
+        self,
+        callback: Callable[..., object],
+        *args: Any,
+        context: contextvars.Context | None = None,
+    ) -> None:
+        """Have the client's thread call `callback(*args)` soon; the one method any thread
+        may call.
+
+        It wakes the client's thread out of `wait`, `wait_for_all`, `wait_for_any`, `loop`,
+        `puka.loop`, or the pause before a reconnection, which runs the calls in the order
+        they were handed over, then goes on with what it was doing. A client's thread outside
+        the client runs them when it next enters one of those (or `run_any_callbacks`). What
+        a call sends (a publish, an ack) is written before the client's thread sleeps again.
+
+        `callback` runs in `context` (a `contextvars.Context`; default: a copy of the
+        calling thread's context, as in asyncio): context variables set in the calling thread
+        (a tracing span, say) are set while it runs. An exception it raises propagates out of
+        the `wait` or `loop` that ran it, as a callback's does; the calls handed over after
+        it stay queued and run at the next `wait` or `loop`.
+
+        Calls handed over before the client closed still run (at its next `wait` or `loop`,
+        or in `abort` or the end of a `with` block); once it is closed this raises
+        `ClientClosed`. Nothing here waits for the call: for a result, hand over a call that
+        settles a `concurrent.futures.Future` (see `puka.threads`).
+        """
+        if not callable(callback):
+            refuse_type(callback, "callback", "call_soon_threadsafe", "a callable")
+        if context is None:
+            context = contextvars.copy_context()
+        elif not isinstance(context, contextvars.Context):
+            refuse_type(context, "context", "call_soon_threadsafe", "a contextvars.Context")
+        self._handoff.submit(callback, args, context)
+
+    def _run_handoffs(self) -> None:
+        """Run the calls other threads handed over (the client's thread), inside a batch."""
+        if not self._handoffs:
+            return
+        if self._dispatching:
+            self._handoff.run()
+        else:
+            self._batch(self._handoff.run)
 
     def _batch(self, run: Callable[..., T], *args: Any) -> T:
         """`run(*args)` as one batch of the write rule: an ack that a callback sends meanwhile
         waits for the others of the batch, and whatever way `run` ends, everything queued has
         been handed to the socket by then (`wait`, `wait_for_all`, `loop` and
         `run_any_callbacks` all run so). Positional arguments only: a `**kwargs` dict per
-        call cost `wait_for_all` another 70 ns."""
+        call cost `wait_for_all` another 70 ns.
+
+        It also marks the calling thread as the one inside (`_owner`): the same call from
+        another thread meanwhile raises `WrongThread`."""
+        me = get_ident()
+        owner = self._owner
+        if owner is None:
+            self._owner = me
+        elif owner != me:
+            self._wrong_thread(getattr(run, "__name__", "_wait").lstrip("_"))
         dispatching, self._dispatching = self._dispatching, True
         try:
             return run(*args)
         finally:
             self._dispatching = dispatching
+            self._owner = owner
             self._write()  # returns at once when nothing is queued
 
     def _run_callbacks(self) -> None:
@@ -450,6 +558,8 @@ class Client(Calls[int]):
         if self._sock is None and not self._engine.started:
             raise ClientClosed("the client is not connected: call connect() first")
         while True:
+            if self._handoffs:  # calls from other threads (first: after a close, those handed
+                self._run_handoffs()  # over before it run before the close's result returns)
             self._write()  # may settle unconfirmed publishes: look at the results after it
             for number in numbers:
                 result = self._take(number, raise_errors)
@@ -514,6 +624,8 @@ class Client(Calls[int]):
     def _loop(self, deadline: float | None) -> None:
         self._write()
         while not self._loop_break:
+            if self._handoffs:
+                self._run_handoffs()
             if self._engine.promises.callbacks_ready:
                 self._run_callbacks()
             if self._loop_break or (self._sock is None and not self._recovering):
@@ -523,7 +635,12 @@ class Client(Calls[int]):
             self._io_step(deadline)
 
     def loop_break(self) -> None:
-        """Make the running `loop` return."""
+        """Make the running `loop` return.
+
+        From another thread: `client.call_soon_threadsafe(client.loop_break)`.
+        """
+        if self._owner is not None and self._owner != get_ident():
+            self._wrong_thread("loop_break")
         self._loop_break = True
 
     # ------------------------------------------------------------------------------------
@@ -547,6 +664,8 @@ class Client(Calls[int]):
             engine.transport_ready(now)
             engine.handle_timer(now)
             self._write()
+        if engine.closed:  # no node answered (or recovery gave up)
+            self._handoff.close()
 
     def _io_step(self, deadline: float | None) -> None:
         """One round: wait for the socket or the next timer, then read, write, run timers."""
@@ -557,7 +676,7 @@ class Client(Calls[int]):
             return
         waiter = self._waiter
         if waiter is None:
-            waiter = self._waiter = SocketWait(sock)
+            waiter = self._waiter = SocketWait(sock, wake=self._handoff.fileno())
         engine = self._engine
         now = time.monotonic()
         until = _earlier(engine.next_timer(), deadline)
@@ -565,6 +684,8 @@ class Client(Calls[int]):
         if self._tls and sock.pending():  # type: ignore[attr-defined]
             wait_for = 0.0
         ready = waiter.wait(wait_for, bool(self._pending_bytes or engine.outgoing_bytes))
+        if ready & WAKE:  # another thread handed calls over: wait/loop run them next
+            self._handoff.drain()
         if ready & READ:
             self.on_read()
         if ready & WRITE and self._sock is not None:
@@ -597,13 +718,19 @@ class Client(Calls[int]):
             self._engine.handle_timer(now)
         if self._engine.transport_wanted:
             self._open_transport()
+        elif self._engine.closed:  # recovery gave up
+            self._handoff.close()
 
     def _recovery_step(self, deadline: float | None) -> None:
-        """No socket while recovering: sleep until the next attempt (or `deadline`), make it."""
+        """No socket while recovering: sleep until the next attempt (or `deadline`), make it.
+
+        A call handed over by another thread ends the sleep early (the caller runs it, then
+        comes back).
+        """
         if not self._engine.transport_wanted:
             until = _earlier(self._engine.next_timer(), deadline)
             if until is not None:
-                time.sleep(max(0.0, until - time.monotonic()))
+                self._handoff.wait(max(0.0, until - time.monotonic()))
         self._recovery_due(time.monotonic())
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import selectors
+import threading
 import time
 from collections.abc import Iterable
 
 from puka.arguments import check_timeout, list_of
 from puka.blocking.client import Client
+from puka.blocking.handoff import Handoff
 
 __all__ = ["loop"]
 
@@ -18,19 +20,30 @@ def loop(clients: Iterable[Client], timeout: float | None = None) -> None:
     Returns when every client has called `loop_break()` (or is closed), or after `timeout`
     seconds. Heartbeats and timers of each client keep running, and a client with automatic
     recovery (`reconnect=True`) that lost its connection reconnects from here, its back-off
-    waited out without holding up the others.
+    waited out without holding up the others. Calls handed to a client by other threads
+    (`call_soon_threadsafe`) wake it and run here.
+
+    While it runs, this thread is each client's own: a call of one from another thread raises
+    `WrongThread`, as during a client's `loop`.
     """
     check_timeout(timeout, "timeout", "loop")
     clients = list_of(
         clients, "clients", "loop", Client, "an iterable of puka.Client", "a puka.Client"
     )
     deadline = None if timeout is None else time.monotonic() + timeout
+    me = threading.get_ident()
     for client in clients:
-        client._loop_break = False
-        client.on_write()
+        if client._owner is not None and client._owner != me:
+            client._wrong_thread("loop")
+    owners = [client._owner for client in clients]
+    for client in clients:
+        client._owner = me
     selector = selectors.DefaultSelector()
     first = True
     try:
+        for client in clients:
+            client._loop_break = False
+            client.on_write()
         while True:
             for client in clients:  # callbacks first: one may break another's loop
                 client.run_any_callbacks()
@@ -56,6 +69,9 @@ def loop(clients: Iterable[Client], timeout: float | None = None) -> None:
             for key in list(selector.get_map().values()):
                 selector.unregister(key.fileobj)
             for client in live:
+                handoff = client._handoff
+                if handoff.fileno() >= 0:  # another thread may hand it a call: watch for it
+                    selector.register(handoff.fileno(), selectors.EVENT_READ, handoff)
                 if client.socket() is None:
                     continue  # recovering: its reconnect timer is part of `until`
                 events = selectors.EVENT_READ
@@ -70,6 +86,9 @@ def loop(clients: Iterable[Client], timeout: float | None = None) -> None:
                 ready = []
             for key, mask in ready:
                 client = key.data
+                if isinstance(client, Handoff):  # its client runs the calls next round
+                    client.drain()
+                    continue
                 if mask & selectors.EVENT_READ:
                     client.on_read()
                 if mask & selectors.EVENT_WRITE:
@@ -83,5 +102,6 @@ def loop(clients: Iterable[Client], timeout: float | None = None) -> None:
                     client.on_write()
     finally:
         selector.close()
-        for client in clients:
+        for client, owner in zip(clients, owners, strict=True):
             client._loop_break = False
+            client._owner = owner
