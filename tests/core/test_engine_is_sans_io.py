@@ -91,3 +91,15 @@ def test_the_blocking_client_is_there_on_first_use() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "True"
+
+
+def test_puka_threads_is_there_on_first_use() -> None:
+    """`import puka` then `puka.threads....`, as the docs write it; not loaded before."""
+    code = (
+        "import puka, sys; before = 'puka.threads' in sys.modules; "
+        "print(before, puka.threads.consume_in_pool.__name__, 'threads' in dir(puka))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "False consume_in_pool True"

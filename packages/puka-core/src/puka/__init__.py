@@ -55,16 +55,24 @@ _LAZY = {
 }
 
 
+_LAZY_MODULES = {"threads"}
+"""Submodules that `puka.<name>` imports on first use: `puka.threads.consume_in_pool(...)`
+works after a bare `import puka`, which stays as light as it was."""
+
+
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
-    if module is None:
+    if module is None and name not in _LAZY_MODULES:
         raise AttributeError(f"module 'puka' has no attribute {name!r}")
     import importlib  # noqa: PLC0415 - only on first use of a lazy name
 
-    value = getattr(importlib.import_module(module), name)
+    if module is None:
+        value = importlib.import_module(f"puka.{name}")
+    else:
+        value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+    return sorted({*globals(), *_LAZY, *_LAZY_MODULES})
