@@ -272,6 +272,12 @@ def test_instrument_refuses_a_body_size_that_is_not_a_bool() -> None:
     assert not PukaInstrumentor().is_instrumented_by_opentelemetry
 
 
+def test_context_of_refuses_what_is_not_a_message_in_its_own_name() -> None:
+    bad: Any = "hello"
+    with pytest.raises(TypeError, match=r"^context_of: message must be a message Puka deliv"):
+        context_of(bad)
+
+
 def test_anonymous_destinations_stay_out_of_span_names(spans: Spans, client: puka.Client) -> None:
     declared = _wait(client, client.queue_declare(exclusive=True))  # a server-named queue
     name = declared["queue"]

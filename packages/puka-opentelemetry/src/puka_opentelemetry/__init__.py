@@ -39,6 +39,7 @@ from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.propagators.textmap import Getter, Setter
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer
 from puka import hooks
+from puka.arguments import refuse_type
 from puka.connection_parameters import ConnectionParameters
 from puka.hooks import Hook, Outcome, OutgoingMessage
 from puka.results import Result
@@ -296,6 +297,8 @@ def context_of(message: Result) -> otel_context.Context:
     Raises:
         TypeError: `message` is not a message Puka delivered (a `puka.Result`).
     """
+    if not isinstance(message, Result):
+        refuse_type(message, "message", "context_of", "a message Puka delivered (a puka.Result)")
     kept = hooks.recall(_HOOK, message)
     if kept is not None:
         span, parent = kept  # (the parent: the publish's context, its baggage too)
