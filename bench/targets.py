@@ -2,10 +2,11 @@
 
 The machine's speed drifts during a run (on a shared two-core machine, the ceiling's rate can
 move by a fifth between two of its repetitions), so a ratio between two clients is taken
-repetition by repetition, from runs made back to back (`run.py` runs the raw client, Puka
-and Puka's asyncio client one after the other in every repetition), and the median of those
-paired ratios is what a target is checked against. CPU time per operation drifts much less
-and is compared by medians, as are the declare rates of two different workloads.
+repetition by repetition, from runs made back to back (`run.py` runs the raw clients, Puka's
+clients and their variants, `PUKA_CLIENTS`, one after the other in every repetition), and the
+median of those paired ratios is what a target is checked against. CPU time per operation
+drifts much less and is compared by medians, as are the declare rates of two different
+workloads.
 
 `evaluate(cells)` gives one `Verdict` per target that the run has the data for; `table`
 formats them for the report.
