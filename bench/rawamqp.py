@@ -298,14 +298,18 @@ def read_deliveries(
     take: Callable[[bytes], None],
     *,
     ack: bool,
+    multiple: bool = False,
     out: list[bytes] | None = None,
 ) -> None:
     """Read `count` deliveries, calling `take(body)` for each, in order.
 
     With `ack`, one `basic.ack` per message goes back on its channel; acks (and whatever
-    `take` appended to `out`) are written once per batch of bytes read. The stream must hold
-    nothing but deliveries, heartbeats and replies to ignore (consume-ok, qos-ok).
+    `take` appended to `out`) are written once per batch of bytes read. With `multiple` too,
+    the acks of a batch are one `basic.ack` with `multiple` set, of the batch's last tag (one
+    consuming channel: the tags of a batch are all of that channel's up to it). The stream
+    must hold nothing but deliveries, heartbeats and replies to ignore (consume-ok, qos-ok).
     """
+    single, batch = ack and not multiple, ack and multiple
     out = [] if out is None else out
     buf, pos = conn.buf, conn.pos
     sock = conn.sock
@@ -313,6 +317,7 @@ def read_deliveries(
     tag = 0
     left = 0
     parts: list[bytes] = []
+    taken = acked = on = 0  # with `multiple`: the last tag taken (on its channel), and acked
     while received < count:
         end_of_data = len(buf)
         while end_of_data - pos >= 8:
@@ -332,8 +337,10 @@ def read_deliveries(
                     body = b"".join(parts)
                     parts = []
                 take(body)
-                if ack:
+                if single:
                     out.append(_ACK.pack(1, channel, 13, 60, 80, tag, 0, 206))
+                elif batch:
+                    taken, on = tag, channel
                 received += 1
                 if received == count:
                     pos = end + 1
@@ -348,13 +355,18 @@ def read_deliveries(
                 left = _U64.unpack_from(buf, pos + 11)[0]
                 if left == 0:
                     take(b"")
-                    if ack:
+                    if single:
                         out.append(_ACK.pack(1, channel, 13, 60, 80, tag, 0, 206))
+                    elif batch:
+                        taken, on = tag, channel
                     received += 1
                     if received == count:
                         pos = end + 1
                         break
             pos = end + 1
+        if batch and taken > acked:
+            out.append(_ACK.pack(1, on, 13, 60, 80, taken, 1, 206))
+            acked = taken
         if out:
             sock.sendall(b"".join(out))
             out.clear()

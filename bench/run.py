@@ -13,8 +13,9 @@ A run is only reported if it passed both checks: the child's (what the client sa
 bodies, names) and the broker's (`stage.Stage.verify`: what the queue holds afterwards). A
 run that fails, times out or is not supported by a client shows as "n/a (reason)"; the queues
 of every run are deleted whatever happened. Repetitions interleave the clients (in a rotating
-order, `run_order`) so that machine noise spreads over all of them; the raw client and Puka's
-two clients run back to back, so that their ratios can be taken repetition by repetition.
+order, `run_order`) so that machine noise spreads over all of them; the raw clients and Puka's
+clients (`targets.PUKA_CLIENTS`) run back to back, so that their ratios can be taken
+repetition by repetition.
 
     python -m bench.run [--quick] [--repeat R] [--clients a,b] [--workloads x,y] [--out PATH]
 
@@ -291,7 +292,7 @@ def summary_table(
         row = []
         for client in clients:
             cell = cells.get((workload.key, client.key))
-            if cell is None:
+            if cell is None or (cell.skipped and client.variant_of):
                 row.append("")
             elif cell.rate is None:
                 row.append("n/a")
@@ -315,8 +316,8 @@ def detail_table(cells: dict[tuple[str, str], Cell], clients: list[ClientInfo], 
         raw = cells.get((workload.key, RAW))
         for client in clients:
             cell = cells.get((workload.key, client.key))
-            if cell is None:
-                continue
+            if cell is None or (cell.skipped and client.variant_of):
+                continue  # (a variant runs a few workloads only)
             name = _title(workload, quick)
             if cell.rate is None:
                 reason = cell.failure.replace("|", "/")
@@ -339,11 +340,14 @@ def detail_table(cells: dict[tuple[str, str], Cell], clients: list[ClientInfo], 
 
 
 TARGETS_NOTE = """\
-Puka's targets (issue 8), checked by `bench/targets.py`. A rate or p50 ratio is the median of
-paired ratios: in each repetition the raw client, Puka and Puka's asyncio client run back to
-back, and their ratio is taken within that repetition (the machine's speed drifts more
-between repetitions). CPU ratios compare median CPU time; the 4 MiB consumer's RSS growth is
-the largest of its repetitions."""
+Puka's targets (issues 8 and 22), checked by `bench/targets.py`. A rate or p50 ratio is the
+median of paired ratios: in each repetition the raw clients, Puka and Puka's asyncio client
+(and the variants of these: the ceiling that acks with `multiple` once per read, the idioms)
+run back to back, and their ratio is taken within that repetition (the machine's speed drifts
+more between repetitions). CPU ratios compare median CPU time; the 4 MiB consumer's RSS growth
+is the largest of its repetitions. The idioms are held against Puka's blocking client:
+`asyncio.gather` over windows of 1,000 publishes and `async for` with `basic_ack`
+(`puka-asyncio-idioms`), callbacks run by `loop()` (`puka-callbacks`)."""
 
 NOTES = """\
 How to read it: each rate is the median over the repetitions (min-max beside it) of one
@@ -442,8 +446,8 @@ def write_report(
 def run_order(clients: list[ClientInfo], rep: int) -> list[ClientInfo]:
     """The clients in the order of repetition `rep`.
 
-    The raw client, Puka and Puka's asyncio client run back to back, so that the targets'
-    paired ratios (`targets.paired`) compare runs made within a minute of each other; their
+    The raw clients and Puka's clients (`targets.PUKA_CLIENTS`) run back to back, so that the
+    targets' paired ratios (`targets.paired`) compare runs made within a minute of each other; their
     order rotates every repetition, so that each takes each place in turn (a place can
     matter: the run after another one may meet the broker still busy with it). The other
     clients, one by one, and that block take turns at going first, so that machine noise

@@ -2,10 +2,11 @@
 
 The machine's speed drifts during a run (on a shared two-core machine, the ceiling's rate can
 move by a fifth between two of its repetitions), so a ratio between two clients is taken
-repetition by repetition, from runs made back to back (`run.py` runs the raw client, Puka
-and Puka's asyncio client one after the other in every repetition), and the median of those
-paired ratios is what a target is checked against. CPU time per operation drifts much less
-and is compared by medians, as are the declare rates of two different workloads.
+repetition by repetition, from runs made back to back (`run.py` runs the raw clients, Puka's
+clients and their variants, `PUKA_CLIENTS`, one after the other in every repetition), and the
+median of those paired ratios is what a target is checked against. CPU time per operation
+drifts much less and is compared by medians, as are the declare rates of two different
+workloads.
 
 `evaluate(cells)` gives one `Verdict` per target that the run has the data for; `table`
 formats them for the report.
@@ -13,20 +14,33 @@ formats them for the report.
 
 from __future__ import annotations
 
+import operator
 import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 
-from bench.clients import PUKA, PUKA_ASYNCIO, RAW
+from bench.clients import PUKA, PUKA_ASYNCIO, PUKA_ASYNCIO_IDIOMS, PUKA_CALLBACKS, RAW, RAW_BATCH
 from bench.common import LARGE_SIZE, WORKLOADS_BY_KEY
 from bench.outcomes import Cell, Outcome
 
-PUKA_CLIENTS = frozenset({RAW, PUKA, PUKA_ASYNCIO})
-"""The ceiling and Puka's clients: not "other clients" for the CPU target."""
+PUKA_CLIENTS = frozenset({RAW, PUKA, PUKA_ASYNCIO, RAW_BATCH, PUKA_CALLBACKS, PUKA_ASYNCIO_IDIOMS})
+"""The ceilings and Puka's clients: not "other clients" for the CPU target; `run.py` runs them
+back to back in every repetition."""
 
 THROUGHPUT_ROWS = ("publish", "confirm-pipelined", "consume-ack", "consume-noack")
 LATENCY_ROWS = ("confirm-each", "rpc")
 LARGE_ROWS = ("large", "large-consume")
+MERGED_ACK_ROWS = ("consume-ack",)
+"""Held against the ceiling that acks with `multiple` once per read (`raw-batch`)."""
+IDIOMS: tuple[tuple[str, str, str, float], ...] = (
+    # (client, workload, what it is, the least rate it must reach over the blocking client's)
+    (PUKA_ASYNCIO_IDIOMS, "confirm-pipelined", "asyncio gather (windows of 1,000)", 0.8),
+    (PUKA_ASYNCIO_IDIOMS, "consume-ack", "asyncio async for + basic_ack", 0.9),
+    (PUKA_CALLBACKS, "confirm-pipelined", "callbacks + loop()", 0.9),
+    (PUKA_CALLBACKS, "consume-noack", "callbacks + loop()", 0.9),
+)
+"""The idioms users write, each against Puka's blocking client (`wait_for_all`, `wait`)."""
 
 Cells = dict[tuple[str, str], Cell]
 
@@ -93,6 +107,18 @@ def evaluate(cells: Cells) -> list[Verdict]:
         if puka and raw:
             ratios = paired(puka, raw)
             verdicts.append(_verdict("rate ÷ ceiling", key, ">= 0.9x", ratios, lambda v: v >= 0.9))
+    for key in MERGED_ACK_ROWS:
+        puka, raw = _measured(cells, key, PUKA), _measured(cells, key, RAW_BATCH)
+        if puka and raw:
+            verdicts.append(
+                _verdict(
+                    "rate ÷ multiple-ack ceiling",
+                    key,
+                    ">= 0.9x",
+                    paired(puka, raw),
+                    lambda v: v >= 0.9,
+                )
+            )
     for key in THROUGHPUT_ROWS:
         puka = _measured(cells, key, PUKA)
         puka_cpu = _cpu(puka) if puka else None
@@ -146,6 +172,7 @@ def evaluate(cells: Cells) -> list[Verdict]:
             )
         )
     verdicts += _asyncio_verdicts(cells)
+    verdicts += _idiom_verdicts(cells)
     return [v for v in verdicts if v is not None]
 
 
@@ -166,6 +193,20 @@ def _asyncio_verdicts(cells: Cells) -> Iterable[Verdict | None]:
                 "<= 2x",
                 [aio_cpu / puka_cpu],
                 lambda v: v <= 2,
+            )
+
+
+def _idiom_verdicts(cells: Cells) -> Iterable[Verdict | None]:
+    """Each idiom against the blocking client's style, paired repetition by repetition."""
+    for client, workload, idiom, least in IDIOMS:
+        puka, mine = _measured(cells, workload, PUKA), _measured(cells, workload, client)
+        if puka and mine:
+            yield _verdict(
+                f"{idiom} rate ÷ blocking",
+                workload,
+                f">= {least}x",
+                paired(mine, puka),
+                partial(operator.le, least),  # least <= v
             )
 
 

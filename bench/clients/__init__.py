@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bench.common import WORKLOADS
+
 
 @dataclass(frozen=True)
 class ClientInfo:
@@ -21,11 +23,21 @@ class ClientInfo:
     distribution: str  # whose version is reported ("" for none)
     style: str  # how the client is written, for the report
     unsupported: dict[str, str] = field(default_factory=dict)
+    variant_of: str = ""  # the client whose style it varies, on a few workloads only
 
 
 RAW = "raw"
 PUKA = "puka"
 PUKA_ASYNCIO = "puka-asyncio"
+RAW_BATCH = "raw-batch"
+PUKA_CALLBACKS = "puka-callbacks"
+PUKA_ASYNCIO_IDIOMS = "puka-asyncio-idioms"
+
+
+def _only(workloads: set[str], reason: str) -> dict[str, str]:
+    """`unsupported` for a client that runs only `workloads`: every other one, for `reason`."""
+    return {w.key: reason for w in WORKLOADS if w.key not in workloads}
+
 
 CLIENTS: tuple[ClientInfo, ...] = (
     ClientInfo(
@@ -48,6 +60,33 @@ CLIENTS: tuple[ClientInfo, ...] = (
         "bench.clients.puka_async",
         "puka-asyncio",
         "puka_asyncio; wait_for_all over call futures, async for (callbacks when acked)",
+    ),
+    ClientInfo(
+        RAW_BATCH,
+        "raw socket, multiple acks (ceiling)",
+        "bench.clients.raw_batch",
+        "",
+        "the raw ceiling's acked consume, one multiple ack per read (not one ack per message)",
+        _only({"consume-ack"}, "only an acked consume has acks to merge"),
+        RAW,
+    ),
+    ClientInfo(
+        PUKA_CALLBACKS,
+        "puka callbacks",
+        "bench.clients.puka_callbacks",
+        "puka",
+        "puka.Client as in Puka 0.0.8: a callback per publish or message, run by loop()",
+        _only({"confirm-pipelined", "consume-noack"}, "not one of the idioms it measures"),
+        PUKA,
+    ),
+    ClientInfo(
+        PUKA_ASYNCIO_IDIOMS,
+        "puka-asyncio gather / async for",
+        "bench.clients.puka_async_idioms",
+        "puka-asyncio",
+        "puka_asyncio; asyncio.gather over windows of 1,000 publishes, async for + basic_ack",
+        _only({"confirm-pipelined", "consume-ack"}, "not one of the idioms it measures"),
+        PUKA_ASYNCIO,
     ),
     ClientInfo(
         "pika",

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from bench.clients import CLIENTS_BY_KEY, PUKA, PUKA_ASYNCIO, RAW
+from bench.clients import (
+    CLIENTS_BY_KEY,
+    PUKA,
+    PUKA_ASYNCIO,
+    PUKA_ASYNCIO_IDIOMS,
+    PUKA_CALLBACKS,
+    RAW,
+    RAW_BATCH,
+)
 from bench.common import LARGE_SIZE, WORKLOADS_BY_KEY
 from bench.outcomes import Cell, Outcome
 from bench.run import run_order
-from bench.targets import Verdict, evaluate, paired, table
+from bench.targets import PUKA_CLIENTS, Verdict, evaluate, paired, table
 
 MIB = 1024 * 1024
 
@@ -138,26 +146,80 @@ def test_nothing_measured_nothing_judged() -> None:
     assert evaluate(cells) == []
 
 
-def test_the_ceiling_and_pukas_clients_run_back_to_back() -> None:
+def test_consume_ack_is_held_against_the_ceiling_that_merges_its_acks_too() -> None:
+    cells = {
+        ("consume-ack", RAW): _cell("consume-ack", RAW, _ok(100), _ok(100)),
+        ("consume-ack", RAW_BATCH): _cell("consume-ack", RAW_BATCH, _ok(120), _ok(100)),
+        ("consume-ack", PUKA): _cell("consume-ack", PUKA, _ok(96), _ok(100)),
+    }
+    verdicts = evaluate(cells)
+    assert _find(verdicts, "rate ÷ ceiling", "consume-ack").measured == pytest.approx(0.98)
+    merged = _find(verdicts, "rate ÷ multiple-ack ceiling", "consume-ack")
+    assert merged.spread == pytest.approx((0.8, 1.0)) and merged.bound == ">= 0.9x"
+    assert merged.measured == pytest.approx(0.9) and merged.met
+    cells["consume-ack", PUKA] = _cell("consume-ack", PUKA, _ok(96), _ok(99))
+    assert not _find(evaluate(cells), "rate ÷ multiple-ack ceiling", "consume-ack").met
+    # the variant ceiling is a ceiling: not an "other client" for the CPU target
+    assert RAW_BATCH in PUKA_CLIENTS
+
+
+def test_each_idiom_is_held_against_the_blocking_client_with_its_own_bound() -> None:
+    cells = {
+        ("confirm-pipelined", PUKA): _cell("confirm-pipelined", PUKA, _ok(100), _ok(50)),
+        ("confirm-pipelined", PUKA_ASYNCIO_IDIOMS): _cell(
+            "confirm-pipelined", PUKA_ASYNCIO_IDIOMS, _ok(81), _ok(41)
+        ),
+        ("confirm-pipelined", PUKA_CALLBACKS): _cell(
+            "confirm-pipelined", PUKA_CALLBACKS, _ok(85), _ok(45)
+        ),
+        ("consume-ack", PUKA): _cell("consume-ack", PUKA, _ok(100)),
+        ("consume-ack", PUKA_ASYNCIO_IDIOMS): _cell("consume-ack", PUKA_ASYNCIO_IDIOMS, _ok(85)),
+        ("consume-noack", PUKA): _cell("consume-noack", PUKA, _ok(100)),
+        ("consume-noack", PUKA_CALLBACKS): _cell("consume-noack", PUKA_CALLBACKS, _ok(95)),
+    }
+    verdicts = evaluate(cells)
+    gather = _find(
+        verdicts, "asyncio gather (windows of 1,000) rate ÷ blocking", "confirm-pipelined"
+    )
+    assert gather.bound == ">= 0.8x" and gather.measured == pytest.approx(0.815) and gather.met
+    callbacks = _find(verdicts, "callbacks + loop() rate ÷ blocking", "confirm-pipelined")
+    assert callbacks.bound == ">= 0.9x" and callbacks.measured == pytest.approx(0.875)
+    assert not callbacks.met  # 0.85 and 0.9: not the 0.8 of the gather idiom
+    async_for = _find(verdicts, "asyncio async for + basic_ack rate ÷ blocking", "consume-ack")
+    assert async_for.bound == ">= 0.9x" and not async_for.met
+    assert _find(verdicts, "callbacks + loop() rate ÷ blocking", "consume-noack").met
+    # the idiom clients are Puka's: no "asyncio ÷ blocking" rows, no CPU rows against them
+    assert not [v for v in verdicts if v.target.startswith("asyncio rate")]
+    assert not [v for v in verdicts if v.target.startswith("CPU")]
+
+
+def test_the_variant_clients_run_only_their_workloads() -> None:
+    for key, runs in (
+        (RAW_BATCH, {"consume-ack"}),
+        (PUKA_CALLBACKS, {"confirm-pipelined", "consume-noack"}),
+        (PUKA_ASYNCIO_IDIOMS, {"confirm-pipelined", "consume-ack"}),
+    ):
+        client = CLIENTS_BY_KEY[key]
+        assert client.variant_of in {RAW, PUKA, PUKA_ASYNCIO}
+        assert set(WORKLOADS_BY_KEY) - set(client.unsupported) == runs
+
+
+def test_the_ceilings_and_pukas_clients_run_back_to_back() -> None:
     clients = [CLIENTS_BY_KEY[k] for k in CLIENTS_BY_KEY]
-    block = {RAW, PUKA, PUKA_ASYNCIO}
-    groups = len(clients) - 2  # the block of three, and each other client
-    orders = [[c.key for c in run_order(clients, rep)] for rep in range(groups)]
+    block = [c.key for c in clients if c.key in PUKA_CLIENTS]
+    assert set(block) == {RAW, PUKA, PUKA_ASYNCIO, RAW_BATCH, PUKA_CALLBACKS, PUKA_ASYNCIO_IDIOMS}
+    groups = len(clients) - len(block) + 1  # the block, and each other client
+    orders = [[c.key for c in run_order(clients, rep)] for rep in range(len(block) * groups)]
     firsts = set()
     for rep, order in enumerate(orders):
         assert sorted(order) == sorted(CLIENTS_BY_KEY)  # each client once
-        at = [i for i, key in enumerate(order) if key in block]
-        assert at == list(range(at[0], at[0] + 3))  # together
-        inner = [order[i] for i in at]
-        rotations = (
-            [RAW, PUKA, PUKA_ASYNCIO],
-            [PUKA, PUKA_ASYNCIO, RAW],
-            [PUKA_ASYNCIO, RAW, PUKA],
-        )
-        assert inner == rotations[rep % 3]  # each takes each place in turn
+        at = [i for i, key in enumerate(order) if key in PUKA_CLIENTS]
+        assert at == list(range(at[0], at[0] + len(block)))  # together
+        turn = rep % len(block)
+        assert [order[i] for i in at] == block[turn:] + block[:turn]  # each takes each place
         firsts.add(order[0])
     # the block and each other client take turns at going first
-    assert firsts == {RAW} | (set(CLIENTS_BY_KEY) - block)
+    assert set(CLIENTS_BY_KEY) - set(block) <= firsts and firsts & set(block)
     # without Puka's clients, the others simply rotate
-    others = [c for c in clients if c.key not in block]
+    others = [c for c in clients if c.key not in PUKA_CLIENTS]
     assert [c.key for c in run_order(others, 1)] == [c.key for c in others[1:] + others[:1]]
