@@ -75,7 +75,7 @@ class EngineProtocol(asyncio.BufferedProtocol):
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._backlog: deque[bytes | memoryview] = deque()  # for the transport, once it takes more
         self._reads: ReadBuffer = _READS
-        self._lent = self._reads.spare()  # what the transport was last given to read into
+        self._lent = self._reads.buffer  # what the transport was last given to read into
         self._fd = -1  # the transport's plain TCP socket (`_read_more`, `_read_what_is_left`)
         self._read_error: OSError | None = None  # what such a read met, for `connection_lost`
         self._link: TransportLink | None = None  # the newest transport's link, if links are used
