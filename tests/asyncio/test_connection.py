@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import socket
 import time
+import tracemalloc
 from urllib.parse import urlsplit
 
 import puka
@@ -332,3 +334,23 @@ async def test_silent_broker_is_heartbeat_timeout(amqp_url: str, fault_proxy: Fa
     finally:
         with contextlib.suppress(Exception):
             await within(client.close())
+
+
+async def test_an_idle_connection_holds_no_read_buffer_of_its_own(
+    make_client: ClientFactory,
+) -> None:
+    """20 connected clients (each after a round trip) cost well under 64 KiB each: the read
+    buffer is the loop's (before, each held 64 KiB: 79 KiB per client in all)."""
+    await make_client()  # the loop's buffer, and what the first client sets up once
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        clients = [await make_client() for _ in range(20)]
+        for client in clients:
+            await client.queue_declare(exclusive=True)
+        gc.collect()
+        each = (tracemalloc.get_traced_memory()[0] - before) / len(clients)
+    finally:
+        tracemalloc.stop()
+    assert each < 32 * 1024, f"{each / 1024:.1f} KiB per idle client"

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from puka.driver import ReadBuffer
 from puka.errors import ConnectionLost
 from puka.promises import Promise
 from puka_asyncio.protocol import EngineProtocol
@@ -67,7 +68,7 @@ def _consuming_protocol(
     pair = Pair(7)
     consume = pair.consuming("q", "reader")
     protocol = EngineProtocol(pair.engine, loop, lambda promise: None)
-    protocol._read_buffer = memoryview(bytearray(BUFFER))
+    protocol._reads = ReadBuffer(BUFFER)
     protocol.connection_made(HandTransport(client, tls))  # type: ignore[arg-type]
     pair.broker.publish("", "q", BODY)
     return pair, consume, protocol
@@ -162,3 +163,52 @@ def test_the_first_call_after_a_read_is_written_at_once_the_next_ones_together(
     assert payloads[1] not in written()  # the next ones wait for the loop
     loop.run_until_complete(asyncio.sleep(0))
     assert payloads[1] in written() and payloads[2] in written()
+
+
+def test_the_connections_of_a_loop_read_into_one_buffer(loop: asyncio.AbstractEventLoop) -> None:
+    """The engine copies what it keeps, so one buffer serves every connection of the loop (one
+    of 64 KiB each was most of an idle connection's memory)."""
+    one = EngineProtocol(Pair(1).engine, loop, lambda promise: None)
+    two = EngineProtocol(Pair(2).engine, loop, lambda promise: None)
+    assert one.get_buffer(-1) is two.get_buffer(-1)
+
+
+def test_a_read_made_inside_another_connections_feed_leaves_its_bytes_alone(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    """While one connection's read is fed to its engine from the shared buffer, a read of
+    another (from a hook, say) goes into a spare buffer: each gets its own message."""
+    bodies = (b"1" * 3000, b"2" * 5000)
+    pairs, consumes, protocols, sockets = [], [], [], []
+    for body in bodies:
+        client, server = socket.socketpair()
+        client.setblocking(False)
+        sockets += [client, server]
+        pair = Pair(7)
+        consumes.append(pair.consuming("q", "reader"))
+        protocol = EngineProtocol(pair.engine, loop, lambda promise: None)
+        protocol.connection_made(HandTransport(client))  # type: ignore[arg-type]
+        pair.broker.publish("", "q", body)
+        server.sendall(pair.broker.data_to_send())
+        pairs.append(pair)
+        protocols.append(protocol)
+    try:
+        engine = pairs[0].engine
+        feed = engine.receive_data
+        nested: list[bool] = []
+
+        def receive_data(data: Any, now: float | None = None) -> None:
+            if not nested:  # the other connection reads before this one decodes its bytes
+                nested.append(True)
+                _transport_reads_once(protocols[1], sockets[2])
+            feed(data, now)
+
+        engine.receive_data = receive_data  # type: ignore[method-assign]
+        _transport_reads_once(protocols[0], sockets[0])
+        assert nested
+        for pair, consume, body in zip(pairs, consumes, bodies, strict=True):
+            result = pair.engine.promises.take(consume.number)
+            assert result is not None and result["body"] == body
+    finally:
+        for sock in sockets:
+            sock.close()

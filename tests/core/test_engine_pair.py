@@ -541,7 +541,7 @@ def test_publishes_in_flight_share_their_destination() -> None:
         pair.engine.publish("", "other", True, None, b"%d" % i, bare=True)
     publisher = pair.engine.publisher
     assert publisher is not None
-    keys = [entry[1] for entry in publisher.by_tag.values()]
+    keys = [entry[1] for entry in publisher.unconfirmed().values()]
     assert keys == [("", "q", False), ("", "other", True)] * 3
     assert len({id(key) for key in keys}) == 2
 

@@ -393,9 +393,11 @@ class ConfirmMachine(RuleBasedStateMachine):
         publisher = engine.publisher
         if publisher is not None:
             assert publisher.unknown_confirms == self.unknown
-            assert set(publisher.by_tag) == set(self._pending())
+            unconfirmed = publisher.unconfirmed()
+            assert set(unconfirmed) == set(self._pending())
+            assert publisher.in_flight == len(unconfirmed)
             for tag in self._pending():
-                assert _number(publisher.by_tag[tag][0]) == _number(self.promises[tag])
+                assert _number(unconfirmed[tag][0]) == _number(self.promises[tag])
 
 
 class ChannelMachine(RuleBasedStateMachine):

@@ -14,10 +14,18 @@ Exceptions, results and URLs are the blocking client's: import them from `puka`.
 """
 
 from puka_asyncio.__about__ import __version__
-from puka_asyncio.client import AsyncClient, ConsumeHandle, PromiseFuture, PromiseHandle, connect
+from puka_asyncio.client import (
+    MAX_CONNECTS_IN_FLIGHT,
+    AsyncClient,
+    ConsumeHandle,
+    PromiseFuture,
+    PromiseHandle,
+    connect,
+)
 from puka_asyncio.protocol import EngineProtocol, TransportLink
 
 __all__ = [
+    "MAX_CONNECTS_IN_FLIGHT",
     "AsyncClient",
     "ConsumeHandle",
     "EngineProtocol",

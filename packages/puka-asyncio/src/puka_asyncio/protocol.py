@@ -1,10 +1,11 @@
 """The asyncio protocol that drives Puka's engine: no second copy of protocol logic.
 
-The transport reads into one buffer of the protocol's (`get_buffer`/`buffer_updated`), which
-feeds the engine; what the engine queues is written once per loop iteration;
-results are handed to the client as they arrive; `connection_lost` fails every pending promise
-with the same typed errors as the blocking client; heartbeats and the handshake timeout run on
-`loop.call_at`; `pause_writing`/`resume_writing` gate writers that await `drain()`.
+The transport reads into a buffer that the connections of one event loop share
+(`get_buffer`/`buffer_updated`; the engine copies what it keeps), which feeds the engine; what
+the engine queues is written once per loop iteration; results are handed to the client as they
+arrive; `connection_lost` fails every pending promise with the same typed errors as the
+blocking client; heartbeats and the handshake timeout run on `loop.call_at`;
+`pause_writing`/`resume_writing` gate writers that await `drain()`.
 
 A connection that recovers gets a new transport for each attempt. Each transport then has a
 `link()` of its own as its protocol, which passes its events on only while it is the newest:
@@ -17,12 +18,13 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import cast
 
-from puka.driver import READS_PER_WAKE, run_timer
-from puka.engine import READ_SIZE, Engine
+from puka.driver import READS_PER_WAKE, ReadBuffer, run_timer
+from puka.engine import Engine
 from puka.promises import Promise
 
 __all__ = ["EngineProtocol", "TransportLink"]
@@ -34,6 +36,14 @@ _MORE_READS = READS_PER_WAKE - 1
 """Reads a full read buffer is followed by at once, before the loop's next select."""
 
 _CAN_READ_FD = hasattr(os, "readv")
+
+
+class _LoopReadBuffer(ReadBuffer, threading.local):
+    """A `ReadBuffer` per thread, so one per running event loop: its connections' reads take
+    turns with it (one callback runs at a time), instead of holding 64 KiB each."""
+
+
+_READS = _LoopReadBuffer()
 
 
 class EngineProtocol(asyncio.BufferedProtocol):
@@ -64,7 +74,8 @@ class EngineProtocol(asyncio.BufferedProtocol):
         self._paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._backlog: deque[bytes | memoryview] = deque()  # for the transport, once it takes more
-        self._read_buffer = memoryview(bytearray(READ_SIZE))
+        self._reads: ReadBuffer = _READS
+        self._lent = self._reads.buffer  # what the transport was last given to read into
         self._fd = -1  # the transport's plain TCP socket (`_read_more`, `_read_what_is_left`)
         self._read_error: OSError | None = None  # what such a read met, for `connection_lost`
         self._link: TransportLink | None = None  # the newest transport's link, if links are used
@@ -92,17 +103,22 @@ class EngineProtocol(asyncio.BufferedProtocol):
         self.flush()
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        """Where the transport reads into: one buffer for the connection's life."""
-        return self._read_buffer
+        """Where the transport reads into: the loop's shared buffer."""
+        self._lent = buffer = self._reads.spare()
+        return buffer
 
     def buffer_updated(self, nbytes: int) -> None:
         """Feed the engine what was read (it copies what it keeps), then write its answers and
         hand out results."""
-        buffer = self._read_buffer
+        buffer, reads = self._lent, self._reads
         self._read_since_write = True
-        self.engine.receive_data(buffer[:nbytes], self.loop.time())
-        if nbytes == len(buffer) and self._fd >= 0 and _CAN_READ_FD:
-            self._read_more(buffer)
+        reads.hold(buffer)  # until the engine was fed: a read meanwhile goes elsewhere
+        try:
+            self.engine.receive_data(buffer[:nbytes], self.loop.time())
+            if nbytes == len(buffer) and self._fd >= 0 and _CAN_READ_FD:
+                self._read_more(buffer)
+        finally:
+            reads.give_back(buffer)
         self.flush()
 
     def _read_more(self, buffer: memoryview) -> None:
@@ -167,19 +183,22 @@ class EngineProtocol(asyncio.BufferedProtocol):
         `connection_lost` returns, so `fd` (a plain TCP socket's: under TLS those bytes are
         encrypted) is still ours to read here.
         """
-        engine = self.engine
+        engine, reads = self.engine, self._reads
+        buffer = reads.spare()
+        reads.hold(buffer)
         reader = socket.socket(fileno=fd)  # the same descriptor, detached (not closed) after
         try:
             reader.setblocking(False)
             while not engine.closed and not engine.recovering:
-                size = reader.recv_into(self._read_buffer)
+                size = reader.recv_into(buffer)
                 if not size:
                     break
-                engine.receive_data(self._read_buffer[:size], self.loop.time())
+                engine.receive_data(buffer[:size], self.loop.time())
         except OSError:
             pass  # nothing more to read (EAGAIN, the reset itself)
         finally:
             reader.detach()
+            reads.give_back(buffer)
 
     def pause_writing(self) -> None:
         """The transport's buffer is full: writers wait in `drain` (and the engine's write-stall
@@ -348,7 +367,7 @@ class TransportLink(asyncio.BufferedProtocol):
     def get_buffer(self, sizehint: int) -> memoryview:
         """The connection's read buffer (a spare one for a replaced transport)."""
         if self._driver._link is self:
-            return self._driver._read_buffer
+            return self._driver.get_buffer(sizehint)
         return memoryview(bytearray(4096))  # what a replaced transport still reads is dropped
 
     def buffer_updated(self, nbytes: int) -> None:

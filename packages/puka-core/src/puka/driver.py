@@ -3,8 +3,9 @@
 A driver (`puka.Client` in `puka.blocking`, puka-asyncio's client, one for another event loop)
 owns only how to read, write, wait and schedule. What would otherwise be written once per
 driver lives here, or in the engine: building the engine from the keyword arguments of a
-client's constructor (each checked first), the decision a timer leaves to the driver, and the
-sizes both drivers tune their reads and writes with. This module does no I/O (a test checks
+client's constructor (each checked first), the decision a timer leaves to the driver, the
+sizes both drivers tune their reads and writes with, and the read buffer that the connections
+of one thread or event loop share. This module does no I/O (a test checks
 it): opening a TLS transport, and the errors of a transport that could not be opened, are
 `puka.tls`'s.
 """
@@ -15,13 +16,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from puka.arguments import check_client_options
-from puka.engine import Engine
+from puka.engine import READ_SIZE, Engine
 from puka.engine.recovery import recovery_for
 from puka.urls import ConnectionParameters, client_addresses
 
 __all__ = [
     "EAGER_WRITE",
     "READS_PER_WAKE",
+    "ReadBuffer",
     "checked_engine",
     "client_engine",
     "client_engine_arguments",
@@ -35,6 +37,37 @@ the rest of its batch: a large backlog starts moving while the caller goes on qu
 READS_PER_WAKE = 16
 """Reads a driver makes in a row, as long as each fills its buffer (of `puka.engine.READ_SIZE`),
 before it waits on the transport again: a large message costs a few wake-ups, not one per read."""
+
+
+class ReadBuffer:
+    """One read buffer (of `puka.engine.READ_SIZE`) that many connections take turns with.
+
+    The engine copies what it keeps of what it is fed (`Engine.receive_data`), so a read's
+    bytes are needed only until that call returns: the connections one thread (or one event
+    loop) drives can all read into one buffer, instead of 64 KiB each (which was most of the
+    memory of an idle connection). A driver `hold`s the buffer while its engine is fed from
+    it; a read made meanwhile, by another connection from inside that feed (a hook, a nested
+    wait), gets a `spare` buffer of its own, so nothing overwrites bytes still being decoded.
+    """
+
+    def __init__(self, size: int = READ_SIZE) -> None:
+        self.buffer = memoryview(bytearray(size))
+        self.held = False
+
+    def spare(self) -> memoryview:
+        """The buffer to read into now: the shared one, or a new one while that is held."""
+        return memoryview(bytearray(len(self.buffer))) if self.held else self.buffer
+
+    def hold(self, buffer: memoryview) -> None:
+        """`buffer` (from `spare`) holds bytes being fed to an engine: lend it to no other."""
+        if buffer is self.buffer:
+            self.held = True
+
+    def give_back(self, buffer: memoryview) -> None:
+        """The engine was fed what `buffer` held: it may be read into again."""
+        if buffer is self.buffer:
+            self.held = False
+
 
 _ENGINE_CHECKED = ("pubacks", "client_properties", "blocked_timeout", "handshake_timeout")
 """The options of a client that go to its `Engine` as they are, checked as a client checks."""

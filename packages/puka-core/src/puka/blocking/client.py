@@ -14,6 +14,7 @@ import contextlib
 import contextvars
 import socket as socket_module
 import ssl as ssl_module
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -32,7 +33,7 @@ from puka.arguments import (
 )
 from puka.blocking.handoff import Handoff
 from puka.blocking.socket_wait import READ, WAKE, WRITE, SocketWait
-from puka.driver import EAGER_WRITE, READS_PER_WAKE, client_engine, run_timer
+from puka.driver import EAGER_WRITE, READS_PER_WAKE, ReadBuffer, client_engine, run_timer
 from puka.engine import READ_SIZE
 from puka.engine.recovery import Recovery
 from puka.errors import ChannelClosed, ClientClosed, ConnectFailed
@@ -51,6 +52,13 @@ _LOW_WATER = 1024 * 1024
 _IOV_MAX = 512  # buffers handed to one sendmsg (Linux allows 1024)
 
 T = TypeVar("T")
+
+
+class _ThreadReadBuffer(ReadBuffer, threading.local):
+    """A `ReadBuffer` per thread: the clients one thread drives read into the same 64 KiB."""
+
+
+_READS = _ThreadReadBuffer()
 
 
 class Client(Calls[int]):
@@ -131,9 +139,6 @@ class Client(Calls[int]):
         # queue, looked at once per round of wait/loop
         self._handoff = Handoff()
         self._handoffs = self._handoff.calls
-        # every read lands here, lent to the engine (it copies what it keeps): a fresh 64 KiB
-        # bytes per read, freed between a large body's growth steps, fragmented the heap
-        self._read_buffer = memoryview(bytearray(READ_SIZE))
 
     def __repr__(self) -> str:
         return f"<puka.Client {self.params.redacted_url()} {self._engine.state.value}>"
@@ -243,8 +248,27 @@ class Client(Calls[int]):
         sock = self._sock
         if sock is None:
             return
+        # every read lands in the thread's buffer, lent to the engine (it copies what it keeps;
+        # a fresh 64 KiB bytes per read, freed between a large body's growth steps, fragmented
+        # the heap, and one per client was most of an idle client's memory)
+        reads = _READS
+        buffer = reads.spare()
+        reads.hold(buffer)
+        try:
+            if not self._read_into(sock, buffer):
+                return
+        finally:
+            reads.give_back(buffer)
         engine = self._engine
-        buffer = self._read_buffer
+        if engine.closed:
+            self._write()
+            if not self.needs_write():
+                self._close_socket()
+
+    def _read_into(self, sock: socket_module.socket, buffer: memoryview) -> bool:
+        """Read what is there through `buffer`, feeding the engine; whether the socket is
+        still open."""
+        engine = self._engine
         for _ in range(READS_PER_WAKE):
             try:
                 size = sock.recv_into(buffer)
@@ -255,20 +279,17 @@ class Client(Calls[int]):
             except OSError as exc:
                 engine.connection_lost(exc, time.monotonic())
                 self._close_socket()
-                return
+                return False
             if not size:
                 engine.connection_lost(None, time.monotonic())
                 self._close_socket()
-                return
+                return False
             # lent: a body's pieces go from it straight into the message (the reader copies a
             # small read first: decoding from bytes costs less than from a view of them)
             engine.receive_data(buffer[:size], time.monotonic())
             if size < READ_SIZE and not (self._tls and sock.pending()):  # type: ignore[attr-defined]
                 break
-        if engine.closed:
-            self._write()
-            if not self.needs_write():
-                self._close_socket()
+        return True
 
     def _write(self) -> None:
         sock = self._sock

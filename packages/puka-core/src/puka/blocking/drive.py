@@ -25,6 +25,9 @@ def loop(clients: Iterable[Client], timeout: float | None = None) -> None:
 
     While it runs, this thread is each client's own: a call of one from another thread raises
     `WrongThread`, as during a client's `loop`.
+
+    Each socket is registered with the selector once, and changed only when what its client
+    waits for changes, so the cost of a message does not grow with the number of clients.
     """
     check_timeout(timeout, "timeout", "loop")
     clients = list_of(
@@ -39,6 +42,7 @@ def loop(clients: Iterable[Client], timeout: float | None = None) -> None:
     for client in clients:
         client._owner = me
     selector = selectors.DefaultSelector()
+    watched = _Watched(selector)
     first = True
     try:
         for client in clients:
@@ -66,20 +70,9 @@ def loop(clients: Iterable[Client], timeout: float | None = None) -> None:
                 timer = client.engine.next_timer()
                 if timer is not None and (until is None or timer < until):
                     until = timer
-            for key in list(selector.get_map().values()):
-                selector.unregister(key.fileobj)
-            for client in live:
-                handoff = client._handoff
-                if handoff.fileno() >= 0:  # another thread may hand it a call: watch for it
-                    selector.register(handoff.fileno(), selectors.EVENT_READ, handoff)
-                if client.socket() is None:
-                    continue  # recovering: its reconnect timer is part of `until`
-                events = selectors.EVENT_READ
-                if client.needs_write():
-                    events |= selectors.EVENT_WRITE
-                selector.register(client.fileno(), events, client)
+            watched.update(live)
             wait_for = None if until is None else max(0.0, until - now)
-            if selector.get_map():
+            if watched:
                 ready = selector.select(wait_for)
             else:  # every live client is waiting to reconnect
                 time.sleep(wait_for if wait_for is not None else 0.05)
@@ -105,3 +98,56 @@ def loop(clients: Iterable[Client], timeout: float | None = None) -> None:
         for client, owner in zip(clients, owners, strict=True):
             client._loop_break = False
             client._owner = owner
+
+
+class _Watched:
+    """What `loop`'s selector watches: each live client's socket (for reading, and for writing
+    while it has bytes queued) and the reading end of its handoff.
+
+    `update` changes the selector only where that differs from the round before: a client's
+    write interest changed, recovery replaced its socket, or it left (closed, broke its loop).
+    Registering every socket anew each round cost two system calls per client per round, which
+    made the CPU per message grow with the number of clients.
+    """
+
+    __slots__ = ("_registered", "_selector")
+
+    def __init__(self, selector: selectors.BaseSelector) -> None:
+        self._selector = selector
+        # descriptor -> (what owns it: a socket or a handoff, events, the key's data); the
+        # owner tells a reused descriptor number (a socket closed, another opened) from the same
+        self._registered: dict[int, tuple[object, int, Client | Handoff]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._registered)
+
+    def update(self, live: list[Client]) -> None:
+        """Watch what `live` need now, and nothing else."""
+        wanted: dict[int, tuple[object, int, Client | Handoff]] = {}
+        for client in live:
+            handoff = client._handoff
+            fd = handoff.fileno()
+            if fd >= 0:  # another thread may hand it a call: watch for it
+                wanted[fd] = (handoff, selectors.EVENT_READ, handoff)
+            sock = client.socket()
+            if sock is None:
+                continue  # recovering: its reconnect timer is part of `loop`'s wait
+            events = selectors.EVENT_READ
+            if client.needs_write():
+                events |= selectors.EVENT_WRITE
+            wanted[sock.fileno()] = (sock, events, client)
+        selector, registered = self._selector, self._registered
+        for fd, (owner, _, _) in list(registered.items()):
+            entry = wanted.get(fd)
+            if entry is None or entry[0] is not owner:
+                del registered[fd]
+                selector.unregister(fd)  # (a descriptor closed meanwhile is forgotten quietly)
+        for fd, entry in wanted.items():
+            old = registered.get(fd)
+            if old is None:
+                selector.register(fd, entry[1], entry[2])
+            elif old[1] != entry[1] or old[2] is not entry[2]:
+                selector.modify(fd, entry[1], entry[2])
+            else:
+                continue
+            registered[fd] = entry

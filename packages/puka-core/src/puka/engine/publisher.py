@@ -23,6 +23,7 @@ in flight on it fail; the next publish opens a new channel.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable
 from itertools import repeat
@@ -56,6 +57,9 @@ _OK = Result("basic.ack")
 
 _InFlight = tuple[Promise | int, tuple[str, str, bool], bytes, bytes]
 """An unconfirmed publish: (promise, (exchange, routing_key, mandatory), properties, body)."""
+_COMPACT = 4096
+"""Settled entries at the head of the in-flight lists past which they are dropped (when they
+are half the lists, too: each publish is moved at most once on average)."""
 _OPEN = ConnectionState.OPEN  # read as globals: an Enum class attribute is slow on Python 3.11
 
 
@@ -203,9 +207,21 @@ class Publisher:
         self.channel = channel
         self.confirm = confirm
         self.next_tag = 1
-        # each unconfirmed publish by tag: its promise (an object, or a bare number) and what it
-        # sent, to send again if another publish kills the channel
-        self.by_tag: dict[int, _InFlight] = {}
+        # Each publish in flight, by tag: its promise (an object, or a bare number; `None` once
+        # settled) and body, at index `tag - _base` of two lists, and what it was sent with
+        # (key and properties) in runs of tags that share them (equal properties are one run:
+        # those with headers are new bytes each time): kept to send it again if another
+        # publish kills the channel. A dict of 4-tuples by tag cost 145 bytes per
+        # publish in flight (an int, a tuple, an entry); this costs 16 and a run per change
+        # of key or properties.
+        self._promises: list[Promise | int | None] = []
+        self._bodies: list[bytes | None] = []
+        self._base = 1  # the tag at index 0
+        self._run_starts: list[int] = []  # the first tag of each run, ascending
+        self._runs: list[tuple[tuple[str, str, bool], bytes]] = []  # (key, properties) of each
+        self._run_key: tuple[str, str, bool] | None = None  # those of the last run
+        self._run_props: bytes | None = None
+        self._settled = 0  # entries of the lists that are `None`
         # Tags are given out 1, 2, 3...: every tag from `oldest` to next_tag - 1 was published,
         # and every one below `oldest` is settled. A `multiple` confirm settles from `oldest`.
         self.oldest = 1
@@ -252,9 +268,56 @@ class Publisher:
             return
         tag = self.next_tag
         self.next_tag = tag + 1
-        self.by_tag[tag] = (promise, key, properties, body)
+        self._promises.append(promise)
+        self._bodies.append(body)
+        # (properties with headers are new bytes each time, mostly equal to the last ones)
+        if key is not self._run_key or properties != self._run_props:
+            self._new_run(tag, key, properties)
         if mandatory:
             self.mandatory.append((tag, exchange, routing_key))
+
+    @property
+    def in_flight(self) -> int:
+        """Publishes sent and not yet confirmed."""
+        return len(self._promises) - self._settled
+
+    def _new_run(self, tag: int, key: tuple[str, str, bool], properties: bytes) -> None:
+        """From `tag` on, publishes go with `key` and `properties` (until the next run)."""
+        self._run_starts.append(tag)
+        self._runs.append((key, properties))
+        self._run_key, self._run_props = key, properties
+
+    def _sent_with(self, tag: int) -> tuple[tuple[str, str, bool], bytes]:
+        """The key and properties publish `tag` (one in flight) was sent with."""
+        return self._runs[bisect_right(self._run_starts, tag) - 1]
+
+    def _pending(self, tag: int) -> bool:
+        """Whether publish `tag` is in flight."""
+        index = tag - self._base
+        return 0 <= index < len(self._promises) and self._promises[index] is not None
+
+    def unconfirmed(self) -> dict[int, _InFlight]:
+        """Each publish in flight by tag: (promise, key, properties, body), in tag order."""
+        base, bodies = self._base, self._bodies
+        return {
+            base + index: (promise, *self._sent_with(base + index), bodies[index])  # type: ignore[misc]
+            for index, promise in enumerate(self._promises)
+            if promise is not None
+        }
+
+    def _drop_settled(self) -> None:
+        """Forget the settled entries below `oldest`, once they are many (amortized O(1))."""
+        head = self.oldest - self._base
+        if 2 * head < len(self._promises):
+            return
+        del self._promises[:head]
+        del self._bodies[:head]
+        self._settled -= head  # (every one below `oldest` is settled)
+        self._base = base = self.oldest
+        runs = bisect_right(self._run_starts, base) - 1  # the runs wholly below `base`
+        if runs > 0:
+            del self._run_starts[:runs]
+            del self._runs[:runs]
 
     def _method_frame(self, key: tuple[str, str, bool]) -> tuple[tuple[str, str, bool], bytes]:
         exchange, routing_key, mandatory = key
@@ -273,11 +336,6 @@ class Publisher:
             self._channel_number, payload, properties, body, engine.frame_max
         )
         engine.send_buffers(frames)
-
-    @property
-    def in_flight(self) -> int:
-        """Publishes sent and not yet confirmed."""
-        return len(self.by_tag)
 
     # --- what the broker says -------------------------------------------------------------
 
@@ -299,41 +357,45 @@ class Publisher:
             raise UnexpectedFrame(f"{method.NAME} on the publish channel was not expected")
 
     def _settle(self, tag: int, multiple: bool, error: PublishNacked | None) -> None:
-        by_tag, promises = self.by_tag, self.engine.promises
+        in_flight, bodies, base = self._promises, self._bodies, self._base
+        promises = self.engine.promises
         if multiple:
-            start, last, pop = self.oldest, min(tag, self.next_tag - 1), by_tag.pop
+            start, last = self.oldest, min(tag, self.next_tag - 1)
+            low, high = start - base, last - base + 1
+            window = in_flight[low:high] if low < high else []
+            settled = [promise for promise in window if promise is not None]
+            if window:
+                in_flight[low:high] = repeat(None, high - low)
+                bodies[low:high] = repeat(None, high - low)
+            self._settled += len(settled)
             if error is None and not self.returned:  # each ends the same way: all at once
-                settled = [
-                    entry[0]
-                    for entry in map(pop, range(start, last + 1), repeat(None))
-                    if entry is not None
-                ]
                 promises.resolve_all(settled, _OK)
-                hit = bool(settled)
             else:
-                hit = False
-                for settled_tag in range(start, last + 1):
-                    entry = pop(settled_tag, None)
-                    if entry is not None:
-                        hit = True
-                        outcome = self._outcome(settled_tag, error)
-                        promises.resolve_all((entry[0],), outcome)
+                for index, promise in enumerate(window):
+                    if promise is not None:
+                        outcome = self._outcome(start + index, error)
+                        promises.resolve_all((promise,), outcome)
             self.oldest = max(start, last + 1)  # the tags up to `last` are settled
-            if not hit or tag >= self.next_tag:  # settled nothing, or names unpublished tags
+            if not settled or tag >= self.next_tag:  # settled nothing, or unpublished tags
                 self.unknown_confirms += 1
         else:
-            entry = by_tag.pop(tag, None)
-            if entry is None:
+            index = tag - base
+            promise = in_flight[index] if 0 <= index < len(in_flight) else None
+            if promise is None:
                 self.unknown_confirms += 1
                 return
-            promises.resolve_all((entry[0],), self._outcome(tag, error))
+            in_flight[index] = bodies[index] = None
+            self._settled += 1
+            promises.resolve_all((promise,), self._outcome(tag, error))
         oldest, end = self.oldest, self.next_tag  # past tags settled one by one, either way
-        while oldest < end and oldest not in by_tag:
+        while oldest < end and in_flight[oldest - base] is None:
             oldest += 1
         self.oldest = oldest
         mandatory = self.mandatory
-        while mandatory and mandatory[0][0] not in by_tag:
+        while mandatory and not self._pending(mandatory[0][0]):
             mandatory.popleft()
+        if oldest - base >= _COMPACT:
+            self._drop_settled()
 
     def _outcome(self, tag: int, error: PublishNacked | None) -> Result:
         if self.returned:
@@ -351,7 +413,7 @@ class Publisher:
                 for entry in self.mandatory
                 if entry[1] == method.exchange
                 and entry[2] == method.routing_key
-                and entry[0] in self.by_tag  # not one acked already (acks come in any order)
+                and self._pending(entry[0])  # not one acked already (acks come in any order)
             ),
             0,
         )
@@ -386,7 +448,7 @@ class Publisher:
         if culprit is None:
             self.fail_all(error)
             return
-        pending, self.by_tag = self.by_tag, {}  # in tag order
+        pending = self._take_all()  # in tag order
         self.mandatory.clear()
         self.returned.clear()
         promises = self.engine.promises
@@ -400,11 +462,25 @@ class Publisher:
 
     def fail_all(self, error: BaseException) -> None:
         """Fail every publish in flight with `error`."""
-        pending, self.by_tag = self.by_tag, {}
+        pending = [promise for promise in self._promises if promise is not None]
+        self._forget_all()
         self.mandatory.clear()
         self.returned.clear()
         failed = Result.error(error)
-        self.engine.promises.resolve_all([entry[0] for entry in pending.values()], failed)
+        self.engine.promises.resolve_all(pending, failed)
+
+    def _take_all(self) -> dict[int, _InFlight]:
+        """Every publish in flight (see `unconfirmed`), forgotten here."""
+        pending = self.unconfirmed()
+        self._forget_all()
+        return pending
+
+    def _forget_all(self) -> None:
+        self._promises, self._bodies = [], []
+        self._run_starts, self._runs = [], []
+        self._run_key = self._run_props = None
+        self._base = self.oldest = self.next_tag
+        self._settled = 0
 
 
 _NAMED_EXCHANGE = re.compile(r"exchange '((?:[^'\\]|\\.)*)' in vhost")
