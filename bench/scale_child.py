@@ -10,9 +10,10 @@ a failure writes `{"ok": false, "error": ...}`. The dimensions:
 
 - `connections` (VALUE connections): open them all at once from one thread (the burst a
   service makes at start), each one's connect time from its start to its open; RSS per idle
-  connection ((RSS after - RSS before) / N, after `gc.collect()`); then every connection
-  publishes its share of `CONN_TOTAL` messages with confirms, all driven from this thread:
-  CPU per confirmed publish. One warm-up publish per connection first (untimed) opens its
+  connection ((RSS after - RSS before) / N, after `gc.collect()`, with one connection open
+  before, idle throughout, so that the first one's one-off costs are left out); then every
+  connection publishes its share of `CONN_TOTAL` messages with confirms, all driven from this
+  thread: CPU per confirmed publish. One warm-up publish per connection first (untimed) opens its
   channel in confirm mode. The messages go to the default exchange with a routing key no
   queue has: the broker confirms them and drops them, so no queue fills up.
 - `inflight` (VALUE publishes): one connection publishes VALUE messages with confirms without
@@ -221,6 +222,8 @@ def _puka() -> Any:
 def connections_puka(broker: Broker, n: int, quick: bool, prefix: str) -> Numbers:
     """Connect N clients at once (callbacks, `puka.loop`); each publishes its share."""
     puka = _puka()
+    warm = puka.Client(broker.url)  # the first connection's one-off costs stay out of the RSS
+    warm.wait(warm.connect())
     rss0 = idle_rss()
     clients = [puka.Client(broker.url) for _ in range(n)]
     started: list[float] = [0.0] * n
@@ -269,6 +272,7 @@ def connections_puka(broker: Broker, n: int, quick: bool, prefix: str) -> Number
     for client, promises in zip(clients, handles, strict=True):
         client.wait_for_all(promises[:-1])  # every other confirm is there, and not an error
         client.wait(client.close())
+    warm.wait(warm.close())
     return _connection_numbers(latencies, rss0, rss1, n, meter, share * n)
 
 
@@ -398,6 +402,7 @@ def connections_puka_asyncio(broker: Broker, n: int, quick: bool, prefix: str) -
             latencies.append(time.perf_counter() - t0)
             return client
 
+        warm = await puka_asyncio.connect(broker.url)  # (one-off costs: not in the RSS)
         rss0 = idle_rss()
         clients = await asyncio.gather(*(one() for _ in range(n)))
         rss1 = idle_rss()
@@ -419,7 +424,7 @@ def connections_puka_asyncio(broker: Broker, n: int, quick: bool, prefix: str) -
         meter.stop()
         if sum(len(d) for d in done) != share * n:
             raise WrongResult("not every publish was confirmed")
-        await asyncio.gather(*(c.close() for c in clients))
+        await asyncio.gather(*(c.close() for c in [*clients, warm]))
         return _connection_numbers(latencies, rss0, rss1, n, meter, share * n)
 
     return _run(main())
@@ -635,6 +640,7 @@ class PikaSelect:
 
 def connections_pika(broker: Broker, n: int, quick: bool, prefix: str) -> Numbers:
     """N `SelectConnection`s on one IOLoop; each publishes its share with confirms."""
+    warm = PikaSelect(broker, 1)  # the first connection's one-off costs stay out of the RSS
     rss0 = idle_rss()
     pika = PikaSelect(broker, n)
     rss1 = idle_rss()
@@ -647,6 +653,7 @@ def connections_pika(broker: Broker, n: int, quick: bool, prefix: str) -> Number
     pika.publish(share, key)
     meter.stop()
     pika.close()
+    warm.close()
     return _connection_numbers(pika.latencies, rss0, rss1, n, meter, share * n)
 
 
@@ -756,6 +763,7 @@ def connections_aio_pika(broker: Broker, n: int, quick: bool, prefix: str) -> Nu
             latencies.append(time.perf_counter() - t0)
             return connection
 
+        warm = await aio_pika.connect(broker.url)  # (one-off costs: not in the RSS)
         rss0 = idle_rss()
         connections = await asyncio.gather(*(one() for _ in range(n)))
         rss1 = idle_rss()
@@ -775,7 +783,7 @@ def connections_aio_pika(broker: Broker, n: int, quick: bool, prefix: str) -> Nu
             )
         )
         meter.stop()
-        await asyncio.gather(*(c.close() for c in connections))
+        await asyncio.gather(*(c.close() for c in [*connections, warm]))
         return _connection_numbers(latencies, rss0, rss1, n, meter, share * n)
 
     return _run(main())
