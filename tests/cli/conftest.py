@@ -82,8 +82,12 @@ def cli_process(amqp_url: str) -> Callable[..., Run]:
 
 
 @pytest.fixture
-def spawn(amqp_url: str) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    """Start `python -m puka_cli` in the background; killed at teardown if still running."""
+def spawn(amqp_url: str, names: Names) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Start `python -m puka_cli` in the background; killed at teardown if still running.
+
+    It asks for `names` so that it is set up after it and torn down before it: a process still
+    running is killed before the test's queues are deleted, and cannot declare one again after.
+    """
     started: list[subprocess.Popen[bytes]] = []
 
     def start(*argv: str) -> subprocess.Popen[bytes]:
