@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Collection
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -462,7 +463,8 @@ def run_order(clients: list[ClientInfo], rep: int) -> list[ClientInfo]:
     return [client for group in groups[shift:] + groups[:shift] for client in group]
 
 
-def _select(names: str | None, known: dict[str, Any], what: str) -> list[str]:
+def _select(names: str | None, known: Collection[str], what: str) -> list[str]:
+    """The names in `names` (comma-separated; all of `known` when empty), each one known."""
     if not names:
         return list(known)
     chosen = [n.strip() for n in names.split(",") if n.strip()]

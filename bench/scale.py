@@ -46,7 +46,7 @@ from puka_spec import methods
 from bench import scale_child
 from bench.common import DEFAULT_URL, Broker
 from bench.rawamqp import RawConnection
-from bench.run import _loadavg, _wait, machine, revision, versions
+from bench.run import _loadavg, _select, _wait, machine, revision, versions
 
 KIB, MIB = 1024, 1024 * 1024
 CLIENTS = ("puka", "puka-asyncio", "pika", "aio-pika")
@@ -547,16 +547,6 @@ def write_report(
 # ---------------------------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------------------------
-
-
-def _select(names: str | None, known: tuple[str, ...] | list[str], what: str) -> list[str]:
-    if not names:
-        return list(known)
-    chosen = [n.strip() for n in names.split(",") if n.strip()]
-    unknown = [n for n in chosen if n not in known]
-    if unknown:
-        raise SystemExit(f"unknown {what}: {', '.join(unknown)} (known: {', '.join(known)})")
-    return chosen
 
 
 def measure(args: argparse.Namespace) -> tuple[Results, dict[str, Any]] | None:
