@@ -311,6 +311,50 @@ async def test_qos_limits_unacked_deliveries(make_client: ClientFactory) -> None
     assert_no_leaks(client)
 
 
+async def test_acks_in_an_async_for_go_out_with_the_messages_that_came_with_them(
+    make_client: ClientFactory,
+) -> None:
+    """The ack of a message handed out while others that arrived with it wait is written with
+    theirs: at the ack of the last one (at once), or when the task suspends first."""
+    client = await make_client()
+    queue = await exclusive_queue(client)
+    await within(
+        client.wait_for_all([client.basic_publish("", queue, body=b"%d" % i) for i in range(10)])
+    )
+    consume = client.basic_consume(queue=queue, prefetch_count=10)
+
+    async def all_ten_arrived() -> bool:
+        return len(client.engine.promises.live[int(consume)].results) == 10
+
+    await eventually(all_ten_arrived)
+    unwritten = []
+    async for message in consume:
+        client.basic_ack(message)
+        unwritten.append(client.engine.needs_write())
+        if len(unwritten) == 7:
+            await asyncio.sleep(0)  # the task suspends: what it acked so far is written
+            unwritten.append(client.engine.needs_write())
+        if len(unwritten) == 11:
+            break
+    assert unwritten == [True] * 7 + [False] + [True, True, False]
+
+    async def cancelled() -> bool:
+        return await counts(client, queue) == (0, 0)
+
+    await eventually(cancelled)
+    # the same consumer acking after each message it awaited: every ack is written at once
+    await within(
+        client.wait_for_all([client.basic_publish("", queue, body=b"x") for _ in range(3)])
+    )
+    consume = client.basic_consume(queue=queue, prefetch_count=1)
+    for _ in range(3):
+        client.basic_ack(await next_message(consume))
+        assert not client.engine.needs_write()
+    await within(client.basic_cancel(consume))
+    assert await counts(client, queue) == (0, 0)
+    assert_no_leaks(client)
+
+
 async def test_recover_redelivers_unacked(make_client: ClientFactory) -> None:
     client = await make_client()
     queue = await exclusive_queue(client)

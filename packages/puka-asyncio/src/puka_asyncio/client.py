@@ -170,9 +170,12 @@ class ConsumeHandle:
                 taken = self._client.engine.promises.take(self.number)
                 if taken is not None:  # (it is: a promise with results is live)
                     result = taken
+                    # more of its batch to hand out: an ack of it waits for theirs (`_sent`)
+                    self._client._acks_wait = bool(promise.results)
                     break
             if self.done:
                 raise StopAsyncIteration
+            self._client._acks_wait = False
             self._waiter = self._client.loop.create_future()
             await self._waiter
         if result.is_error and result.exception is not None:
@@ -195,6 +198,7 @@ class ConsumeHandle:
             # would take over the first one's reply), and requeue what it never handed out
             # once it is over
             self._abandoned = True
+            self._client._acks_wait = False
             if self.done:
                 self._requeue_unseen()
             elif not self._cancelling and self._client.engine.is_open:
@@ -368,12 +372,26 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
         else:
             self._protocol.write_call()
 
+    _acks_wait = False
+    """An `async for` just handed out a message that arrived with others not handed out yet."""
+
     def _sent(self) -> None:
         """An ack, nack or reject: handed to the transport now, not at the end of the loop's
-        iteration (a consumer that acks and then works without awaiting would hold it). One
-        made by a callback as results are handed out goes with the others of that batch."""
-        if not self._protocol.dispatching:
-            self._protocol.write_now()
+        iteration (a consumer that acks and then works without awaiting would hold it).
+
+        One made by a callback as results are handed out goes with the others of that batch;
+        one made in an `async for` while messages that arrived with it wait to be handed out
+        goes with theirs: when the loop reaches the last of them (its ack is written at once,
+        with the ones before it) or the task awaits something that suspends (the end of the
+        loop's iteration writes them), whichever comes first.
+        """
+        protocol = self._protocol
+        if protocol.dispatching:
+            return
+        if self._acks_wait:
+            protocol.schedule_flush()
+        else:
+            protocol.write_now()
 
     def _deliver_ended(self, ended: Sequence[Promise | int]) -> None:
         """Bare promises ended with a success: their futures get it (see `puka.promises`)."""
