@@ -187,6 +187,9 @@ async def test_a_consume_of_another_client_is_refused_alike(make_client: ClientF
         other.basic_cancel(consume)
     with pytest.raises(ValueError, match=r"handles\[1\] is a consume of another client"):
         await other.wait_for_all([other.queue_declare(exclusive=True), consume])
-    with pytest.raises(TypeError, match=r"handles\[0\] must be a handle of this client"):
-        await other.wait_for_all([int(consume)])
+    # a promise number is taken (`basic_publish_number`), but only one this client gave out
+    with pytest.raises(ValueError, match=r"handles\[0\] is \d+, not a promise number of this"):
+        await other.wait_for_all([int(consume) + 10_000])
+    with pytest.raises(TypeError, match=r"handles\[0\] must be a handle or promise number"):
+        await other.wait_for_all(["3"])  # type: ignore[list-item]
     await within(one.basic_cancel(consume))

@@ -128,3 +128,70 @@ async def test_a_cancelled_future_raises_even_without_raise_errors(
     assert (await within(first)).name == "basic.ack"
     assert await counts(client, queue) == (2, 0)  # the publish went out all the same
     assert_no_leaks(client)
+
+
+# --- promise numbers: publishes without a future ---------------------------------------------
+
+
+async def test_publish_numbers_are_awaited_like_their_futures(
+    make_client: ClientFactory, unique_name: UniqueName
+) -> None:
+    client = await make_client()
+    queue = await exclusive_queue(client)
+    numbers = [client.basic_publish_number("", queue, body=b"%d" % i) for i in range(5_000)]
+    assert all(type(n) is int for n in numbers) and len(set(numbers)) == 5_000
+    assert client.pending_handles == 0  # no future was made for any of them
+    results = await within(client.wait_for_all(numbers), 30)
+    assert len(results) == 5_000 and all(not r.is_error for r in results)
+    # the last ones' confirms, kept until claimed: the engine's
+    assert results[-1].name == "basic.ack"
+    assert await counts(client, queue) == (5_000, 0)
+    # waited again, an ended publish's number is still a success (it is forgotten, not lost)
+    assert [r.is_error for r in await within(client.wait_for_all(numbers[:3]))] == [False] * 3
+    # numbers and handles mixed, in order
+    missing = unique_name("missing")
+    mixed = [
+        client.basic_publish_number("", queue, body=b"a"),
+        client.queue_declare(queue=missing, passive=True),
+        client.basic_publish("", queue, body=b"b"),
+        client.basic_publish_number("", queue, body=b"c", properties={"message_id": "m"}),
+    ]
+    results = await within(client.wait_for_all(mixed, raise_errors=False))
+    assert [r.is_error for r in results] == [False, True, False, False]
+    assert isinstance(results[1].exception, puka.NotFound)
+    assert await counts(client, queue) == (5_003, 0)
+    assert_no_leaks(client)
+
+
+async def test_a_failed_publish_number_raises_its_error(make_client: ClientFactory) -> None:
+    client = await make_client()
+    queue = await exclusive_queue(client)
+    ok = client.basic_publish_number("", queue, body=b"ok")
+    unroutable = client.basic_publish_number("", "puka-no-such-queue", mandatory=True, body=b"x")
+    with pytest.raises(puka.NoRoute):
+        await within(client.wait_for_all([ok, unroutable]))
+    # without raise_errors, a failure is kept in place
+    again = client.basic_publish_number("", "puka-no-such-queue", mandatory=True, body=b"y")
+    (result,) = await within(client.wait_for_all([again], raise_errors=False))
+    assert isinstance(result.exception, puka.NoRoute)
+    assert_no_leaks(client)
+
+
+async def test_wait_for_all_refuses_numbers_it_never_gave(make_client: ClientFactory) -> None:
+    client = await make_client()
+    number = client.basic_publish_number("", "", body=b"")  # the default exchange, no queue
+    with pytest.raises(ValueError, match=r"wait_for_all: handles\[1\] is 99999, not a promise"):
+        await client.wait_for_all([number, 99_999])
+    with pytest.raises(TypeError, match=r"wait_for_all: handles\[0\]"):
+        await client.wait_for_all([True])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="basic_publish"):
+        client.basic_publish_number(3, "q")  # type: ignore[arg-type]
+    assert client.pending_handles == 0
+    await within(client.wait_for_all([number]))
+    consume = client.basic_consume(queue=await exclusive_queue(client), no_ack=True)
+    await within(client.basic_cancel(consume))
+    with pytest.raises(puka.ChannelClosed, match="is over"):
+        await within(client.wait_for_all([int(consume)]))
+    (over,) = await within(client.wait_for_all([int(consume)], raise_errors=False))
+    assert isinstance(over.exception, puka.ChannelClosed)
+    assert_no_leaks(client)
