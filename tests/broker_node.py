@@ -195,27 +195,25 @@ def _require_bin_dir() -> Path:
     return bin_dir
 
 
-def _script_command(script: str, *args: str, env: Sequence[str] = ()) -> list[str]:
+def _script_command(
+    script: str, *args: str, env: Sequence[str] = (), open_files: int | None = None
+) -> list[str]:
     """The command running one of RabbitMQ's scripts with ``env`` (``NAME=value`` strings).
 
     As root the script runs as the ``rabbitmq`` user with its home directory (and so its
     Erlang cookie), as the Debian wrapper would -- but unlike the wrapper, keeping ``env``.
     Any other user runs it as themselves, with their own home directory and cookie.
+    ``open_files`` raises the script's soft limit of open files (``ulimit -n``) first: a
+    node's socket limit is about 80% of it, and ``runuser`` resets it to the login default.
     """
-    script_path = str(_require_bin_dir() / script)
+    command = ["env", *env, str(_require_bin_dir() / script), *args]
     if os.geteuid() == 0:
-        return [
-            "runuser",
-            "-u",
-            _RABBITMQ_USER,
-            "--",
-            "env",
-            f"HOME={_RABBITMQ_HOME}",
-            *env,
-            script_path,
-            *args,
-        ]
-    return ["env", *env, script_path, *args]
+        command[1:1] = [f"HOME={_RABBITMQ_HOME}"]
+    if open_files is not None:
+        command = ["sh", "-c", f'ulimit -n {int(open_files)} && exec "$@"', "sh", *command]
+    if os.geteuid() == 0:
+        return ["runuser", "-u", _RABBITMQ_USER, "--", *command]
+    return command
 
 
 def _script_cwd() -> str | None:
@@ -320,12 +318,19 @@ class PrivateBrokerNode:
     """
 
     def __init__(
-        self, port: int | None = None, *, extra_config: str = "", plugins: Sequence[str] = ()
+        self,
+        port: int | None = None,
+        *,
+        extra_config: str = "",
+        plugins: Sequence[str] = (),
+        open_files: int | None = None,
     ) -> None:
         """Choose the node's port (a random free one if ``port`` is None); start nothing.
 
         ``extra_config`` is appended to the node's ``rabbitmq.conf`` (say, a TLS listener);
-        ``plugins`` are enabled at boot (say, ``rabbitmq_auth_mechanism_ssl``).
+        ``plugins`` are enabled at boot (say, ``rabbitmq_auth_mechanism_ssl``);
+        ``open_files`` is the node's limit of open files (the login default, 1024 here,
+        allows 832 sockets).
         """
         if port is not None and not 0 < port <= 65535 - DIST_PORT_OFFSET:
             raise ValueError(
@@ -335,6 +340,7 @@ class PrivateBrokerNode:
         self._auto_port = port is None
         self._extra_config = extra_config
         self._plugins = tuple(plugins)
+        self._open_files = open_files
         self._port = _pick_free_port() if port is None else port
         self._dir: Path | None = None
         self._pid: int | None = None
@@ -536,7 +542,9 @@ class PrivateBrokerNode:
             f"RABBITMQ_ENABLED_PLUGINS_FILE={self._path('enabled_plugins')}",
             f"RABBITMQ_PID_FILE={self._path('pid')}",
         ]
-        command = _script_command("rabbitmq-server", "-detached", env=env)
+        command = _script_command(
+            "rabbitmq-server", "-detached", env=env, open_files=self._open_files
+        )
         # Output to a file, not a pipe: the detached VM must not hold a pipe of ours open.
         with self._path("launcher.log").open("wb") as output:
             proc = subprocess.Popen(

@@ -163,6 +163,16 @@ def test_private_node_ctl_status(private_node: PrivateBrokerNode) -> None:
 
 
 @pytest.mark.hurts_broker
+def test_private_node_open_files_raise_its_socket_limit() -> None:
+    """The login default (1024 open files) caps a node at 832 sockets; `bench/scale.py` needs
+    1000 connections."""
+    with PrivateBrokerNode(open_files=4096) as node:
+        status = node.ctl("status")
+    found = re.search(r"Sockets: \d+, limit: (\d+)", status)
+    assert found is not None and int(found.group(1)) > 1100, status
+
+
+@pytest.mark.hurts_broker
 def test_private_node_ctl_failure_is_clear(private_node: PrivateBrokerNode) -> None:
     with pytest.raises(RuntimeError, match=r"(?s)rabbitmqctl.*no_such_command.*exit status"):
         private_node.ctl("no_such_command")
