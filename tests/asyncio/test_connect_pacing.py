@@ -70,3 +70,43 @@ async def test_connects_beyond_the_limit_wait_their_turn_and_all_connect(
         assert all(client.engine.state.value == "open" for client in clients)
     finally:
         await within(asyncio.gather(*(client.close() for client in clients)))
+
+
+async def test_reconnects_after_a_loss_take_a_slot_too(
+    amqp_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """20 recovering clients lose their connections at once (a broker restart): with a limit
+    of 4, never more than 4 of their reconnects are under way, and all of them recover."""
+    monkeypatch.setattr(puka_asyncio.client, "MAX_CONNECTS_IN_FLIGHT", 4)
+    clients = await within(
+        asyncio.gather(*(puka_asyncio.connect(amqp_url, reconnect=True) for _ in range(20)))
+    )
+    under_way = {"now": 0, "most": 0, "calls": 0}
+    real = puka_asyncio.AsyncClient._open_transport
+
+    async def counted(self: puka_asyncio.AsyncClient) -> Any:
+        under_way["now"] += 1
+        under_way["calls"] += 1
+        under_way["most"] = max(under_way["most"], under_way["now"])
+        try:
+            await asyncio.sleep(0.01)  # long enough for every client to be under way at once
+            return await real(self)
+        finally:
+            under_way["now"] -= 1
+
+    monkeypatch.setattr(puka_asyncio.AsyncClient, "_open_transport", counted)
+    try:
+        for client in clients:
+            transport = client._protocol.transport
+            assert transport is not None
+            transport.abort()
+
+        async def all_open() -> None:
+            while not all(c.engine.state.value == "open" for c in clients):
+                await asyncio.sleep(0.02)
+
+        await within(all_open(), 30)
+        assert under_way["calls"] >= 20
+        assert under_way["most"] == 4
+    finally:
+        await within(asyncio.gather(*(client.close() for client in clients)))

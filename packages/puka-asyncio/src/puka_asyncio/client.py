@@ -51,8 +51,10 @@ AMQP handshake); the others wait for a slot first. A burst of connects (hundreds
 `asyncio.gather`) then never has more connections waiting to be accepted than a broker's
 listen backlog (128 by default) holds: beyond it, the broker's kernel drops the connection
 attempts, and each is retried a second later (500 connects in one `gather` took 2.7 ms
-each, 300 of them over a second; paced, 1.0 ms each and none). The time a connect waits
-for its slot counts against none of its timeouts. To change the limit, set
+each, 300 of them over a second; paced, 1.0 ms each and none). A recovering client's
+reconnect (TCP and TLS) takes a slot too: a broker's restart makes every client of the loop
+reconnect at about the same time. The time a connect waits for its slot counts against
+none of its timeouts. To change the limit, set
 `puka_asyncio.client.MAX_CONNECTS_IN_FLIGHT` before the loop's first connect."""
 
 _connect_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
@@ -280,8 +282,11 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
             self._reconnecting = self.loop.create_task(self._reconnect())
 
     async def _reconnect(self) -> None:
-        """Recovery wants a transport: open one (see `_open_transport`)."""
-        await self._open_transport()
+        """Recovery wants a transport: open one (see `_open_transport`), in a connect slot
+        of the loop as `connect` does (a broker's restart makes every client of the loop
+        reconnect at about the same time)."""
+        async with _connect_slot(self.loop):
+            await self._open_transport()
         self._protocol.flush()
 
     async def _open_transport(self) -> ConnectFailed | None:
@@ -633,11 +638,16 @@ async def connect(
     # every other argument, by name: checked, then made the engine's (as in puka.Client)
     addresses, engine_arguments = client_engine_arguments("connect", locals())
     loop = asyncio.get_running_loop()
+    async with _connect_slot(loop):
+        return await _connect(addresses, loop, ssl, engine_arguments)
+
+
+def _connect_slot(loop: asyncio.AbstractEventLoop) -> asyncio.Semaphore:
+    """The semaphore that keeps `loop`'s connects under way to `MAX_CONNECTS_IN_FLIGHT`."""
     slots = _connect_slots.get(loop)
     if slots is None:
         slots = _connect_slots[loop] = asyncio.Semaphore(MAX_CONNECTS_IN_FLIGHT)
-    async with slots:
-        return await _connect(addresses, loop, ssl, engine_arguments)
+    return slots
 
 
 async def _connect(
