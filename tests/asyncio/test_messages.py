@@ -355,6 +355,41 @@ async def test_acks_in_an_async_for_go_out_with_the_messages_that_came_with_them
     assert_no_leaks(client)
 
 
+async def test_a_callback_that_raises_is_reported_and_the_client_carries_on(
+    make_client: ClientFactory,
+) -> None:
+    """As asyncio does for its own callbacks: the loop's exception handler gets it."""
+    client = await make_client()
+    queue = await exclusive_queue(client)
+    reported: list[dict[str, Any]] = []
+    client.loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    seen: list[bytes] = []
+
+    def on_message(_number: int, message: Any) -> None:
+        seen.append(message["body"])
+        client.basic_ack(message)
+        if message["body"] == b"boom":
+            raise ValueError("the handler failed")
+
+    consume = client.basic_consume(queue=queue, callback=on_message)
+    publish = client.basic_publish("", queue, body=b"ok")
+    futures = [client.basic_publish("", queue, body=b) for b in (b"boom", b"after")]
+    broken = client.queue_declare(queue=queue, passive=True, callback=lambda n, r: 1 / 0)
+    await within(client.wait_for_all([publish, *futures, broken]))
+
+    async def all_three() -> bool:
+        return len(seen) == 3
+
+    await eventually(all_three)
+    assert seen == [b"ok", b"boom", b"after"]
+    assert [type(c["exception"]) for c in reported] == [ValueError, ZeroDivisionError]
+    assert "callback of promise" in reported[0]["message"]
+    assert client.engine.state.value == "open"
+    await within(client.basic_cancel(consume))
+    assert await counts(client, queue) == (0, 0)
+    assert_no_leaks(client)
+
+
 async def test_recover_redelivers_unacked(make_client: ClientFactory) -> None:
     client = await make_client()
     queue = await exclusive_queue(client)

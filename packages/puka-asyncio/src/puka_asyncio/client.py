@@ -142,7 +142,10 @@ class ConsumeHandle:
             number, take = self.number, self._client.engine.promises.take
             if callback is not None:  # the callback has the messages: the handle, only the end
                 while (result := take(number)) is not None:
-                    callback(number, result)
+                    try:
+                        callback(number, result)
+                    except Exception as exc:  # (no cost when nothing is raised)
+                        self._client._callback_raised(callback, number, exc)
                     if promise.done and not promise.results:
                         self._results.append(result)
             if promise.done:  # over: what was not iterated yet is the handle's now
@@ -421,6 +424,19 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
                 if result is not None and not handle.done():  # (done: cancelled)
                     handle.set_result(result)
 
+    def _callback_raised(self, callback: Callback, number: int, exc: Exception) -> None:
+        """A promise's callback raised: report it as asyncio reports a callback's exception
+        (the loop's exception handler, which logs it), and go on with the next result. The
+        connection, and the other promises, are not affected."""
+        self.loop.call_exception_handler(
+            {
+                "message": f"puka_asyncio: the callback of promise {number} raised",
+                "exception": exc,
+                "callback": callback,
+                "client": self,
+            }
+        )
+
     def _deliver(self, promise: Promise) -> None:
         """`promise` has results, or ended: its handle takes them (the protocol's `deliver`)."""
         number = promise.number
@@ -433,7 +449,10 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
             result = self._engine.promises.take(number)
             if result is not None:
                 if promise.callback is not None:
-                    promise.callback(number, result)
+                    try:
+                        promise.callback(number, result)
+                    except Exception as exc:
+                        self._callback_raised(promise.callback, number, exc)
                 handle._put(result)
         if promise.done:
             del self._handles[number]
