@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 
+import puka
 import puka_asyncio
 import pytest
 from puka import promises as promises_module
@@ -304,4 +305,43 @@ async def test_publishes_ended_past_the_unclaimed_bound_still_resolve(
         return await counts(client, queue) == (201, 0)
 
     await eventually(all_enqueued, what="the 201 messages to be enqueued")
+    assert_no_leaks(client)
+
+
+async def test_a_call_from_another_thread_is_refused(make_client: ClientFactory) -> None:
+    """The engine belongs to the loop's thread: another thread's call raises `WrongThread`
+    (naming the call and the way to hand it over) and leaves the client as it was."""
+    client = await make_client()
+    queue = await exclusive_queue(client)
+    raised: list[BaseException] = []
+
+    def other_thread() -> None:
+        for call in (
+            lambda: client.basic_publish("", queue, body=b"x"),
+            lambda: client.basic_publish_number("", queue, body=b"x"),
+            lambda: client.queue_declare(queue=queue, passive=True),
+        ):
+            try:
+                call()
+            except BaseException as exc:  # (what was raised is checked below)
+                raised.append(exc)
+
+    await asyncio.get_running_loop().run_in_executor(None, other_thread)
+    assert [type(e) for e in raised] == [puka.WrongThread] * 3
+    assert "basic_publish: thread" in str(raised[0]) and "call_soon_threadsafe" in str(raised[0])
+    assert "queue_declare" in str(raised[2])
+    # handed over the documented way, it works
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[puka.Result] = loop.create_future()
+
+    def hand_over() -> None:
+        loop.call_soon_threadsafe(
+            lambda: client.basic_publish("", queue, body=b"y").add_done_callback(
+                lambda f: done.set_result(f.result())
+            )
+        )
+
+    await loop.run_in_executor(None, hand_over)
+    assert (await within(done)).name == "basic.ack"
+    assert await counts(client, queue) == (1, 0)
     assert_no_leaks(client)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl as ssl_module
+import threading
 import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Generator, Iterable, Sequence
@@ -28,7 +29,7 @@ from puka.api import Calls
 from puka.arguments import check_bool, check_callback, list_of, refuse_type
 from puka.driver import EAGER_WRITE, checked_engine, client_engine_arguments
 from puka.engine.recovery import Recovery
-from puka.errors import AMQPError, ChannelClosed, ConnectFailed, PukaError
+from puka.errors import AMQPError, ChannelClosed, ConnectFailed, PukaError, WrongThread
 from puka.promises import Callback, Promise
 from puka.results import Result
 from puka.tls import check_ssl_context, connect_error, transport_tls
@@ -231,6 +232,14 @@ _HANDLES: Any = (PromiseFuture, ConsumeHandle)  # (for isinstance: a tuple is no
 _WAITABLE: Any = (PromiseFuture, ConsumeHandle, int)  # what `wait_for_all` takes
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in this thread, if one is."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 def _quiet(future: asyncio.Future[Result]) -> None:
     """Retrieve the outcome of an internal operation nobody awaits (no 'never retrieved')."""
     if not future.cancelled():
@@ -270,6 +279,8 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
         check_ssl_context(ssl, "AsyncClient")
         self._engine = checked_engine("AsyncClient", params, locals())  # every other argument
         self.loop = loop
+        if _running_loop() is loop:  # (`connect`): calls from any other thread are refused
+            self._owner, self._ident = threading.get_ident(), threading.get_ident
         self._ssl = ssl
         self._handles: dict[int, PromiseHandle] = {}
         self._reconnecting: asyncio.Task[None] | None = None
@@ -279,6 +290,14 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
 
     def __repr__(self) -> str:
         return f"<puka_asyncio.AsyncClient {self.params.redacted_url()} {self._engine.state.value}>"
+
+    def _wrong_thread(self, call: str) -> None:
+        """Raise `WrongThread` for `call`, made from a thread other than the event loop's."""
+        raise WrongThread(
+            f"{call}: thread {self._ident()} called an asyncio client whose event loop runs in "
+            f"thread {self._owner}; hand the call to the loop with "
+            "loop.call_soon_threadsafe(fn, *args) (or asyncio.run_coroutine_threadsafe)"
+        )
 
     def _start_reconnect(self) -> None:
         if self._reconnecting is None or self._reconnecting.done():
