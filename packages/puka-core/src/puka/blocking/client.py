@@ -16,9 +16,7 @@ import socket as socket_module
 import ssl as ssl_module
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from itertools import islice
 from threading import get_ident
 from typing import Any, TypeVar
 
@@ -122,7 +120,7 @@ class Client(Calls[int]):
         self._ssl_context = ssl
         self._sock: socket_module.socket | None = None
         # bytes taken from the engine, not yet accepted by the socket (views: never copied)
-        self._pending: deque[bytes | memoryview] = deque()
+        self._pending: list[bytes | memoryview] = []  # (a deque costs 760 bytes, even empty)
         self._pending_bytes = 0
         self._stalled_since: float | None = None  # the socket last took nothing, since when
         self._waiter: SocketWait | None = None
@@ -309,7 +307,7 @@ class Client(Calls[int]):
                 # all the buffers in one syscall (writev); TLS sockets have no sendmsg (nor
                 # does every platform)
                 if len(pending) > 1 and not self._tls and hasattr(sock, "sendmsg"):
-                    sent = sock.sendmsg(list(islice(pending, _IOV_MAX)))
+                    sent = sock.sendmsg(pending[:_IOV_MAX])
                 else:
                     sent = sock.send(pending[0])
             except (BlockingIOError, InterruptedError, ssl_module.SSLWantWriteError):
@@ -327,13 +325,15 @@ class Client(Calls[int]):
                 self._pending_bytes = 0
                 break
             self._pending_bytes -= sent
+            done = 0  # the buffers sent whole
             while sent:
-                chunk = pending[0]
-                if sent < len(chunk):
-                    pending[0] = memoryview(chunk)[sent:]  # a view: a slow socket costs no copies
+                chunk = pending[done]
+                if sent < len(chunk):  # a view: a slow socket costs no copies
+                    pending[done] = memoryview(chunk)[sent:]
                     break
                 sent -= len(chunk)
-                pending.popleft()
+                done += 1
+            del pending[:done]
         if not pending:
             if self._stalled_since is not None:
                 self._stalled_since = None

@@ -13,7 +13,6 @@ connection, then recovery's (the rows of `connection_states.RECOVERY_TRANSITIONS
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -76,7 +75,7 @@ class Connection(ReplayLink, ChannelLink, Protocol):
     _connect_promise: Promise | None
     _close_promise: Promise | None
     _close_requested: bool
-    _secret_promises: deque[Promise]
+    _secret_promises: list[Promise]
 
     def _step(self, kind: str, payload: Any = None, now: float | None = None) -> None:
         """Take one more input."""
@@ -170,7 +169,7 @@ def on_update_secret_ok(
 ) -> None:
     """connection.update-secret-ok: the oldest update_secret is done."""
     if engine._secret_promises:
-        promise = engine._secret_promises.popleft()
+        promise = engine._secret_promises.pop(0)
         engine.promises.resolve(promise, Result("connection.update_secret_ok"))
 
 

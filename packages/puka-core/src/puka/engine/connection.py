@@ -21,7 +21,6 @@ restores), `queueing`, `publisher` (publish routing and confirms), `settling`, `
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, overload
 
@@ -165,7 +164,7 @@ class Engine:
         self._connect_promise: Promise | None = None
         self._close_promise: Promise | None = None
         self._close_requested = False
-        self._secret_promises: deque[Promise] = deque()
+        self._secret_promises: list[Promise] = []  # (a deque costs 760 bytes, even empty)
         # recovery
         self.transport_wanted = False
         """The driver should open a transport to `params` now (after `connect()`, after a
