@@ -12,6 +12,7 @@ or sent for the refused call.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
@@ -96,8 +97,8 @@ class Calls(Generic[T]):
 
     @property
     def server_properties(self) -> dict[str, Any]:
-        """What the broker said about itself in connection.start."""
-        return self._engine.server_properties
+        """What the broker said about itself in connection.start (a copy of its own)."""
+        return copy.deepcopy(self._engine.server_properties)
 
     @property
     def blocked(self) -> bool:

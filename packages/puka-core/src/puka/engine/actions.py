@@ -12,6 +12,7 @@ connection, then recovery's (the rows of `connection_states.RECOVERY_TRANSITIONS
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -94,7 +95,7 @@ def ignore(engine: Connection, payload: Any, now: float | None) -> None:
 def on_start(engine: Connection, method: methods.ConnectionStart, now: float | None) -> None:
     """connection.start: answer with our mechanism, or abort if it is not offered."""
     engine.transport_wanted = False  # a driver that never said `transport_ready` has one
-    engine.server_properties = dict(method.server_properties)
+    engine.server_properties = handshake.shared_server_properties(method.server_properties)
     answer = handshake.start_ok(engine.params, method, engine._client_properties)
     if isinstance(answer, AMQPError):
         engine._step("abort", answer, now)
@@ -124,7 +125,8 @@ def on_open_ok(engine: Connection, method: methods.ConnectionOpenOk, now: float 
     """connection.open-ok: connected; what waited for it starts."""
     engine.timers.handshake = None
     if engine._connect_promise is not None:
-        result = Result("connection.open_ok", {"server_properties": engine.server_properties})
+        props = copy.deepcopy(engine.server_properties)  # (shared: the caller gets a copy)
+        result = Result("connection.open_ok", {"server_properties": props})
         engine.promises.resolve(engine._connect_promise, result)
     engine.channel_freed()
     close_if_idle(engine)

@@ -18,7 +18,11 @@ from puka.__about__ import __version__
 if TYPE_CHECKING:
     from puka.urls import ConnectionParameters
 
-__all__ = ["client_properties", "start_ok", "tune_ok"]
+__all__ = ["client_properties", "shared_server_properties", "start_ok", "tune_ok"]
+
+_SERVER_PROPERTIES_SEEN: list[dict[str, Any]] = []
+"""The distinct server properties received lately (`shared_server_properties`), newest last."""
+_SERVER_PROPERTIES_KEPT = 8
 
 _CLIENT_CAPABILITIES = {
     "publisher_confirms": True,
@@ -29,6 +33,24 @@ _CLIENT_CAPABILITIES = {
     "authentication_failure_close": True,
     "per_consumer_qos": True,
 }
+
+
+def shared_server_properties(props: dict[str, Any]) -> dict[str, Any]:
+    """`props` (connection.start's server properties), or an equal dict received before.
+
+    Every connection to one broker, or to the nodes of one cluster, receives the same
+    properties: they then hold one copy, not about 1.7 KB each. The dict is shared, so it is
+    never changed; `Calls.server_properties` and the connect result hand out copies.
+    """
+    seen = _SERVER_PROPERTIES_SEEN
+    known: dict[str, Any]
+    for known in reversed(seen):
+        if known == props:
+            return known
+    seen.append(props)
+    if len(seen) > _SERVER_PROPERTIES_KEPT:
+        del seen[0]
+    return props
 
 
 def client_properties(params: ConnectionParameters, extra: dict[str, Any] | None) -> dict[str, Any]:
