@@ -100,7 +100,7 @@ def assert_no_leaks(client: puka_asyncio.AsyncClient, max_channels: int = 3) -> 
     assert client.pending_handles == 0, f"{client.pending_handles} handles pending"
     if engine.publisher is not None:
         assert engine.publisher.in_flight == 0
-    assert not engine._waiting, f"operations still waiting: {list(engine._waiting)}"
+    assert not engine._queue.waiting, f"operations still waiting: {list(engine._queue.waiting)}"
     channels = engine.channels.by_number
     assert len(engine.channels) <= max_channels, (
         f"{len(channels)} channels (at most {max_channels} expected), "

@@ -526,6 +526,6 @@ def state(client: Any) -> tuple[Any, ...]:
         engine.promises._next,
         engine.promises.pending(),
         engine.outgoing_bytes,
-        len(engine._waiting),
+        len(engine._queue.waiting),
         engine.state,
     )

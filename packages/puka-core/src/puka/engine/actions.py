@@ -273,7 +273,7 @@ def fail(engine: Connection, error: BaseException, now: float | None) -> None:
     publisher, engine.publisher = engine.publisher, None
     if publisher is not None:
         publisher.fail_all(error)
-    engine._queue.waiting.clear()
+    engine._queue.waiting = ()
     engine.channels.clear()
     engine.promises.fail_all(error)
 
@@ -323,7 +323,7 @@ def recover(engine: Connection, cause: BaseException, now: float | None) -> None
     if publisher is not None:
         publisher.fail_all(lost)
     engine.consumes = fail_in_flight(engine.promises, going_on, lost)
-    engine._queue.waiting.clear()
+    engine._queue.waiting = ()
     engine.channels.clear()
     engine._out.clear()
     engine.outgoing_bytes = 0

@@ -148,7 +148,6 @@ class Engine:
         self.topology = Topology()  # what was declared, declared again after a recovery
         self.consumes: set[Consume] = set()  # the consumes running, restarted after one
         self._queue = Queue(self)
-        self._waiting = self._queue.waiting  # ops waiting for the connection or a channel
         self._routes = Routes(self, self._queue)
         self._settler = Settler(self)
         self._rounds = Rounds()
@@ -556,7 +555,7 @@ class Engine:
                 if headers is None and properties is None
                 else headers_to_properties(headers, properties)
             )
-            if self.state is _OPEN and not self._waiting and channel_of is None:
+            if self.state is _OPEN and not self._queue.waiting and channel_of is None:
                 publisher = self.publisher
                 if publisher is not None:  # the hot path: straight to the publish channel
                     promises = self.promises

@@ -71,7 +71,16 @@ class Queue:
 
     def __init__(self, link: QueueLink) -> None:
         self.link = link
-        self.waiting: deque[Operation] = deque()
+        # a deque while something waits; an empty tuple otherwise (an idle connection holds
+        # no deque: one costs 760 bytes, even empty)
+        self.waiting: deque[Operation] | tuple[()] = ()
+
+    def _wait(self, op: Operation) -> None:
+        """Keep `op` until its turn, after the others waiting."""
+        waiting = self.waiting
+        if type(waiting) is tuple:
+            waiting = self.waiting = deque()
+        waiting.append(op)  # type: ignore[union-attr]  # (a deque by now)
 
     def check_usable(self) -> None:
         """Raise `ClientClosed` if the connection is closed or closing."""
@@ -92,12 +101,12 @@ class Queue:
             self.fail_recovering(op.promise)
             return op.promise
         if not (self.link.state is _OPEN and not self.waiting and self.start(op)):
-            self.waiting.append(op)  # until the connection opens or a channel is free
+            self._wait(op)  # until the connection opens or a channel is free
         return op.promise
 
     def defer(self, promise: Promise, replay: Callable[[], None]) -> None:
         """Run `replay` in this call's turn (once the connection is open)."""
-        self.waiting.append(Deferred(self.link, promise, replay))
+        self._wait(Deferred(self.link, promise, replay))
 
     def when_open(self, promise: Promise, run: Callable[[], None]) -> None:
         """Run `run` now if the connection is open, else in this call's turn once it is."""
@@ -121,17 +130,22 @@ class Queue:
     def freed(self) -> None:
         """A channel became free, or the connection opened: start what was waiting."""
         waiting, link = self.waiting, self.link
+        if not waiting:
+            return
+        assert type(waiting) is deque  # (for mypy: a tuple is empty)
         while waiting and link.state is _OPEN:
             op = waiting.popleft()
             if not self.start(op):
                 waiting.appendleft(op)
                 return
+        if not waiting and self.waiting is waiting:
+            self.waiting = ()
 
     def refuse_waiting(self) -> None:
         """The connection is closing: what never started fails with `ClientClosed`."""
-        for op in self.waiting:
+        waiting, self.waiting = self.waiting, ()
+        for op in waiting:
             op.fail(ClientClosed("the client was closed before this operation started"))
-        self.waiting.clear()
 
     def survivors(self) -> set[Consume]:
         """The consumes that have not started yet and will go on after a recovery."""
