@@ -142,4 +142,4 @@ def test_a_blocked_frame_without_its_time_is_timed_by_the_next_timer() -> None:
 
 def test_the_engine_keeps_no_clock() -> None:
     engine = open_engine()
-    assert not any("clock" in name for name in vars(engine))
+    assert not any("clock" in name for name in dir(engine))
