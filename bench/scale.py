@@ -71,6 +71,7 @@ class Metric:
     key: str
     label: str
     log_y: bool = True
+    counted: bool = False  # only in runs with the socket calls counted (`--io`)
 
 
 @dataclass(frozen=True)
@@ -122,8 +123,14 @@ DIMENSIONS: dict[str, Dimension] = {
             (1, 10, 100, 1_000),
             (
                 Metric("cpu_us_msg", "µs CPU per delivered message"),
+                Metric("sys_us_msg", "of which µs in the kernel", log_y=False),
                 Metric("msg_s", "messages/s"),
+                Metric("reads_msg", "reads with data per message", counted=True),
+                Metric("bytes_read", "bytes per read", counted=True),
+                Metric("empty_reads_msg", "reads finding nothing per message", counted=True),
+                Metric("writes_msg", "writes per message", counted=True),
             ),
+            extra_clients=("raw",),
         ),
         Dimension(
             "bodies",
@@ -177,9 +184,18 @@ def delete(broker: Broker, names: list[str]) -> None:
 
 
 def run_once(
-    dimension: str, client: str, value: int, quick: bool, broker: Broker, timeout: float, tmp: Path
+    dimension: str,
+    client: str,
+    value: int,
+    quick: bool,
+    broker: Broker,
+    timeout: float,
+    tmp: Path,
+    io: bool = False,
 ) -> dict[str, Any]:
-    """One child: declare its queues, run it, reap it, delete its queues; its report."""
+    """One child: declare its queues, run it, reap it, delete its queues; its report.
+
+    `io`: the child counts its socket calls (`scale_child.SocketCounts`)."""
     prefix = f"scale-{uuid.uuid4().hex[:12]}"
     names = scale_child.queue_names(dimension, value, prefix)
     report, log = tmp / f"{prefix}.json", tmp / f"{prefix}.log"
@@ -198,8 +214,9 @@ def run_once(
     try:
         declare(broker, names)
         with log.open("wb") as out:
+            env = {**os.environ, "BENCH_SCALE_IO": "1"} if io else None
             process = subprocess.Popen(
-                command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env
             )
             status, _usage, timed_out = _wait(process, timeout)
         if timed_out:
@@ -226,8 +243,14 @@ Results = dict[tuple[str, int, str], list[dict[str, Any]]]
 
 def median(results: Results, dimension: str, value: int, client: str, key: str) -> float | None:
     """The median of one metric over a cell's good runs (None: no good run)."""
-    good = [r[key] for r in results.get((dimension, value, client), []) if r.get("ok")]
+    good = [r[key] for r in results.get((dimension, value, client), []) if r.get("ok") and key in r]
     return statistics.median(good) if good else None
+
+
+def metrics_of(results: Results, dim: Dimension) -> tuple[Metric, ...]:
+    """The dimension's metrics, less the counted ones that no run counted (no `--io`)."""
+    runs = [r for (d, _v, _c), rs in results.items() if d == dim.key for r in rs]
+    return tuple(m for m in dim.metrics if not m.counted or any(m.key in r for r in runs))
 
 
 def failure(results: Results, dimension: str, value: int, client: str) -> str:
@@ -270,7 +293,7 @@ def dimension_table(results: Results, dim: Dimension, values: list[int], clients
     ]
     notes: list[str] = []
     for value in values:
-        for metric in dim.metrics:
+        for metric in metrics_of(results, dim):
             cells = []
             for client in clients:
                 number = median(results, dim.key, value, client, metric.key)
@@ -453,12 +476,15 @@ def plot(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    count = len(dim.metrics)
-    columns = 2 if count == 4 else count
+    metrics = metrics_of(results, dim)
+    count = len(metrics)
+    columns = 2 if count == 4 else min(count, 3)
     rows = (count + columns - 1) // columns
     fig, grid = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.4 * rows), squeeze=False)
     axes = [ax for row in grid for ax in row]
-    for ax, metric in zip(axes, dim.metrics, strict=True):
+    for ax in axes[count:]:
+        ax.set_visible(False)
+    for ax, metric in zip(axes, metrics, strict=False):
         for client in clients:
             points = [(v, median(results, dim.key, v, client, metric.key)) for v in values]
             xs = [v for v, y in points if y is not None]
@@ -563,6 +589,11 @@ def measure(args: argparse.Namespace) -> tuple[Results, dict[str, Any]] | None:
     fd_limit, _hard = scale_child.raise_fd_limit()
     sockets = broker_sockets()
     notes: list[str] = []
+    if args.io:
+        notes.append(
+            "socket calls counted (`--io`): each counted call costs the client a Python call "
+            "more, so these CPU numbers are a little above those of an uncounted run"
+        )
     values: dict[str, list[int]] = {}
     for key in dims:
         dim = DIMENSIONS[key]
@@ -594,11 +625,15 @@ def measure(args: argparse.Namespace) -> tuple[Results, dict[str, Any]] | None:
                             )
                             continue
                         result = run_once(
-                            key, client, value, args.quick, broker, args.timeout, Path(tmp)
+                            key, client, value, args.quick, broker, args.timeout, Path(tmp), args.io
                         )
                         results.setdefault((key, value, client), []).append(result)
                         shown = (
-                            ", ".join(f"{m.key}={_fmt(result.get(m.key))}" for m in dim.metrics)
+                            ", ".join(
+                                f"{m.key}={_fmt(result.get(m.key))}"
+                                for m in dim.metrics
+                                if m.key in result
+                            )
                             if result.get("ok")
                             else f"FAILED: {result.get('error')}"
                         )
@@ -632,6 +667,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dimensions", help="comma-separated: " + ",".join(DIMENSIONS))
     parser.add_argument("--clients", help="comma-separated: " + ",".join(CLIENTS))
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per run")
+    parser.add_argument(
+        "--io",
+        action="store_true",
+        help="count each child's socket calls (consumers: reads, bytes and writes per message); "
+        "the counting costs CPU, so compare these runs' CPU only with each other",
+    )
     parser.add_argument("--url", default=os.environ.get("BENCH_AMQP_URL", DEFAULT_URL))
     parser.add_argument("--out", type=Path, help="write the Markdown report here (default: print)")
     parser.add_argument("--plots", type=Path, help="write scale-<dimension>.png here")
