@@ -127,6 +127,7 @@ DIMENSIONS: dict[str, Dimension] = {
                 Metric("cpu_us_msg", "µs CPU per delivered message"),
                 Metric("sys_us_msg", "of which µs in the kernel", log_y=False),
                 Metric("msg_s", "messages/s"),
+                Metric("switches_msg", "context switches per message", log_y=False),
                 Metric("reads_msg", "reads with data per message", counted=True),
                 Metric("bytes_read", "bytes per read", counted=True),
                 Metric("empty_reads_msg", "reads finding nothing per message", counted=True),

@@ -186,24 +186,26 @@ class SocketCounts:
 SOCKETS = SocketCounts()
 
 
-def _thread_times() -> tuple[float, float]:
-    """This thread's user and system CPU time, in seconds."""
+def _thread_times() -> tuple[float, float, int]:
+    """This thread's user and system CPU time (seconds), and its context switches."""
     usage = resource.getrusage(resource.RUSAGE_THREAD)
-    return usage.ru_utime, usage.ru_stime
+    return usage.ru_utime, usage.ru_stime, usage.ru_nvcsw + usage.ru_nivcsw
 
 
 class Meter:
     """CPU (process, or this thread with `thread=True`) and wall time of a timed section, and
     the socket calls made meanwhile (`SOCKETS`, when counted). A thread's CPU is also split
     into user and system time (`getrusage(RUSAGE_THREAD)`, at a tick's resolution): the
-    system time is what the kernel spent on its socket calls and waits."""
+    system time is what the kernel spent on its socket calls and waits. Its context switches
+    (waits for the socket, and preemptions: each may leave the caches to the broker) too."""
 
     def __init__(self, thread: bool = False) -> None:
         self._clock = time.thread_time if thread else _cpu
         self._thread = thread
         self.cpu = self.wall = self.user = self.system = 0.0
+        self.switches = 0
         self._cpu0 = self._wall0 = 0.0
-        self._times0 = (0.0, 0.0)
+        self._times0: tuple[float, float, int] = (0.0, 0.0, 0)
         self._io0 = self.io = (0, 0, 0, 0)
 
     def start(self) -> None:
@@ -216,8 +218,9 @@ class Meter:
         self.wall = time.perf_counter() - self._wall0
         self.cpu = self._clock() - self._cpu0
         if self._thread:
-            user, system = _thread_times()
+            user, system, switches = _thread_times()
             self.user, self.system = user - self._times0[0], system - self._times0[1]
+            self.switches = switches - self._times0[2]
         self.io = tuple(b - a for a, b in zip(self._io0, SOCKETS.snapshot(), strict=True))  # type: ignore[assignment]
 
     def per_message(self, count: int) -> Numbers:
@@ -226,6 +229,7 @@ class Meter:
         numbers: Numbers = {"cpu_us_msg": self.cpu / count * 1e6, "msg_s": count / self.wall}
         if self._thread:
             numbers["sys_us_msg"] = self.system / count * 1e6
+            numbers["switches_msg"] = self.switches / count
         if SOCKETS.on:
             reads, read_bytes, empty, writes = self.io
             numbers.update(
