@@ -171,6 +171,16 @@ class RawConnection:
         reply = self.rpc(channel, methods.QueueDeclare(queue=queue, passive=True))
         return int(reply.message_count)
 
+    def consumer_counts(self, queues: list[str], channel: int = 1) -> list[int]:
+        """The consumers of each queue (passive declares, pipelined 500 at a time)."""
+        counts: list[int] = []
+        for start in range(0, len(queues), 500):
+            calls: list[methods.Method] = [
+                methods.QueueDeclare(queue=q, passive=True) for q in queues[start : start + 500]
+            ]
+            counts += [int(reply.consumer_count) for reply in self.pipelined(channel, calls)]
+        return counts
+
     def wait_for_count(self, queue: str, count: int, channel: int = 1) -> int:
         """Poll until `queue` holds at least `count` ready messages; returns the last count."""
         while True:

@@ -23,10 +23,15 @@ a failure writes `{"ok": false, "error": ...}`. The dimensions:
   futures); the one 100-byte body object is shared by every publish and counted once,
   before the idle RSS. Also the peak over the whole run (`VmHWM`) and CPU per message.
 - `consumers` (VALUE queues, declared by the parent): one connection consumes every queue
-  (a consumer each, prefetch 1000, ack each). Once every consumer is set up, a raw-socket
-  publisher in a thread of this process spreads `CONSUMER_TOTAL` messages round robin over
-  the queues; the client's CPU per delivered, acked message is the main thread's CPU time
-  (`time.thread_time`, which leaves out the publisher thread's).
+  (a consumer each, prefetch 1000, ack each). Once every consumer is set up (pika, aio-pika
+  and the raw client wait for each consume-ok; for Puka, whose consume does not, the broker
+  is asked until each queue has its consumer, then 0.2 s more lets the last consume-oks be
+  read), a raw-socket publisher in a thread of this process spreads `CONSUMER_TOTAL`
+  messages round robin over the queues; the client's CPU per delivered, acked message is
+  the main thread's CPU time (`time.thread_time`, which leaves out the publisher thread's).
+  The raw client (`consumers_raw`) is the ceiling: what the broker's way of delivering
+  costs any client. With `BENCH_SCALE_IO` set, the main thread's socket calls are counted
+  too (`SocketCounts`).
 - `bodies` (VALUE bytes per body, queue declared by the parent): publish N bodies with
   confirms, then consume them (ack each); MB/s over both, and the consumer's RSS growth
   (peak during the consume phase over the RSS before it) divided by the body size.
@@ -37,7 +42,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import os
 import resource
+import socket
 import statistics
 import sys
 import threading
@@ -104,20 +111,134 @@ def _quantiles(latencies: list[float]) -> Numbers:
     }
 
 
+class SocketCounts:
+    """The socket calls of one thread (the one that installs it), when `BENCH_SCALE_IO` is set.
+
+    `install` replaces `socket.socket` with a subclass whose receiving and sending methods count
+    the calls made from that thread: `reads` (calls that returned bytes), `read_bytes`, `empty`
+    (calls that found nothing: `EAGAIN`) and `writes` (send, sendall, sendmsg). Every client
+    here (Puka, asyncio, pika, the raw socket) makes its sockets through `socket.socket`, so
+    each is counted alike; the raw publisher's thread is not counted. A Python call more per
+    socket call costs the client a little CPU, so the CPU numbers of a counted run are not
+    those of the plain one: `bench.scale --io` runs it apart.
+    """
+
+    def __init__(self) -> None:
+        self.on = False
+        self.reads = self.read_bytes = self.empty = self.writes = 0
+
+    def snapshot(self) -> tuple[int, int, int, int]:
+        return self.reads, self.read_bytes, self.empty, self.writes
+
+    def install(self) -> None:
+        counts, me, base = self, threading.get_ident(), socket.socket
+
+        def received(size: int) -> None:
+            if threading.get_ident() == me:
+                if size:
+                    counts.reads += 1
+                    counts.read_bytes += size
+                else:
+                    counts.empty += 1
+
+        class Counted(base):  # type: ignore[misc, valid-type]
+            __slots__ = ()
+
+            def recv(self, *args: Any) -> bytes:
+                try:
+                    data: bytes = super().recv(*args)
+                except (BlockingIOError, InterruptedError):
+                    received(0)
+                    raise
+                received(len(data))
+                return data
+
+            def recv_into(self, *args: Any) -> int:
+                try:
+                    size: int = super().recv_into(*args)
+                except (BlockingIOError, InterruptedError):
+                    received(0)
+                    raise
+                received(size)
+                return size
+
+            def send(self, *args: Any) -> int:
+                if threading.get_ident() == me:
+                    counts.writes += 1
+                sent: int = super().send(*args)
+                return sent
+
+            def sendall(self, *args: Any) -> None:
+                if threading.get_ident() == me:
+                    counts.writes += 1
+                super().sendall(*args)
+
+            def sendmsg(self, *args: Any) -> int:
+                if threading.get_ident() == me:
+                    counts.writes += 1
+                sent: int = super().sendmsg(*args)
+                return sent
+
+        socket.socket = Counted  # type: ignore[misc]
+        self.on = True
+
+
+SOCKETS = SocketCounts()
+
+
+def _thread_times() -> tuple[float, float, int]:
+    """This thread's user and system CPU time (seconds), and its context switches."""
+    usage = resource.getrusage(resource.RUSAGE_THREAD)
+    return usage.ru_utime, usage.ru_stime, usage.ru_nvcsw + usage.ru_nivcsw
+
+
 class Meter:
-    """CPU (process, or this thread with `thread=True`) and wall time of a timed section."""
+    """CPU (process, or this thread with `thread=True`) and wall time of a timed section, and
+    the socket calls made meanwhile (`SOCKETS`, when counted). A thread's CPU is also split
+    into user and system time (`getrusage(RUSAGE_THREAD)`, at a tick's resolution): the
+    system time is what the kernel spent on its socket calls and waits. Its context switches
+    (waits for the socket, and preemptions: each may leave the caches to the broker) too."""
 
     def __init__(self, thread: bool = False) -> None:
         self._clock = time.thread_time if thread else _cpu
-        self.cpu = self.wall = 0.0
+        self._thread = thread
+        self.cpu = self.wall = self.user = self.system = 0.0
+        self.switches = 0
         self._cpu0 = self._wall0 = 0.0
+        self._times0: tuple[float, float, int] = (0.0, 0.0, 0)
+        self._io0 = self.io = (0, 0, 0, 0)
 
     def start(self) -> None:
+        self._io0 = SOCKETS.snapshot()
+        if self._thread:
+            self._times0 = _thread_times()
         self._cpu0, self._wall0 = self._clock(), time.perf_counter()
 
     def stop(self) -> None:
         self.wall = time.perf_counter() - self._wall0
         self.cpu = self._clock() - self._cpu0
+        if self._thread:
+            user, system, switches = _thread_times()
+            self.user, self.system = user - self._times0[0], system - self._times0[1]
+            self.switches = switches - self._times0[2]
+        self.io = tuple(b - a for a, b in zip(self._io0, SOCKETS.snapshot(), strict=True))  # type: ignore[assignment]
+
+    def per_message(self, count: int) -> Numbers:
+        """CPU per message (a thread's: and its system part) and messages/s; the socket
+        calls per message, when counted."""
+        numbers: Numbers = {"cpu_us_msg": self.cpu / count * 1e6, "msg_s": count / self.wall}
+        if self._thread:
+            numbers["sys_us_msg"] = self.system / count * 1e6
+            numbers["switches_msg"] = self.switches / count
+        if SOCKETS.on:
+            reads, read_bytes, empty, writes = self.io
+            numbers.update(
+                reads_msg=reads / count,
+                bytes_read=read_bytes / reads if reads else 0.0,
+                empty_reads_msg=empty / count,
+                writes_msg=writes / count,
+            )
+        return numbers
 
 
 def idle_rss() -> int:
@@ -175,9 +296,35 @@ class Publisher(threading.Thread):
             raise WrongResult(f"the publisher failed: {self.error!r}")
 
 
-def settle_time(consumers: int) -> float:
-    """Seconds to let consume-oks arrive before the timed section (0.3 s + 1 s per 5000)."""
-    return 0.3 + consumers / 5000
+REGISTERED_WAIT = 300.0  # seconds the broker may take to register every consumer
+SETTLE = 0.2  # seconds for the last consume-oks to be read once the broker sent them
+
+
+class Registered:
+    """Whether the broker has registered a consumer on each queue, asked on a connection of
+    its own: a Puka consume does not wait for its consume-oks, and what it does with them
+    must not fall into the timed section (10,000 of them come over seconds).
+
+    The broker registers one channel's consumers in order: until the last queue has one,
+    only that queue is asked; then all of them once.
+    """
+
+    def __init__(self, broker: Broker, queues: list[str]) -> None:
+        self.conn = RawConnection(broker)
+        self.queues = queues
+        self.deadline = time.monotonic() + REGISTERED_WAIT
+
+    def done(self) -> bool:
+        """Whether every queue has its consumer (raises once `REGISTERED_WAIT` passed)."""
+        if time.monotonic() > self.deadline:
+            self.conn.close()
+            raise WrongResult(f"the consumers were not all registered in {REGISTERED_WAIT:g} s")
+        if self.conn.consumer_counts(self.queues[-1:])[0] and all(
+            self.conn.consumer_counts(self.queues)
+        ):
+            self.conn.close()
+            return True
+        return False
 
 
 def bodies_raw(broker: Broker, size: int, quick: bool, queue: str) -> Numbers:
@@ -193,6 +340,36 @@ def bodies_raw(broker: Broker, size: int, quick: bool, queue: str) -> Numbers:
         read_deliveries(conn, count, lambda b: sizes.append(len(b)), ack=True)
         meter.stop()
     return _body_numbers(size, count, sizes, meter, rss0)
+
+
+def consumers_raw(broker: Broker, c: int, quick: bool, prefix: str) -> Numbers:
+    """The raw-socket ceiling of the `consumers` dimension: one channel, prefetch 1000 per
+    consumer and C `basic.consume` (pipelined, 500 at a time); `read_deliveries` then takes
+    the messages as they come and acks each read's worth with one `multiple` ack, the frame
+    Puka's coalesced acks put on the wire. What it costs per message is what the broker's
+    way of delivering (how many messages each read brings) costs any client."""
+    queues = queue_names("consumers", c, prefix)
+    total = consumer_total(quick)
+    calls: list[methods.Method] = [methods.BasicQos(0, PREFETCH, False)]
+    calls += [methods.BasicConsume(queue=q) for q in queues]
+    taken = [0]
+
+    def take(_body: bytes) -> None:
+        taken[0] += 1
+
+    with RawConnection(broker) as conn:
+        for start in range(0, len(calls), 500):
+            conn.pipelined(1, calls[start : start + 500])
+        meter = Meter(thread=True)
+        publisher = Publisher(broker, queues, total)
+        meter.start()
+        publisher.start()
+        read_deliveries(conn, total, take, ack=True, multiple=True)
+        meter.stop()
+        publisher.finish()
+    if taken[0] != total:
+        raise WrongResult(f"received {taken[0]} of {total}")
+    return meter.per_message(total)
 
 
 def _body_numbers(size: int, count: int, sizes: list[int], meter: Meter, rss0: int) -> Numbers:
@@ -334,7 +511,10 @@ def consumers_puka(broker: Broker, c: int, quick: bool, prefix: str) -> Numbers:
             client.loop_break()
 
     client.basic_consume_multi(queues, prefetch_count=PREFETCH, callback=on_message)
-    client.loop(timeout=settle_time(c))
+    registered = Registered(broker, queues)
+    while not registered.done():
+        client.loop(timeout=0.05)
+    client.loop(timeout=SETTLE)
     meter = Meter(thread=True)
     publisher = Publisher(broker, queues, total)
     meter.start()
@@ -345,7 +525,7 @@ def consumers_puka(broker: Broker, c: int, quick: bool, prefix: str) -> Numbers:
     if left[0]:
         raise WrongResult(f"received {total - left[0]} of {total}")
     client.wait(client.close())
-    return {"cpu_us_msg": meter.cpu / total * 1e6, "msg_s": total / meter.wall}
+    return meter.per_message(total)
 
 
 def bodies_puka(broker: Broker, size: int, quick: bool, prefix: str) -> Numbers:
@@ -473,7 +653,10 @@ def consumers_puka_asyncio(broker: Broker, c: int, quick: bool, prefix: str) -> 
                 done.set()
 
         client.basic_consume_multi(queues, prefetch_count=PREFETCH, callback=on_message)
-        await asyncio.sleep(settle_time(c))
+        registered = Registered(broker, queues)
+        while not registered.done():
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(SETTLE)
         meter = Meter(thread=True)
         publisher = Publisher(broker, queues, total)
         meter.start()
@@ -482,7 +665,7 @@ def consumers_puka_asyncio(broker: Broker, c: int, quick: bool, prefix: str) -> 
         meter.stop()
         publisher.finish()
         await client.close()
-        return {"cpu_us_msg": meter.cpu / total * 1e6, "msg_s": total / meter.wall}
+        return meter.per_message(total)
 
     return _run(main())
 
@@ -712,7 +895,7 @@ def consumers_pika(broker: Broker, c: int, quick: bool, prefix: str) -> Numbers:
     if received[0] != total:
         raise WrongResult(f"received {received[0]} of {total}")
     connection.close()
-    return {"cpu_us_msg": meter.cpu / total * 1e6, "msg_s": total / meter.wall}
+    return meter.per_message(total)
 
 
 def bodies_pika(broker: Broker, size: int, quick: bool, prefix: str) -> Numbers:
@@ -846,7 +1029,7 @@ def consumers_aio_pika(broker: Broker, c: int, quick: bool, prefix: str) -> Numb
         meter.stop()
         publisher.finish()
         await connection.close()
-        return {"cpu_us_msg": meter.cpu / total * 1e6, "msg_s": total / meter.wall}
+        return meter.per_message(total)
 
     return _run(main())
 
@@ -908,6 +1091,7 @@ RUNNERS: dict[tuple[str, str], Runner] = {
     ("consumers", "puka-asyncio"): consumers_puka_asyncio,
     ("consumers", "pika"): consumers_pika,
     ("consumers", "aio-pika"): consumers_aio_pika,
+    ("consumers", "raw"): consumers_raw,
     ("bodies", "puka"): bodies_puka,
     ("bodies", "puka-asyncio"): bodies_puka_asyncio,
     ("bodies", "pika"): bodies_pika,
@@ -921,6 +1105,8 @@ def main(argv: list[str]) -> int:
     result: Numbers = {"ok": False}
     try:
         soft, _hard = raise_fd_limit()
+        if os.environ.get("BENCH_SCALE_IO"):
+            SOCKETS.install()
         numbers = RUNNERS[dimension, client](Broker.from_url(url), int(value), quick == "1", prefix)
         result = {"ok": True, "fd_limit": soft, **numbers}
     except Exception as exc:
