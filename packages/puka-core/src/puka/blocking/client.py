@@ -558,13 +558,17 @@ class Client(Calls[int]):
             # The usual wait of a consumer: a message is already there, for no callback, and no
             # error. What `_batch(_wait)` would do, in short: take it, write what is queued.
             promise = self._engine.promises.live.get(promise_numbers)
-            if promise is not None and promise.callback is None and promise.results:
-                if not promise.results[0].is_error:
-                    if timeout is not None:
-                        check_timeout(timeout, "timeout", "wait")
-                    result = self._engine.promises.take(promise_numbers)
-                    self._write()  # returns at once when nothing is queued
-                    return result
+            if (
+                promise is not None
+                and promise.callback is None
+                and promise.results
+                and not promise.results[0].is_error
+            ):
+                if timeout is not None:
+                    check_timeout(timeout, "timeout", "wait")
+                result = self._engine.promises.take(promise_numbers)
+                self._write()  # returns at once when nothing is queued
+                return result
         if timeout is not None:
             check_timeout(timeout, "timeout", "wait")
         check_bool(raise_errors, "raise_errors", "wait")
