@@ -182,8 +182,8 @@ def decode_lines(method: Method, structs: Structs) -> list[str]:
             if f.reserved:
                 continue
             value = f"buf[offset - {var} : offset]"
-            if f.type == "shortstr":
-                value += ".decode()"
+            if f.type == "shortstr":  # an empty one (the default exchange, say): no slice
+                value += f'.decode() if {var} else ""'
             lines.append(f"m.{f.py_name} = {value}")
         elif f.type == "table":
             flush()

@@ -265,13 +265,13 @@ class ConnectionStartOk(Method):
         m.client_properties, offset = decode_table_unchecked(buf, offset)
         mechanism_n = buf[offset]
         offset += 1 + mechanism_n
-        m.mechanism = buf[offset - mechanism_n : offset].decode()
+        m.mechanism = buf[offset - mechanism_n : offset].decode() if mechanism_n else ""
         (response_n,) = _S_I.unpack_from(buf, offset)
         offset += 4 + response_n
         m.response = buf[offset - response_n : offset]
         locale_n = buf[offset]
         offset += 1 + locale_n
-        m.locale = buf[offset - locale_n : offset].decode()
+        m.locale = buf[offset - locale_n : offset].decode() if locale_n else ""
         return m, offset
 
 
@@ -471,7 +471,7 @@ class ConnectionOpen(Method):
         m = _new(cls)
         virtual_host_n = buf[offset]
         offset += 1 + virtual_host_n
-        m.virtual_host = buf[offset - virtual_host_n : offset].decode()
+        m.virtual_host = buf[offset - virtual_host_n : offset].decode() if virtual_host_n else ""
         reserved_1_n = buf[offset]
         offset += 1 + reserved_1_n
         offset += 1
@@ -552,7 +552,7 @@ class ConnectionClose(Method):
         m = _new(cls)
         m.reply_code, reply_text_n = _S_HB.unpack_from(buf, offset)
         offset += 3 + reply_text_n
-        m.reply_text = buf[offset - reply_text_n : offset].decode()
+        m.reply_text = buf[offset - reply_text_n : offset].decode() if reply_text_n else ""
         m.class_id, m.method_id = _S_HH.unpack_from(buf, offset)
         offset += 4
         return m, offset
@@ -618,7 +618,7 @@ class ConnectionBlocked(Method):
         m = _new(cls)
         reason_n = buf[offset]
         offset += 1 + reason_n
-        m.reason = buf[offset - reason_n : offset].decode()
+        m.reason = buf[offset - reason_n : offset].decode() if reason_n else ""
         return m, offset
 
 
@@ -694,7 +694,7 @@ class ConnectionUpdateSecret(Method):
         m.new_secret = buf[offset - new_secret_n : offset]
         reason_n = buf[offset]
         offset += 1 + reason_n
-        m.reason = buf[offset - reason_n : offset].decode()
+        m.reason = buf[offset - reason_n : offset].decode() if reason_n else ""
         return m, offset
 
 
@@ -892,7 +892,7 @@ class ChannelClose(Method):
         m = _new(cls)
         m.reply_code, reply_text_n = _S_HB.unpack_from(buf, offset)
         offset += 3 + reply_text_n
-        m.reply_text = buf[offset - reply_text_n : offset].decode()
+        m.reply_text = buf[offset - reply_text_n : offset].decode() if reply_text_n else ""
         m.class_id, m.method_id = _S_HH.unpack_from(buf, offset)
         offset += 4
         return m, offset
@@ -1003,10 +1003,10 @@ class ExchangeDeclare(Method):
         m = _new(cls)
         _, exchange_n = _S_HB.unpack_from(buf, offset)
         offset += 3 + exchange_n
-        m.exchange = buf[offset - exchange_n : offset].decode()
+        m.exchange = buf[offset - exchange_n : offset].decode() if exchange_n else ""
         type_n = buf[offset]
         offset += 1 + type_n
-        m.type = buf[offset - type_n : offset].decode()
+        m.type = buf[offset - type_n : offset].decode() if type_n else ""
         bits0 = buf[offset]
         offset += 1
         m.passive = (bits0 & 1) != 0
@@ -1090,7 +1090,7 @@ class ExchangeDelete(Method):
         m = _new(cls)
         _, exchange_n = _S_HB.unpack_from(buf, offset)
         offset += 3 + exchange_n
-        m.exchange = buf[offset - exchange_n : offset].decode()
+        m.exchange = buf[offset - exchange_n : offset].decode() if exchange_n else ""
         bits0 = buf[offset]
         offset += 1
         m.if_unused = (bits0 & 1) != 0
@@ -1181,13 +1181,13 @@ class ExchangeBind(Method):
         m = _new(cls)
         _, destination_n = _S_HB.unpack_from(buf, offset)
         offset += 3 + destination_n
-        m.destination = buf[offset - destination_n : offset].decode()
+        m.destination = buf[offset - destination_n : offset].decode() if destination_n else ""
         source_n = buf[offset]
         offset += 1 + source_n
-        m.source = buf[offset - source_n : offset].decode()
+        m.source = buf[offset - source_n : offset].decode() if source_n else ""
         routing_key_n = buf[offset]
         offset += 1 + routing_key_n
-        m.routing_key = buf[offset - routing_key_n : offset].decode()
+        m.routing_key = buf[offset - routing_key_n : offset].decode() if routing_key_n else ""
         bits0 = buf[offset]
         offset += 1
         m.no_wait = (bits0 & 1) != 0
@@ -1278,13 +1278,13 @@ class ExchangeUnbind(Method):
         m = _new(cls)
         _, destination_n = _S_HB.unpack_from(buf, offset)
         offset += 3 + destination_n
-        m.destination = buf[offset - destination_n : offset].decode()
+        m.destination = buf[offset - destination_n : offset].decode() if destination_n else ""
         source_n = buf[offset]
         offset += 1 + source_n
-        m.source = buf[offset - source_n : offset].decode()
+        m.source = buf[offset - source_n : offset].decode() if source_n else ""
         routing_key_n = buf[offset]
         offset += 1 + routing_key_n
-        m.routing_key = buf[offset - routing_key_n : offset].decode()
+        m.routing_key = buf[offset - routing_key_n : offset].decode() if routing_key_n else ""
         bits0 = buf[offset]
         offset += 1
         m.no_wait = (bits0 & 1) != 0
@@ -1383,7 +1383,7 @@ class QueueDeclare(Method):
         m = _new(cls)
         _, queue_n = _S_HB.unpack_from(buf, offset)
         offset += 3 + queue_n
-        m.queue = buf[offset - queue_n : offset].decode()
+        m.queue = buf[offset - queue_n : offset].decode() if queue_n else ""
         bits0 = buf[offset]
         offset += 1
         m.passive = (bits0 & 1) != 0
@@ -1436,7 +1436,7 @@ class QueueDeclareOk(Method):
         m = _new(cls)
         queue_n = buf[offset]
         offset += 1 + queue_n
-        m.queue = buf[offset - queue_n : offset].decode()
+        m.queue = buf[offset - queue_n : offset].decode() if queue_n else ""
         m.message_count, m.consumer_count = _S_II.unpack_from(buf, offset)
         offset += 8
         return m, offset
@@ -1498,13 +1498,13 @@ class QueueBind(Method):
         m = _new(cls)
         _, queue_n = _S_HB.unpack_from(buf, offset)
         offset += 3 + queue_n
-        m.queue = buf[offset - queue_n : offset].decode()
+        m.queue = buf[offset - queue_n : offset].decode() if queue_n else ""
         exchange_n = buf[offset]
         offset += 1 + exchange_n
-        m.exchange = buf[offset - exchange_n : offset].decode()
+        m.exchange = buf[offset - exchange_n : offset].decode() if exchange_n else ""
         routing_key_n = buf[offset]
         offset += 1 + routing_key_n
-        m.routing_key = buf[offset - routing_key_n : offset].decode()
+        m.routing_key = buf[offset - routing_key_n : offset].decode() if routing_key_n else ""
         bits0 = buf[offset]
         offset += 1
         m.no_wait = (bits0 & 1) != 0
@@ -1590,13 +1590,13 @@ class QueueUnbind(Method):
         m = _new(cls)
         _, queue_n = _S_HB.unpack_from(buf, offset)
         offset += 3 + queue_n
-        m.queue = buf[offset - queue_n : offset].decode()
+        m.queue = buf[offset - queue_n : offset].decode() if queue_n else ""
         exchange_n = buf[offset]
         offset += 1 + exchange_n
-        m.exchange = buf[offset - exchange_n : offset].decode()
+        m.exchange = buf[offset - exchange_n : offset].decode() if exchange_n else ""
         routing_key_n = buf[offset]
         offset += 1 + routing_key_n
-        m.routing_key = buf[offset - routing_key_n : offset].decode()
+        m.routing_key = buf[offset - routing_key_n : offset].decode() if routing_key_n else ""
         m.arguments, offset = decode_table_unchecked(buf, offset)
         return m, offset
 
@@ -1666,7 +1666,7 @@ class QueuePurge(Method):
         m = _new(cls)
         _, queue_n = _S_HB.unpack_from(buf, offset)
         offset += 3 + queue_n
-        m.queue = buf[offset - queue_n : offset].decode()
+        m.queue = buf[offset - queue_n : offset].decode() if queue_n else ""
         bits0 = buf[offset]
         offset += 1
         m.no_wait = (bits0 & 1) != 0
@@ -1758,7 +1758,7 @@ class QueueDelete(Method):
         m = _new(cls)
         _, queue_n = _S_HB.unpack_from(buf, offset)
         offset += 3 + queue_n
-        m.queue = buf[offset - queue_n : offset].decode()
+        m.queue = buf[offset - queue_n : offset].decode() if queue_n else ""
         bits0 = buf[offset]
         offset += 1
         m.if_unused = (bits0 & 1) != 0
@@ -1934,10 +1934,10 @@ class BasicConsume(Method):
         m = _new(cls)
         _, queue_n = _S_HB.unpack_from(buf, offset)
         offset += 3 + queue_n
-        m.queue = buf[offset - queue_n : offset].decode()
+        m.queue = buf[offset - queue_n : offset].decode() if queue_n else ""
         consumer_tag_n = buf[offset]
         offset += 1 + consumer_tag_n
-        m.consumer_tag = buf[offset - consumer_tag_n : offset].decode()
+        m.consumer_tag = buf[offset - consumer_tag_n : offset].decode() if consumer_tag_n else ""
         bits0 = buf[offset]
         offset += 1
         m.no_local = (bits0 & 1) != 0
@@ -1983,7 +1983,7 @@ class BasicConsumeOk(Method):
         m = _new(cls)
         consumer_tag_n = buf[offset]
         offset += 1 + consumer_tag_n
-        m.consumer_tag = buf[offset - consumer_tag_n : offset].decode()
+        m.consumer_tag = buf[offset - consumer_tag_n : offset].decode() if consumer_tag_n else ""
         return m, offset
 
 
@@ -2030,7 +2030,7 @@ class BasicCancel(Method):
         m = _new(cls)
         consumer_tag_n = buf[offset]
         offset += 1 + consumer_tag_n
-        m.consumer_tag = buf[offset - consumer_tag_n : offset].decode()
+        m.consumer_tag = buf[offset - consumer_tag_n : offset].decode() if consumer_tag_n else ""
         bits0 = buf[offset]
         offset += 1
         m.no_wait = (bits0 & 1) != 0
@@ -2072,7 +2072,7 @@ class BasicCancelOk(Method):
         m = _new(cls)
         consumer_tag_n = buf[offset]
         offset += 1 + consumer_tag_n
-        m.consumer_tag = buf[offset - consumer_tag_n : offset].decode()
+        m.consumer_tag = buf[offset - consumer_tag_n : offset].decode() if consumer_tag_n else ""
         return m, offset
 
 
@@ -2127,10 +2127,10 @@ class BasicPublish(Method):
         m = _new(cls)
         _, exchange_n = _S_HB.unpack_from(buf, offset)
         offset += 3 + exchange_n
-        m.exchange = buf[offset - exchange_n : offset].decode()
+        m.exchange = buf[offset - exchange_n : offset].decode() if exchange_n else ""
         routing_key_n = buf[offset]
         offset += 1 + routing_key_n
-        m.routing_key = buf[offset - routing_key_n : offset].decode()
+        m.routing_key = buf[offset - routing_key_n : offset].decode() if routing_key_n else ""
         bits0 = buf[offset]
         offset += 1
         m.mandatory = (bits0 & 1) != 0
@@ -2186,13 +2186,13 @@ class BasicReturn(Method):
         m = _new(cls)
         m.reply_code, reply_text_n = _S_HB.unpack_from(buf, offset)
         offset += 3 + reply_text_n
-        m.reply_text = buf[offset - reply_text_n : offset].decode()
+        m.reply_text = buf[offset - reply_text_n : offset].decode() if reply_text_n else ""
         exchange_n = buf[offset]
         offset += 1 + exchange_n
-        m.exchange = buf[offset - exchange_n : offset].decode()
+        m.exchange = buf[offset - exchange_n : offset].decode() if exchange_n else ""
         routing_key_n = buf[offset]
         offset += 1 + routing_key_n
-        m.routing_key = buf[offset - routing_key_n : offset].decode()
+        m.routing_key = buf[offset - routing_key_n : offset].decode() if routing_key_n else ""
         return m, offset
 
 
@@ -2252,14 +2252,14 @@ class BasicDeliver(Method):
         m = _new(cls)
         consumer_tag_n = buf[offset]
         offset += 1 + consumer_tag_n
-        m.consumer_tag = buf[offset - consumer_tag_n : offset].decode()
+        m.consumer_tag = buf[offset - consumer_tag_n : offset].decode() if consumer_tag_n else ""
         m.delivery_tag, bits0, exchange_n = _S_QBB.unpack_from(buf, offset)
         offset += 10 + exchange_n
         m.redelivered = (bits0 & 1) != 0
-        m.exchange = buf[offset - exchange_n : offset].decode()
+        m.exchange = buf[offset - exchange_n : offset].decode() if exchange_n else ""
         routing_key_n = buf[offset]
         offset += 1 + routing_key_n
-        m.routing_key = buf[offset - routing_key_n : offset].decode()
+        m.routing_key = buf[offset - routing_key_n : offset].decode() if routing_key_n else ""
         return m, offset
 
 
@@ -2305,7 +2305,7 @@ class BasicGet(Method):
         m = _new(cls)
         _, queue_n = _S_HB.unpack_from(buf, offset)
         offset += 3 + queue_n
-        m.queue = buf[offset - queue_n : offset].decode()
+        m.queue = buf[offset - queue_n : offset].decode() if queue_n else ""
         bits0 = buf[offset]
         offset += 1
         m.no_ack = (bits0 & 1) != 0
@@ -2367,10 +2367,10 @@ class BasicGetOk(Method):
         m.delivery_tag, bits0, exchange_n = _S_QBB.unpack_from(buf, offset)
         offset += 10 + exchange_n
         m.redelivered = (bits0 & 1) != 0
-        m.exchange = buf[offset - exchange_n : offset].decode()
+        m.exchange = buf[offset - exchange_n : offset].decode() if exchange_n else ""
         routing_key_n = buf[offset]
         offset += 1 + routing_key_n
-        m.routing_key = buf[offset - routing_key_n : offset].decode()
+        m.routing_key = buf[offset - routing_key_n : offset].decode() if routing_key_n else ""
         (m.message_count,) = _S_I.unpack_from(buf, offset)
         offset += 4
         return m, offset

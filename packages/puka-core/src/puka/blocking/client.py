@@ -554,6 +554,21 @@ class Client(Calls[int]):
         `promise_numbers` is a promise or a non-empty iterable of promises of this client;
         `timeout` is `None` or a number of seconds, at least 0.
         """
+        if type(promise_numbers) is int and raise_errors is True and self._owner is None:
+            # The usual wait of a consumer: a message is already there, for no callback, and no
+            # error. What `_batch(_wait)` would do, in short: take it, write what is queued.
+            promise = self._engine.promises.live.get(promise_numbers)
+            if (
+                promise is not None
+                and promise.callback is None
+                and promise.results
+                and not promise.results[0].is_error
+            ):
+                if timeout is not None:
+                    check_timeout(timeout, "timeout", "wait")
+                result = self._engine.promises.take(promise_numbers)
+                self._write()  # returns at once when nothing is queued
+                return result
         if timeout is not None:
             check_timeout(timeout, "timeout", "wait")
         check_bool(raise_errors, "raise_errors", "wait")

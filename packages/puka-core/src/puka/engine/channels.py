@@ -313,7 +313,11 @@ class ChannelPool:
                 channel.dispatch("content", frame)
         elif kind is MethodFrame:
             method = frame.method
-            channel.dispatch(_METHOD_INPUTS.get(method.KEY, "method"), method)
+            key = method.KEY
+            if channel.state is _OPEN and key not in _METHOD_INPUTS:
+                channel.on_method(method)  # the table's (OPEN, method) step, without a lookup
+            else:
+                channel.dispatch(_METHOD_INPUTS.get(key, "method"), method)
         elif kind is BodyFrame:
             channel.dispatch("body", frame.payload)
         elif kind is HeaderFrame:

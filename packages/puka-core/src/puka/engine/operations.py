@@ -40,6 +40,8 @@ __all__ = [
     "unique_consumer_tags",
 ]
 
+_new_result = dict.__new__  # a `Result` with no `__init__` run: a delivery sets its slots itself
+
 
 class OperationLink(Link, Protocol):
     """What operations need of their connection (`Engine`)."""
@@ -349,7 +351,11 @@ class Consume(ChannelHolder):
         if isinstance(method, methods.BasicDeliver):
             tag = method.delivery_tag
             self.last_tag = tag + self.tag_offset
-            result = Result("basic.deliver")  # filled in place: no dict built to be copied
+            # filled in place (no dict built to be copied), its slots set here: no __init__
+            result = _new_result(Result)
+            result.name = "basic.deliver"
+            result.is_error = False
+            result.exception = None
             shown = self.shown_tags
             result["consumer_tag"] = (
                 method.consumer_tag
@@ -364,7 +370,9 @@ class Consume(ChannelHolder):
             # (a message without properties, the usual case, costs no call)
             result["headers"] = properties_to_headers(props) if props and props.__dict__ else {}
             result._props = props  # for `Result.properties` and `application_headers`
-            if not self.no_ack:
+            if self.no_ack:
+                result._ack = None
+            else:
                 channel.unacked.add(tag)
                 channel.last_tag = tag
                 result._ack = (channel, tag)

@@ -69,6 +69,8 @@ class PublisherLink(Link, Protocol):
     promises: Promises
     frame_max: int
     written: list[Promise | int]  # publishes without confirms, done once written
+    outgoing_bytes: int
+    _out: list[bytes | memoryview]  # the frames queued for the transport (`send_raw`, inlined)
     unpaired_returns: int
 
 
@@ -258,13 +260,15 @@ class Publisher:
         if cached is None:
             cached = self._method_frame((exchange, routing_key, mandatory))
         key, method_frame = cached
+        engine = self.engine
         if 0 < len(body) <= self._max_body:  # one body frame: the frames in one buffer
             content = encode_content_after(method_frame, self._channel_number, properties, body)
-            self.engine.send_raw(content)
+            engine._out.append(content)  # engine.send_raw(content), without its call
+            engine.outgoing_bytes += len(content)
         else:  # no body, or several body frames: views of the body, not a copy of it
             self._send_buffers(method_frame, properties, body)
         if not self.confirm:
-            self.engine.written.append(promise)
+            engine.written.append(promise)
             return
         tag = self.next_tag
         self.next_tag = tag + 1
