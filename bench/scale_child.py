@@ -19,9 +19,10 @@ a failure writes `{"ok": false, "error": ...}`. The dimensions:
 - `inflight` (VALUE publishes): one connection publishes VALUE messages with confirms without
   waiting, then waits for every confirm. Bytes per publish in flight: (RSS right after the
   last publish call returned - idle RSS) / VALUE, everything the process holds for them: the
-  client's state, its unsent frames, and the caller's list of handles (promise numbers or
-  futures); the one 100-byte body object is shared by every publish and counted once,
-  before the idle RSS. Also the peak over the whole run (`VmHWM`) and CPU per message.
+  client's state, its unsent frames, and the caller's list of handles (promise numbers for
+  both Puka clients, tasks for aio-pika); the one 100-byte body object is shared by every
+  publish and counted once, before the idle RSS. Also the peak over the whole run (`VmHWM`)
+  and CPU per message.
 - `consumers` (VALUE queues, declared by the parent): one connection consumes every queue
   (a consumer each, prefetch 1000, ack each). Once every consumer is set up (pika, aio-pika
   and the raw client wait for each consume-ok; for Puka, whose consume does not, the broker
@@ -60,6 +61,7 @@ from bench.common import PREFETCH, Broker, _cpu, _peak_rss, _reset_peak_rss, _rs
 from bench.rawamqp import RawConnection, batched, read_deliveries, wait_confirms
 
 CONN_TOTAL = 50_000  # confirmed publishes spread over the connections (quick: 10,000)
+DRAIN_EVERY = 4096  # publishes between two `await client.drain()` (asyncio, in flight)
 CONSUMER_TOTAL = 20_000  # messages spread over the consumers' queues (quick: 5,000)
 BODY = bytes(range(100))  # the one 100-byte body every small publish shares
 Numbers = dict[str, Any]
@@ -611,7 +613,9 @@ def connections_puka_asyncio(broker: Broker, n: int, quick: bool, prefix: str) -
 
 
 def inflight_puka_asyncio(broker: Broker, k: int, quick: bool, prefix: str) -> Numbers:
-    """Publish K with confirms (a list of futures), then `wait_for_all`."""
+    """Publish K with confirms (`basic_publish_number`: a list of promise numbers, no future
+    each; `drain` every `DRAIN_EVERY` publishes, as a loop of a million publishes must, so the
+    unsent frames do not pile up), then `wait_for_all`."""
     import puka_asyncio
 
     async def main() -> Numbers:
@@ -621,9 +625,14 @@ def inflight_puka_asyncio(broker: Broker, k: int, quick: bool, prefix: str) -> N
         rss0 = idle_rss()
         meter = Meter()
         meter.start()
-        futures = [client.basic_publish(exchange="", routing_key=key, body=BODY) for _ in range(k)]
+        publish, drain = client.basic_publish_number, client.drain
+        numbers = []
+        for i in range(k):
+            numbers.append(publish(exchange="", routing_key=key, body=BODY))
+            if not i % DRAIN_EVERY:
+                await drain()
         rss1 = _rss()
-        results = await client.wait_for_all(futures)
+        results = await client.wait_for_all(numbers)
         meter.stop()
         peak = _peak_rss()
         if len(results) != k:
