@@ -129,10 +129,10 @@ class Queue:
 
     def freed(self) -> None:
         """A channel became free, or the connection opened: start what was waiting."""
-        waiting, link = self.waiting, self.link
-        if not waiting:
+        if not self.waiting:
             return
-        assert type(waiting) is deque  # (for mypy: a tuple is empty)
+        waiting = self.waiting  # (not empty: a deque)
+        link = self.link
         while waiting and link.state is _OPEN:
             op = waiting.popleft()
             if not self.start(op):
