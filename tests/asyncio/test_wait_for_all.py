@@ -184,8 +184,10 @@ async def test_wait_for_all_refuses_numbers_it_never_gave(make_client: ClientFac
         await client.wait_for_all([number, 99_999])
     with pytest.raises(TypeError, match=r"wait_for_all: handles\[0\]"):
         await client.wait_for_all([True])  # type: ignore[list-item]
-    with pytest.raises(TypeError, match="basic_publish"):
+    with pytest.raises(TypeError, match=r"^basic_publish_number: exchange must be a str"):
         client.basic_publish_number(3, "q")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^basic_publish_number: properties"):
+        client.basic_publish_number("", "q", properties={"colour": "red"})
     assert client.pending_handles == 0
     await within(client.wait_for_all([number]))
     consume = client.basic_consume(queue=await exclusive_queue(client), no_ack=True)

@@ -503,6 +503,9 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
             number = self.basic_publish(
                 exchange, routing_key, mandatory, headers, body, None, None, properties
             )
+        except (TypeError, ValueError) as exc:  # a wrong argument: named by the call made
+            text = str(exc).replace("basic_publish:", "basic_publish_number:", 1)
+            raise type(exc)(text) from None
         finally:
             self._numbers_only = False
         return int(number)
