@@ -36,6 +36,7 @@ from bench.common import (
     Broker,
     Context,
     expected_crc,
+    failure_text,
 )
 
 MIB = 1024 * 1024
@@ -110,7 +111,7 @@ def main(argv: list[str]) -> int:
         result = report(ctx)
     except Exception as exc:
         traceback.print_exc()
-        result["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+        result["error"] = failure_text(exc)
     Path(out).write_text(json.dumps(result))
     return 0
 

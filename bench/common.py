@@ -248,3 +248,8 @@ class Context:
     def done(self) -> bool:
         """Whether every expected message was consumed."""
         return self.received >= self.count
+
+
+def failure_text(exc: BaseException) -> str:
+    """How a child's report names the exception its run failed with: one line, 200 characters."""
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:200]

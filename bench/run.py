@@ -198,6 +198,23 @@ def versions(broker: Broker) -> dict[str, str]:
     return found
 
 
+def batch_info(
+    quick: bool, repeat: int, began: float, load_before: str, found: dict[str, str]
+) -> dict[str, Any]:
+    """What a report says about its batch: mode, repetitions, date, duration (since `began`, a
+    `time.monotonic()`), machine, versions, source revision and load before and after."""
+    return {
+        "quick": quick,
+        "repeat": repeat,
+        "date": time.strftime("%Y-%m-%d"),
+        "minutes": (time.monotonic() - began) / 60,
+        "machine": machine(),
+        "versions": found,
+        "revision": revision(),
+        "load": f"{load_before} before, {_loadavg()} after",
+    }
+
+
 def _loadavg() -> str:
     """The 1-minute load average (other work on the machine skews every number)."""
     try:
@@ -526,16 +543,7 @@ def main(argv: list[str] | None = None) -> int:
                         flush=True,
                     )
 
-    info: dict[str, Any] = {
-        "quick": args.quick,
-        "repeat": repeat,
-        "date": time.strftime("%Y-%m-%d"),
-        "minutes": (time.monotonic() - began) / 60,
-        "machine": machine(),
-        "versions": found,
-        "revision": revision(),
-        "load": f"{load_before} before, {_loadavg()} after",
-    }
+    info = batch_info(args.quick, repeat, began, load_before, found)
     text = write_report(args.out, cells, clients, info)
     print()
     print(text)

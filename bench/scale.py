@@ -49,7 +49,7 @@ from puka_spec import methods
 from bench import scale_child
 from bench.common import DEFAULT_URL, Broker
 from bench.rawamqp import RawConnection
-from bench.run import _loadavg, _select, _wait, machine, revision, versions
+from bench.run import _loadavg, _select, _wait, batch_info, versions
 from tests import broker_node
 
 KIB, MIB = 1024, 1024 * 1024
@@ -696,14 +696,7 @@ def measure(args: argparse.Namespace) -> tuple[Results, dict[str, Any]] | None:
                             flush=True,
                         )
     info = {
-        "quick": args.quick,
-        "repeat": repeat,
-        "date": time.strftime("%Y-%m-%d"),
-        "minutes": (time.monotonic() - began) / 60,
-        "machine": machine(),
-        "versions": found,
-        "revision": revision(),
-        "load": f"{load} before, {_loadavg()} after",
+        **batch_info(args.quick, repeat, began, load, found),
         "fd_limit": fd_limit,
         "broker_sockets": f"{sockets[0]} sockets in use of {sockets[1]}" if sockets else "unknown",
         "notes": notes,

@@ -57,7 +57,15 @@ from typing import Any
 
 from puka_spec import encode_content, methods
 
-from bench.common import PREFETCH, Broker, _cpu, _peak_rss, _reset_peak_rss, _rss
+from bench.common import (
+    PREFETCH,
+    Broker,
+    _cpu,
+    _peak_rss,
+    _reset_peak_rss,
+    _rss,
+    failure_text,
+)
 from bench.rawamqp import RawConnection, batched, read_deliveries, wait_confirms
 
 CONN_TOTAL = 50_000  # confirmed publishes spread over the connections (quick: 10,000)
@@ -1120,7 +1128,7 @@ def main(argv: list[str]) -> int:
         result = {"ok": True, "fd_limit": soft, **numbers}
     except Exception as exc:
         traceback.print_exc()
-        result["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+        result["error"] = failure_text(exc)
     Path(out).write_text(json.dumps(result))
     return 0
 
