@@ -344,6 +344,9 @@ class FakeBroker:
         """Acknowledge publishes in confirm mode with one multiple ack per this many."""
         self.nack_next = 0
         """Nack (and drop) this many of the next publishes on confirm channels."""
+        self.stuck_channels: set[int] = set()
+        """Confirm channels on which every publish is nacked (and dropped) until they close, as
+        RabbitMQ 3.10 does on a channel opened before a killed quorum leader was replaced."""
 
         # Introspection.
         self.state = "awaiting_header"
@@ -769,6 +772,7 @@ class FakeBroker:
         raise _fail(504, "second 'channel.open' seen")
 
     def _channel_close(self, ch: Channel, _method: methods.ChannelClose) -> None:
+        self.stuck_channels.discard(ch.number)
         self._release_channel(ch)
         del self.channels[ch.number]
         self._send(ch.number, methods.ChannelCloseOk())
@@ -1187,8 +1191,8 @@ class FakeBroker:
     def _route_publish(self, ch: Channel, message: Message, mandatory: bool) -> None:
         if ch.confirm:
             ch.publish_seq += 1
-            if self.nack_next > 0:
-                self.nack_next -= 1
+            if self.nack_next > 0 or ch.number in self.stuck_channels:
+                self.nack_next = max(0, self.nack_next - 1)
                 self._flush_confirms(ch)
                 self._send(ch.number, methods.BasicNack(ch.publish_seq, False, False))
                 return

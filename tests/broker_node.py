@@ -495,6 +495,35 @@ class PrivateBrokerNode:
         if survivor is not None:
             raise RuntimeError(f"RabbitMQ node {self.nodename} (pid {survivor}) survived SIGKILL")
 
+    def kill(self) -> None:
+        """SIGKILL the node's Erlang VM, as a crash would: no goodbye to its clients or peers.
+
+        Its directory (database, queues' data, logs) is kept: :meth:`restart` boots it again.
+        """
+        pid = self._read_pid()
+        if self._dir is None or pid is None:
+            raise RuntimeError(f"{self!r} is not running: nothing to kill")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        if not self._wait_for_exit(pid, time.monotonic() + 10):
+            raise RuntimeError(f"RabbitMQ node {self.nodename} (pid {pid}) survived SIGKILL")
+        self._pid = None
+        with contextlib.suppress(OSError):
+            self._path("pid").unlink()
+
+    def restart(self, timeout: float = 90.0) -> None:
+        """Boot a killed node again on its own directory; return once its AMQP port answers."""
+        if self._dir is None:
+            raise RuntimeError(f"{self!r} was stopped (its directory is gone): start() it")
+        pid = self._read_pid()
+        if pid is not None and process_alive(pid):
+            raise RuntimeError(f"{self!r} is running (pid {pid}): kill() it first")
+        began = time.monotonic()
+        deadline = began + timeout
+        self._launch(_require_bin_dir(), deadline)
+        self._wait_until_booted(deadline)
+        self.start_seconds = time.monotonic() - began
+
     def __enter__(self) -> PrivateBrokerNode:
         """Start the node unless it runs already."""
         if not self.running:

@@ -8,8 +8,9 @@ then clusters them the way an operator would: ``stop_app``, ``join_cluster <firs
 (and rabbitmqctl) talk to each other. The shared broker at 5672 is never touched.
 
 Scenarios stop a node's RabbitMQ application (:meth:`PrivateCluster.stop_app`: the Erlang VM
-stays up, the AMQP listener goes away, clients are disconnected with 320 CONNECTION_FORCED) and
-:meth:`PrivateCluster.heal` starts every stopped one again, so the next scenario begins with a
+stays up, the AMQP listener goes away, clients are disconnected with 320 CONNECTION_FORCED) or
+kill its Erlang VM (:meth:`PrivateCluster.kill`: SIGKILL, a crash; its clients' sockets just
+close), and :meth:`PrivateCluster.heal` starts every stopped or killed one again, so the next scenario begins with a
 healthy cluster. :meth:`PrivateCluster.stop` tears everything down and removes the data
 directories; it is also registered with :mod:`atexit` by each node.
 
@@ -71,8 +72,11 @@ class PrivateCluster:
             if all(node.port != other.port for other in nodes):
                 nodes.append(node)
         self.nodes = nodes
-        #: Nodes whose RabbitMQ application is stopped, in the order they were stopped.
+        #: Nodes whose RabbitMQ application is stopped, or whose VM was killed, in the order
+        #: it happened.
         self.stopped: list[PrivateBrokerNode] = []
+        #: Those of :attr:`stopped` that were killed (SIGKILL), not stopped.
+        self.killed: list[PrivateBrokerNode] = []
         #: How long :meth:`start` took, in seconds.
         self.start_seconds: float | None = None
 
@@ -119,6 +123,7 @@ class PrivateCluster:
     def stop(self) -> None:
         """Stop every node (at once) and remove their directories; nothing is left running."""
         self.stopped.clear()
+        self.killed.clear()
         _in_parallel([node.stop for node in self.nodes])
 
     def __enter__(self) -> PrivateCluster:
@@ -178,6 +183,19 @@ class PrivateCluster:
         """
         self.stopped.append(node)
         node.ctl("stop_app", timeout=60)
+        self._wait_until_gone(node)
+
+    def kill(self, node: PrivateBrokerNode) -> None:
+        """SIGKILL ``node``'s Erlang VM (a crash: its clients and peers get no goodbye).
+
+        Returns once the running nodes know it is gone.
+        """
+        self.stopped.append(node)
+        self.killed.append(node)
+        node.kill()
+        self._wait_until_gone(node)
+
+    def _wait_until_gone(self, node: PrivateBrokerNode) -> None:
         running = [other for other in self.nodes if other not in self.stopped]
         if running:
             deadline = time.monotonic() + 30
@@ -187,14 +205,19 @@ class PrivateCluster:
                 time.sleep(0.1)
 
     def start_app(self, node: PrivateBrokerNode) -> None:
-        """Start RabbitMQ on a stopped ``node`` again; returns once it answers AMQP."""
-        node.ctl("start_app", timeout=90)
+        """Start RabbitMQ on a stopped (or killed) ``node`` again; returns once it answers AMQP."""
+        if node in self.killed:
+            node.restart()
+            self.killed.remove(node)
+        else:
+            node.ctl("start_app", timeout=90)
         node.ctl("await_startup", "--timeout", "60", timeout=70)
         if node in self.stopped:
             self.stopped.remove(node)
 
     def heal(self, timeout: float = 90.0) -> None:
-        """Start every stopped node again (at once) and wait for a healthy cluster."""
+        """Start every stopped (or killed) node again (at once) and wait for a healthy
+        cluster."""
         stopped = list(self.stopped)
         if stopped:
             _in_parallel([functools.partial(self.start_app, node) for node in stopped])

@@ -27,6 +27,7 @@ REPORT_COLUMNS = [
     "republished",
     "lost",
     "duplicates",
+    "replaced_channels",
     "redelivered",
     "failover_s",
     "since_stop_cmd_s",

@@ -29,6 +29,7 @@ from puka.api import Calls
 from puka.arguments import check_bool, check_callback, list_of, refuse_type
 from puka.driver import EAGER_WRITE, checked_engine, client_engine_arguments
 from puka.engine.recovery import Recovery
+from puka.engine.retrying import RetryPolicy
 from puka.errors import AMQPError, ChannelClosed, ConnectFailed, PukaError, WrongThread
 from puka.promises import Callback, Promise
 from puka.results import Result
@@ -489,6 +490,7 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
         headers: dict[str, Any] | None = None,
         body: bytes | str = b"",
         properties: dict[str, Any] | None = None,
+        retry: RetryPolicy | bool | None = None,
     ) -> int:
         """`basic_publish`, returning the publish's promise number instead of a future.
 
@@ -501,7 +503,7 @@ class AsyncClient(Calls["PromiseFuture | ConsumeHandle"]):
         self._numbers_only = True
         try:
             number = self.basic_publish(
-                exchange, routing_key, mandatory, headers, body, None, None, properties
+                exchange, routing_key, mandatory, headers, body, None, None, properties, retry
             )
         except (TypeError, ValueError) as exc:  # a wrong argument: named by the call made
             text = str(exc).replace("basic_publish:", "basic_publish_number:", 1)

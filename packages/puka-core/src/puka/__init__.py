@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from puka.__about__ import __version__
 from puka.engine import Engine
 from puka.engine.recovery import Recovery
+from puka.engine.retrying import RetryPolicy
 from puka.errors import *  # noqa: F403 - every exception is part of the API
 from puka.errors import __all__ as _errors
 from puka.results import Result
@@ -34,6 +35,7 @@ __all__ = [  # noqa: PLE0604 - extended from puka.errors
     "InvalidURL",
     "Recovery",
     "Result",
+    "RetryPolicy",
     "TLSCertificateError",
     "__version__",
     "loop",

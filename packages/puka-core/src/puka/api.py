@@ -29,6 +29,7 @@ from puka.arguments import (
     refuse_type,
 )
 from puka.engine import Engine
+from puka.engine.retrying import RetryPolicy, retry_policy
 from puka.errors import WrongThread
 from puka.promises import Callback, Promise
 from puka.results import Result
@@ -297,6 +298,7 @@ class Calls(Generic[T]):
         callback: Callback | None = None,
         channel_of: Any = None,
         properties: dict[str, Any] | None = None,
+        retry: RetryPolicy | bool | None = None,
     ) -> T:
         """Publish a message. The promise settles when the broker confirms it.
 
@@ -325,9 +327,16 @@ class Calls(Generic[T]):
         `channel_of=consume_promise` publishes on that consume's channel (not confirmed), as
         direct reply-to (`reply_to="amq.rabbitmq.reply-to"`) requires; `channel_of=tx`
         publishes inside a transaction (see `tx_select`).
+
+        `retry=True` (or a `puka.RetryPolicy`) makes the publish at least once: it is sent
+        again after a nack or a lost connection (across recoveries), and the promise settles
+        only when the broker confirms the message, or fails with `PublishFailed` (carrying the
+        last cause) once the policy gives up. The message gets a `message_id` if it has none,
+        for consumers to drop duplicates. See `puka.engine.retrying` for what order is kept.
         """
         if self._owner is not None and self._owner != self._ident():
             self._wrong_thread("basic_publish")
+        policy = None if retry is None else retry_policy(retry, "basic_publish")
         # The usual publish (bytes, to the names of the publish before) is checked in short;
         # other names in a few cheap steps; anything unusual (a str body too) in full.
         if (
@@ -354,7 +363,14 @@ class Calls(Generic[T]):
                 self._checked_routing_key = routing_key
         if channel_of is None and callback is None and self._bare_publishes:
             number = self._engine.publish(
-                exchange, routing_key, mandatory, headers, body, bare=True, properties=properties
+                exchange,
+                routing_key,
+                mandatory,
+                headers,
+                body,
+                bare=True,
+                properties=properties,
+                retry=policy,
             )
             return self._wrap_number(number)
         check_callback(callback, "callback", "basic_publish")
@@ -373,6 +389,7 @@ class Calls(Generic[T]):
                 callback,
                 channel_number,
                 properties=properties,
+                retry=policy,
             )
         )
 

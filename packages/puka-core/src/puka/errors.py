@@ -19,7 +19,7 @@ Puka raises. Under it:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from puka_spec.exceptions import (
     ERRORS,
@@ -83,6 +83,7 @@ __all__ = [
     "NotAllowed",
     "NotFound",
     "PreconditionFailed",
+    "PublishFailed",
     "PublishNacked",
     "PukaError",
     "ResourceError",
@@ -158,6 +159,24 @@ class WrongThread(PukaError, RuntimeError):
 
 class PublishNacked(PukaError):
     """The broker refused a published message (`basic.nack`): it was not enqueued."""
+
+
+class PublishFailed(PukaError):
+    """An at-least-once publish (`basic_publish(..., retry=...)`) gave up before the broker
+    confirmed it: its `RetryPolicy`'s bound was reached, or the connection ended for good.
+
+    `cause` (also `__cause__`) is its last failure: a `PublishNacked`, or a `ConnectionLost`
+    after which the message may have been stored after all; `attempts` is how many times it
+    was sent and failed.
+    """
+
+    def __init__(self, text: str, cause: BaseException | None = None, attempts: int = 0) -> None:
+        super().__init__(text)
+        self.cause = cause
+        self.attempts = attempts
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.cause, self.attempts))
 
 
 class ChannelClosed(PukaError):

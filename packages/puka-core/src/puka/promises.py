@@ -21,11 +21,11 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from puka.results import Result
 
-__all__ = ["Callback", "Promise", "Promises"]
+__all__ = ["Callback", "Guard", "Promise", "Promises"]
 
 Callback = Callable[[int, Result], Any]
 """A promise callback: called with the promise number and one result."""
@@ -40,6 +40,17 @@ _NOT_BARE = 1
 _NO_RESULTS: deque[Result] = deque(maxlen=0)
 """The results of a promise that has had none yet: shared, and it can hold nothing (a deque
 costs about 600 bytes, and thousands of operations in flight may each have a promise)."""
+
+
+class Guard(Protocol):
+    """Sees the final result of some promises before they end, and may keep them from ending
+    (the at-least-once publisher, `puka.engine.retrying`)."""
+
+    guarded: dict[int, Any]
+    """The numbers of the promises it guards."""
+
+    def outcome(self, number: int, result: Result) -> Result | None:
+        """The result guarded promise `number` ends with, or `None`: it does not end."""
 
 
 class Promise:
@@ -81,6 +92,8 @@ class Promises:
         """The bare promise numbers not yet ended (see the module docstring)."""
         self.watchers: dict[int, Callable[[Result], None]] = {}
         """Functions told a promise's final result when it ends, by promise number (`watch`)."""
+        self.guard: Guard | None = None
+        """Asked first about the final result of each promise it guards (`Guard`)."""
 
     def new(self, callback: Callback | None = None, *, multi: bool = False) -> Promise:
         """A new promise."""
@@ -124,6 +137,11 @@ class Promises:
 
         A confirm that settles thousands of publishes at once ends them here, in one call.
         """
+        guard = self.guard
+        if guard is not None and guard.guarded:
+            promises = self._unguarded(guard, promises, result)
+            if not promises:
+                return
         if self.watchers:
             self._tell_watchers(promises, result)
         bare, live, unclaimed = self.bare, self.live, self.unclaimed_ok
@@ -146,6 +164,25 @@ class Promises:
             if self.on_bare_ended is not None:
                 self.on_bare_ended(promises)
 
+    def _unguarded(
+        self, guard: Guard, promises: Sequence[Promise | int], result: Result
+    ) -> list[Promise | int]:
+        """Those of `promises` that end with `result`: the guard keeps some, and ends others
+        with a result of its own."""
+        guarded = guard.guarded
+        ending: list[Promise | int] = []
+        for promise in promises:
+            number = promise.number if isinstance(promise, Promise) else promise
+            if number not in guarded:
+                ending.append(promise)
+                continue
+            outcome = guard.outcome(number, result)
+            if outcome is result:
+                ending.append(promise)
+            elif outcome is not None:
+                self.resolve_all((promise,), outcome)
+        return ending
+
     def issued(self, number: int) -> bool:
         """Whether `number` was ever given out."""
         return 0 < number < self._next
@@ -155,6 +192,12 @@ class Promises:
         if promise.done:
             return
         if final:
+            guard = self.guard
+            if guard is not None and promise.number in guard.guarded:
+                outcome = guard.outcome(promise.number, result)
+                if outcome is None:
+                    return
+                result = outcome
             promise.done = True
             promise.op = None
             if self.watchers:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from puka.engine.publisher import Publisher
     from puka.engine.queueing import Queue
     from puka.engine.recovery import Recovery, Rounds
+    from puka.engine.retrying import Retrier
     from puka.engine.timers import Timers
     from puka.promises import Promise
     from puka.urls import ConnectionParameters
@@ -77,6 +78,7 @@ class Connection(ReplayLink, ChannelLink, Protocol):
     _close_promise: Promise | None
     _close_requested: bool
     _secret_promises: list[Promise]
+    _retrier: Retrier | None
 
     def _step(self, kind: str, payload: Any = None, now: float | None = None) -> None:
         """Take one more input."""
@@ -267,6 +269,8 @@ def abort(engine: Connection, error: BaseException, now: float | None) -> None:
 def fail(engine: Connection, error: BaseException, now: float | None) -> None:
     """The end: fail everything in flight with `error`."""
     engine.transport_wanted = False
+    if engine._retrier is not None:  # at-least-once publishes give up, not only fail
+        engine._retrier.end(error)
     if engine.error is None:
         engine.error = error
     engine.timers.stop()
@@ -378,6 +382,8 @@ def _restart(engine: Connection, renamed: dict[str, str]) -> None:
         engine._queue.submit(op)
     engine.recoveries += 1
     log.warning("recovered: connected to %s", engine.params.redacted_url())
+    if engine._retrier is not None:
+        engine._retrier.recovered()
     if engine.on_recovered is not None:
         engine.on_recovered()
 

@@ -36,6 +36,7 @@ from puka.engine.operations import Consume, Get, Rpc, Transaction
 from puka.engine.publisher import Publisher, Routes
 from puka.engine.queueing import Queue
 from puka.engine.recovery import Recovery, Rounds
+from puka.engine.retrying import Retrier, RetryPolicy, retry_policy, with_message_id
 from puka.engine.settling import Settler
 from puka.engine.timers import Timers
 from puka.engine.topology import Topology
@@ -101,6 +102,7 @@ class Engine:
         "_out_views",
         "_queue",
         "_reader",
+        "_retrier",
         "_rounds",
         "_routes",
         "_secret_promises",
@@ -131,6 +133,7 @@ class Engine:
         "recoveries",
         "recovery",
         "recovery_errors",
+        "replaced_publish_channels",
         "server_properties",
         "stale_acks",
         "state",
@@ -230,6 +233,10 @@ class Engine:
         self.stale_acks = 0  # acks of deliveries from a channel that is gone, dropped
         self.duplicate_consume_oks = 0  # repeated consume-oks for a tag we hold, dropped
         self.coalesced_acks = 0  # acks merged into the `multiple` ack queued before them
+        self.replaced_publish_channels = 0
+        """Publish channels left for a new one after the broker nacked a message being retried
+        on them (see `puka.engine.retrying`)."""
+        self._retrier: Retrier | None = None  # the at-least-once publishes, from the first
 
     def __repr__(self) -> str:
         return f"<puka.Engine {self.params.redacted_url()} {self.state.value}>"
@@ -368,7 +375,12 @@ class Engine:
 
     def next_timer(self) -> float | None:
         """When `handle_timer` should next run (in the driver's clock), or `None`."""
-        return self.timers.next(self)
+        when = self.timers.next(self)
+        if self._retrier is not None:
+            retry = self._retrier.next()
+            if retry is not None and (when is None or retry < when):
+                return retry
+        return when
 
     def handle_timer(self, now: float) -> None:
         """Run what is due at `now`; a driver calls it at start and whenever `next_timer` passes.
@@ -379,6 +391,10 @@ class Engine:
         if fired is not None:
             kind, error = fired
             self._step(kind, error, now)
+        if self._retrier is not None:
+            self._retrier.tick(now)
+            if self._close_requested:
+                actions.close_if_idle(self)
 
     def transport_ready(self, now: float | None = None) -> None:
         """The driver opened a transport to `params` (after `transport_wanted`): the handshake
@@ -556,6 +572,7 @@ class Engine:
         *,
         bare: Literal[False] = False,
         properties: dict[str, Any] | None = None,
+        retry: RetryPolicy | bool | None = None,
     ) -> Promise: ...
 
     @overload
@@ -569,6 +586,7 @@ class Engine:
         *,
         bare: Literal[True],
         properties: dict[str, Any] | None = None,
+        retry: RetryPolicy | bool | None = None,
     ) -> int: ...
 
     def publish(
@@ -583,6 +601,7 @@ class Engine:
         *,
         bare: bool = False,
         properties: dict[str, Any] | None = None,
+        retry: RetryPolicy | bool | None = None,
     ) -> Promise | int:
         """basic.publish; the promise settles on the broker's confirm (or once written).
 
@@ -592,9 +611,21 @@ class Engine:
         asks for its object (`Promises.promote`); see `puka.promises`, and `on_bare_ended` for
         a driver that does not wait by number. The hot path (open, nothing waiting, the
         publish channel there) is taken here; the others are `puka.engine.publisher.Routes`'.
+
+        With a `retry` policy the publish is at least once (`puka.engine.retrying`): sent again
+        until the broker confirms it, or the policy gives up (`PublishFailed`); it gets a
+        `message_id` if it has none.
         """
         if bare and callback is not None:
             raise TypeError("a bare publish has no callback")
+        if retry is not None and type(retry) is not RetryPolicy:
+            retry = retry_policy(retry, "publish")
+        if retry is not None:
+            if channel_of is not None:
+                raise ValueError(
+                    "basic_publish: retry publishes on the publish channel, not channel_of"
+                )
+            headers, properties = with_message_id(headers, properties, self._retrying().message_id)
         watcher = None
         if INSTALLED:  # a hook (puka.hooks) sees it first, and may want its outcome
             headers, watcher = hooks.before_publish(
@@ -606,6 +637,10 @@ class Engine:
                 if headers is None and properties is None
                 else headers_to_properties(headers, properties)
             )
+            if retry is not None:
+                return self._publish_retrying(
+                    (exchange, routing_key, mandatory), props, body, callback, bare, watcher, retry
+                )
             if self.state is _OPEN and not self._queue.waiting and channel_of is None:
                 publisher = self.publisher
                 if publisher is not None:  # the hot path: straight to the publish channel
@@ -623,6 +658,50 @@ class Engine:
                 watcher(Result.error(exc))
             raise
         return later.number if bare else later
+
+    def _retrying(self) -> Retrier:
+        """The retrier of at-least-once publishes (made on the first)."""
+        if self._retrier is None:
+            self._retrier = self.promises.guard = Retrier(self)
+        return self._retrier
+
+    def _publish_retrying(
+        self,
+        key: tuple[str, str, bool],
+        props: bytes,
+        body: bytes,
+        callback: Callback | None,
+        bare: bool,
+        watcher: Callable[[Result], None] | None,
+        policy: RetryPolicy,
+    ) -> Promise | int:
+        """An at-least-once publish: its promise, which the retrier keeps until it ends."""
+        self._queue.check_usable()
+        promises = self.promises
+        promise = promises.new_bare() if bare else promises.new(callback)
+        if watcher is not None:
+            promises.watch(promise, watcher)
+        self._retrying().add(promise, key, props, body, policy)
+        return promise
+
+    def resend(
+        self, promise: Promise | int, key: tuple[str, str, bool], props: bytes, body: bytes
+    ) -> bool:
+        """Send (again) an at-least-once publish; `False` while recovering (see `Retrier`)."""
+        return self._routes.resend(promise, key, props, body)
+
+    def usable_error(self) -> BaseException | None:
+        """Why no publish can go out any more (the client is closing or closed), or `None`."""
+        try:
+            self._queue.check_usable()
+        except ClientClosed as exc:
+            return exc
+        return None
+
+    @property
+    def retried_publishes(self) -> int:
+        """At-least-once publishes sent again (after a nack or a lost connection)."""
+        return 0 if self._retrier is None else self._retrier.sent_again
 
     def republish(
         self,

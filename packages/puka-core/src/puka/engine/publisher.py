@@ -22,6 +22,7 @@ in flight on it fail; the next publish opens a new channel.
 
 from __future__ import annotations
 
+import logging
 import re
 from bisect import bisect_right
 from collections import deque
@@ -49,8 +50,11 @@ from puka.results import Result
 if TYPE_CHECKING:
     from puka.engine.channels import Channel, ChannelPool
     from puka.engine.queueing import Queue
+    from puka.engine.retrying import Retrier
 
 __all__ = ["Publisher", "PublisherLink", "RouteLink", "Routes"]
+
+log = logging.getLogger("puka")
 
 _METHOD_CACHE_SIZE = 512
 _OK = Result("basic.ack")
@@ -82,6 +86,8 @@ class RouteLink(PublisherLink, Protocol):
     channels: ChannelPool
     server_properties: dict[str, Any]
     pubacks: bool | None
+    replaced_publish_channels: int
+    _retrier: Retrier | None
 
 
 class Routes:
@@ -167,6 +173,44 @@ class Routes:
         if self.link.state is _OPEN:
             self.send(promise, key, props, body)
 
+    def resend(
+        self, promise: Promise | int, key: tuple[str, str, bool], props: bytes, body: bytes
+    ) -> bool:
+        """Send an at-least-once publish (again), with its own promise: on the publish channel,
+        or in its turn; `False` while recovering (the retrier holds it until the end)."""
+        link, queue = self.link, self.queue
+        if queue.recovering():
+            return False
+        ready = link.state is _OPEN and not queue.waiting
+        if ready and link.publisher is not None:
+            exchange, routing_key, mandatory = key
+            link.publisher.publish(promise, exchange, routing_key, mandatory, props, body)
+            return True
+        held = promise if isinstance(promise, Promise) else link.promises.promote(promise)
+        if ready:
+            self.send(held, key, props, body)
+        else:
+            queue.defer(held, lambda: self.send(held, key, props, body))
+        return True
+
+    def nacked(self, publisher: Publisher) -> None:
+        """The broker nacked publishes on `publisher`'s channel: if it nacked one being retried,
+        later publishes (the retry first) go out on a new channel, and this one is closed once
+        its publishes in flight are settled (see `puka.engine.retrying`)."""
+        link = self.link
+        retrier = link._retrier
+        if retrier is None or not retrier.take_nacked() or link.publisher is not publisher:
+            return
+        link.publisher = None
+        link.replaced_publish_channels += 1
+        log.warning(
+            "the broker nacked a message being retried on publish channel %d: publishing on "
+            "a new channel (%d replaced)",
+            publisher.channel.number,
+            link.replaced_publish_channels,
+        )
+        publisher.retire()
+
     def gone(self, publisher: Publisher) -> None:
         """The publish channel was closed by the broker; the next publish opens another."""
         if self.link.publisher is publisher:
@@ -242,6 +286,7 @@ class Publisher:
 
         A `multiple` one that reaches past the last published tag still settles those in flight.
         """
+        self.retired = False  # a new publisher took over: close the channel once settled
         if confirm:
             engine.send_method(channel.number, methods.ConfirmSelect(nowait=False))
 
@@ -353,6 +398,7 @@ class Publisher:
         elif kind is methods.BasicNack:
             error = PublishNacked("the broker nacked the message: it was not enqueued")
             self._settle(method.delivery_tag, method.multiple, error)  # type: ignore[attr-defined]
+            self.routes.nacked(self)
         elif kind is methods.BasicReturn:
             self._returned(method, props, body)  # type: ignore[arg-type]
         elif kind is methods.ConfirmSelectOk:
@@ -400,6 +446,17 @@ class Publisher:
             mandatory.popleft()
         if oldest - base >= _COMPACT:
             self._drop_settled()
+        if self.retired:
+            self._close_if_settled()
+
+    def retire(self) -> None:
+        """Another publisher took over: close the channel once nothing is in flight on it."""
+        self.retired = True
+        self._close_if_settled()
+
+    def _close_if_settled(self) -> None:
+        if self.in_flight == 0 and self.channel.owner is self:
+            self.channel.close()
 
     def _outcome(self, tag: int, error: PublishNacked | None) -> Result:
         if self.returned:
