@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -110,11 +112,17 @@ def test_nacked_lines_are_counted_as_failed(
     queue = names.queue()
     # a full queue with reject-publish nacks what it cannot take
     declare(admin, queue, arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
-    run = cli("restore", queue, "--window", "1", stdin=_lines(*({"body": b} for b in "abc")))
+    lines = _lines(*({"body": b} for b in "abc"))
+    run = cli("restore", queue, "--window", "1", "--retry-for", "0.3", stdin=lines)
     assert run.code == 3
     assert run.stderr.startswith("puka: restored 1, returned 0, failed 2 (first: ")
-    assert "refused by the broker (nack)" in run.stderr
+    assert "refused by the broker (nack), given up after failing" in run.stderr
     assert [m["body"] for m in drain(admin, queue)] == [b"a"]
+    admin.wait(admin.basic_publish(exchange="", routing_key=queue, body=b"full again"))
+    run = cli("restore", queue, "--retry-for", "0", stdin=_lines({"body": "d"}))
+    assert run.code == 3
+    assert "refused by the broker (nack)" in run.stderr
+    assert "given up" not in run.stderr  # not sent again
 
 
 def test_a_bad_line_on_a_pipe_reports_what_was_restored_before_it(
@@ -140,3 +148,29 @@ def test_a_missing_exchange_counts_every_message_as_failed(
     first, second = run.stderr.splitlines()
     assert first == "puka: restored 0, returned 0, failed 2"
     assert second.startswith(f"puka: 404 NOT_FOUND - no exchange '{exchange}'")
+
+
+def test_a_refused_line_is_sent_again_until_the_queue_takes_it(
+    spawn: Callable[..., subprocess.Popen[bytes]],
+    names: Names,
+    admin: puka.Client,
+    tmp_path: Path,
+) -> None:
+    """Issue 23: a nack is not the end: restore sends the message again (for up to
+    --retry-for), and it is stored once the queue has room."""
+    queue = names.queue()
+    declare(admin, queue, arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+    dump = tmp_path / "dump.jsonl"
+    dump.write_bytes(_lines({"body": "first"}, {"body": "second"}))
+    restore = spawn("restore", queue, "-f", str(dump), "--window", "1", "--retry-for", "20")
+    taken: list[bytes] = []
+    deadline = time.monotonic() + 20
+    while len(taken) < 2 and time.monotonic() < deadline:  # make room as a consumer would
+        got = admin.wait(admin.basic_get(queue=queue, no_ack=True))
+        if got is not None and not got.get("empty"):
+            taken.append(got["body"])
+        time.sleep(0.05)
+    _, stderr = restore.communicate(timeout=20)
+    assert restore.returncode == 0, stderr
+    assert stderr.decode().endswith("restored 2, returned 0, failed 0\n")
+    assert taken == [b"first", b"second"]

@@ -197,3 +197,29 @@ def test_a_missing_destination_exchange_counts_the_message_as_failed(
     assert first == "puka: moved 0, returned 0, failed 1"
     assert second.startswith(f"puka: 404 NOT_FOUND - no exchange '{missing}'")
     assert [m["body"] for m in drain(admin, source)] == [b"stay"]
+
+
+def test_a_refused_message_is_sent_again_until_the_destination_takes_it(
+    spawn: Callable[..., Popen[bytes]], names: Names, admin: puka.Client
+) -> None:
+    """Issue 23: a nack from the destination is not the end of the shovel: the message is sent
+    again (for up to --retry-for) and moved once the destination has room; nothing stays on
+    the source."""
+    source, dest = names.queue(), names.queue()
+    declare(admin, source)
+    declare(admin, dest, arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+    publish_many(admin, dest, [b"filler"])
+    _fill(admin, source, 3)
+    shovel = spawn("shovel", source, dest, "--until-empty", "--prefetch", "1", "--retry-for", "20")
+    taken: list[bytes] = []
+    deadline = time.monotonic() + 20
+    while len(taken) < 4 and time.monotonic() < deadline:  # make room as a consumer would
+        got = admin.wait(admin.basic_get(queue=dest, no_ack=True))
+        if got is not None and not got.get("empty"):
+            taken.append(got["body"])
+        time.sleep(0.05)
+    _, stderr = shovel.communicate(timeout=20)
+    assert shovel.returncode == 0, stderr
+    assert stderr.decode().endswith("moved 3, returned 0, failed 0\n")
+    assert taken == [b"filler", b"0", b"1", b"2"]
+    assert message_count(admin, source) == 0

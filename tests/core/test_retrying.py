@@ -90,6 +90,13 @@ def test_the_caller_message_id_is_kept_and_its_dicts_are_not_changed() -> None:
     assert second not in {"mine", "None"}
 
 
+def test_a_policy_may_leave_messages_without_an_id() -> None:
+    pair = _open()
+    as_is = RetryPolicy(add_message_id=False)
+    pair.wait(pair.engine.publish("", "q", False, None, b"a", retry=as_is))
+    assert _ids(pair) == ["None"]
+
+
 def test_attempts_bound_ends_with_publish_failed_carrying_the_last_cause() -> None:
     pair = _open()
     pair.broker.nack_next = 100
@@ -284,6 +291,7 @@ def test_a_wrong_retry_argument_is_a_type_error(retry: object, error: type[Excep
         ({"multiplier": 0.5}, "multiplier must be"),
         ({"jitter": 1.0}, "jitter must be"),
         ({"ordered": 1}, "ordered must be"),
+        ({"add_message_id": None}, "add_message_id must be"),
     ],
 )
 def test_a_wrong_policy_is_a_value_error(kwargs: dict[str, object], match: str) -> None:

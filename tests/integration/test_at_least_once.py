@@ -19,11 +19,11 @@ REFUSING: dict[str, Any] = {"x-max-length": 1, "x-overflow": "reject-publish"}
 QUICK = puka.RetryPolicy(attempts=3, initial_delay=0.01, jitter=0.0)
 
 
-def _full_queue(driver: Driver, resources: Resources) -> str:
+def _full_queue(client: Driver, resources: Resources) -> str:
     """A queue holding one message and room for no more: every publish to it is nacked."""
     name = resources.queue()
-    driver.call("queue_declare", queue=name, arguments=REFUSING)
-    assert driver.publish_many(name, [b"filler"]) == [{}]
+    client.call("queue_declare", queue=name, arguments=REFUSING)
+    assert client.publish_many(name, [b"filler"]) == [{}]
     return name
 
 

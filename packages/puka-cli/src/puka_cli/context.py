@@ -109,9 +109,15 @@ class Context:
         return puka.parse_urls(url or args.url, **overrides)
 
     def client(
-        self, *, url: str | None = None, pubacks: bool | None = None, role: str | None = None
+        self,
+        *,
+        url: str | None = None,
+        pubacks: bool | None = None,
+        role: str | None = None,
+        reconnect: bool = False,
     ) -> puka.Client:
-        """A new, connected client (`role` is added to the connection name)."""
+        """A new, connected client (`role` is added to the connection name); with `reconnect`,
+        it recovers from a lost connection (`puka.Client(..., reconnect=True)`)."""
         args = self.args
         addresses = self._parse(url)
         first = addresses[0]
@@ -130,6 +136,7 @@ class Context:
             connection_timeout=args.connect_timeout,
             connection_name=name,
             shuffle=args.shuffle,
+            reconnect=reconnect,
         )
         if len(addresses) > 1:
             order = "in a random order" if args.shuffle else "in turn"
@@ -156,10 +163,15 @@ class Context:
 
     @contextlib.contextmanager
     def connected(
-        self, *, url: str | None = None, pubacks: bool | None = None, role: str | None = None
+        self,
+        *,
+        url: str | None = None,
+        pubacks: bool | None = None,
+        role: str | None = None,
+        reconnect: bool = False,
     ) -> Iterator[puka.Client]:
         """A connected client, closed (politely if it can be) when the block ends."""
-        client = self.client(url=url, pubacks=pubacks, role=role)
+        client = self.client(url=url, pubacks=pubacks, role=role, reconnect=reconnect)
         try:
             yield client
         finally:

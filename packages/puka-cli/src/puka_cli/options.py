@@ -14,6 +14,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+import puka
+
 from puka_cli.__about__ import __version__
 from puka_cli.errors import CliError, UsageError
 from puka_cli.messages import from_json_value, parse_property
@@ -386,3 +388,30 @@ def normalize_argv(argv: Sequence[str]) -> list[str]:
                 args.insert(index + 1, "call")
         return args
     return args
+
+
+#: How long a refused or lost message is sent again, by default (`--retry-for`).
+RETRY_FOR_DEFAULT = 30.0
+
+
+def add_retry_for(parser: argparse.ArgumentParser) -> None:
+    """Add `--retry-for SECONDS`: publishes at least once (see `retry_policy`)."""
+    parser.add_argument(
+        "--retry-for",
+        type=non_negative_float,
+        default=RETRY_FOR_DEFAULT,
+        metavar="SECONDS",
+        help="send a message the broker refused (nack), or whose outcome a lost connection left "
+        "unknown, again for up to SECONDS after its first failure (default: "
+        f"{RETRY_FOR_DEFAULT:g}; 0: never)",
+    )
+
+
+def retry_policy(seconds: float) -> puka.RetryPolicy | None:
+    """The at-least-once policy of `--retry-for SECONDS` (`None` for 0: no retries).
+
+    Messages are copied as they are: none is given a `message_id` it did not have.
+    """
+    if seconds <= 0:
+        return None
+    return puka.RetryPolicy(deadline=seconds, max_delay=1.0, add_message_id=False)

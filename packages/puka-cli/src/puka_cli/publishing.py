@@ -171,6 +171,22 @@ def _lines(stream: IO[bytes], idle: Callable[[], object] | None = None) -> Itera
         yield pending
 
 
+def _refusal(error: puka.PublishNacked | puka.PublishFailed) -> str:
+    """What became of a message the broker refused, or that its retries gave up on."""
+    if isinstance(error, puka.PublishNacked):
+        return "refused by the broker (nack)"
+    cause = error.cause
+    what = (
+        "refused by the broker (nack)"
+        if isinstance(cause, puka.PublishNacked)
+        else f"lost ({describe(cause)})"
+        if cause is not None
+        else "not sent"
+    )
+    sends = f"{error.attempts} time{'s' * (error.attempts != 1)}"
+    return f"{what}, given up after failing {sends}"
+
+
 class Publisher:
     """Publishes with at most `window` unconfirmed messages.
 
@@ -178,6 +194,9 @@ class Publisher:
     `CliError` (exit status 3) naming a `mandatory` message returned as unroutable, or
     `puka.PublishNacked` for one the broker refused. With `keep_going=True` both are counted in
     `report` instead and publishing goes on; the caller reports them (`DeliveryReport.check`).
+    With a `retry` policy each message is published at least once (`basic_publish(...,
+    retry=...)`): a refusal or a lost connection sends it again, and only one the policy gave
+    up on (`puka.PublishFailed`) counts as failed.
     `on_confirmed(tag)` is called with each delivered message's `tag`, in publish order.
     """
 
@@ -189,8 +208,10 @@ class Publisher:
         mandatory: bool = False,
         keep_going: bool = False,
         on_confirmed: Callable[[Any], object] | None = None,
+        retry: puka.RetryPolicy | None = None,
     ) -> None:
         need_type(client, puka.Client, "client")
+        need_type(retry, (puka.RetryPolicy, type(None)), "retry")
         need_positive_int(window, "window")
         need_type(mandatory, bool, "mandatory")
         need_type(keep_going, bool, "keep_going")
@@ -200,6 +221,7 @@ class Publisher:
         self.mandatory = mandatory
         self.keep_going = keep_going
         self.on_confirmed = on_confirmed
+        self.retry = retry
         self.pending: deque[tuple[int, Any, str]] = deque()
         self.published = 0
         self.report = DeliveryReport()
@@ -242,6 +264,7 @@ class Publisher:
             headers=headers or None,
             properties=properties,
             body=body,
+            retry=self.retry,
         )
         self.published += 1
         where = f"message {self.published}, exchange {exchange!r}, routing key {routing_key!r}"
@@ -259,11 +282,11 @@ class Publisher:
             report.returned += 1
             report.note_problem(problem)
             return
-        except puka.PublishNacked:
+        except (puka.PublishNacked, puka.PublishFailed) as error:
             if not self.keep_going:
                 raise
             report.failed += 1
-            report.note_problem(f"{where}: refused by the broker (nack)")
+            report.note_problem(f"{where}: {_refusal(error)}")
             return
         except Exception as error:  # a channel or connection error: this one is lost too
             report.failed += 1

@@ -1,6 +1,9 @@
 """`puka restore`: publish the messages of a JSON-lines file (a `dump`), confirmed.
 
-Every message is published `mandatory` with a publisher confirm: one that no queue takes is
+Every message is published `mandatory` with a publisher confirm, at least once: one the broker
+refuses (a nack), or whose outcome a lost connection left unknown, is sent again for up to
+`--retry-for` seconds (puka-core's `retry=`), and with `--reconnect` the connection recovers
+(moving to another node of a cluster) and the retries go on. One that no queue takes is
 returned by the broker and counted, never dropped. The command ends with one line on stderr,
 `restored N, returned M, failed K`, and exits with status 3 if M or K is not 0.
 """
@@ -15,7 +18,7 @@ from puka_cli.context import Context
 from puka_cli.errors import CliError, DataError, UsageError
 from puka_cli.exit_codes import ExitCode
 from puka_cli.messages import Message, parse_record_line
-from puka_cli.options import add_common, positive_int
+from puka_cli.options import add_common, add_retry_for, positive_int, retry_policy
 from puka_cli.publishing import Publisher
 
 __all__ = ["read_messages", "register", "run"]
@@ -34,15 +37,21 @@ Where each message goes:
   -e EXCHANGE [-r KEY]            to EXCHANGE, with KEY (default: each line's routing key)
   none of them                    to each line's recorded exchange and routing key
 
-Every message is mandatory and confirmed. At the end one line on stderr says what became of
-them: 'restored N, returned M, failed K' (returned: no queue took it; failed: refused by the
-broker, or lost with the channel or connection). Exit status 3 if M or K is not 0, unless
-another error (such as a missing exchange) has a status of its own.
+Every message is mandatory, confirmed, and sent again when the broker refuses it (a nack) or
+a lost connection leaves its outcome unknown, for up to --retry-for seconds; with --reconnect
+a lost connection is recovered (to another of the URLs given) and the restore goes on. A
+message sent again may be stored twice (messages are restored as they were: one without a
+message_id gets none). At the end one line on stderr says what became of them:
+'restored N, returned M, failed K' (returned: no queue took it; failed: still refused when
+--retry-for ran out, or in flight when the connection ended without --reconnect). Exit
+status 3 if M or K is not 0, unless another error (such as a missing exchange) has a status
+of its own.
 
 examples:
   puka restore orders -f orders.jsonl
   puka restore -r orders-copy -f orders.jsonl           every line to queue orders-copy
   puka dump orders --drain | puka restore -u amqp://other-host/ orders
+  puka restore orders -f orders.jsonl --reconnect -u amqp://rabbit1,amqp://rabbit2
 """
 
 
@@ -82,6 +91,12 @@ def register(subparsers: Any) -> None:
         metavar="N",
         help="messages in flight awaiting their confirm (default: 256)",
     )
+    add_retry_for(parser)
+    parser.add_argument(
+        "--reconnect",
+        action="store_true",
+        help="when the connection is lost, reconnect (to another URL, if given) and go on",
+    )
     parser.set_defaults(func=run)
 
 
@@ -115,8 +130,14 @@ def run(ctx: Context) -> int:
             for number, message in enumerate(read_messages(stream, name), 1):
                 _destination(args, message, f"{name}, message {number}")
             stream.seek(0)
-        with ctx.connected(pubacks=True) as client:
-            publisher = Publisher(client, window=args.window, mandatory=True, keep_going=True)
+        with ctx.connected(pubacks=True, reconnect=args.reconnect) as client:
+            publisher = Publisher(
+                client,
+                window=args.window,
+                mandatory=True,
+                keep_going=True,
+                retry=retry_policy(args.retry_for),
+            )
             try:
                 for number, message in enumerate(read_messages(stream, name), 1):
                     where = f"{name}, message {number}"

@@ -7,9 +7,11 @@ message may be delivered twice (at-least-once), never lost. Ctrl-C stops taking 
 waits for the confirms of those in flight (acknowledging them), requeues the rest and exits
 with status 130.
 
-Every publish is mandatory. A message the destination returns as unroutable (or refuses with
-a nack) is requeued on the source and stops the shovel: it ends with one line on stderr,
-`moved N, returned M, failed K`, and exit status 3 when M or K is not 0.
+Every publish is mandatory and at least once: one the destination refuses (a nack) is sent again
+(on a new channel: see puka-core's `retry=`) for up to `--retry-for` seconds. A message the
+destination returns as unroutable, or still refuses then, is requeued on the source and stops
+the shovel: it ends with one line on stderr, `moved N, returned M, failed K`, and exit status 3
+when M or K is not 0.
 """
 
 from __future__ import annotations
@@ -28,7 +30,13 @@ from puka_cli.context import Context, Interrupt, close
 from puka_cli.delivery_report import DeliveryReport
 from puka_cli.errors import CliError, UsageError, describe
 from puka_cli.exit_codes import ExitCode, exit_code_for
-from puka_cli.options import add_common, non_negative_float, positive_int
+from puka_cli.options import (
+    add_common,
+    add_retry_for,
+    non_negative_float,
+    positive_int,
+    retry_policy,
+)
 
 __all__ = ["Shovel", "register", "run"]
 
@@ -39,8 +47,9 @@ examples:
   puka shovel orders orders-v2 --reconnect              keep going through connection losses
 
 Every message is published mandatory and confirmed before it is acknowledged on the source.
-One that no queue takes at the destination (or that the destination refuses) goes back to
-the source and stops the shovel. The last line on stderr says 'moved N, returned M,
+One the destination refuses (a nack) is sent again for up to --retry-for seconds. One that
+no queue takes at the destination (or that it still refuses then) goes back to the source and
+stops the shovel. The last line on stderr says 'moved N, returned M,
 failed K'; exit status 3 if M or K is not 0.
 """
 
@@ -95,6 +104,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="when a connection is lost, reconnect and go on (default: exit with status 75)",
     )
+    add_retry_for(parser)
     parser.set_defaults(func=run)
 
 
@@ -123,6 +133,7 @@ class Shovel:
         self.consume: int | None = None
         self.last_activity = time.monotonic()
         self._next_send = time.monotonic()
+        self.retry = retry_policy(args.retry_for)
 
     @property
     def clients(self) -> list[puka.Client]:
@@ -153,6 +164,9 @@ class Shovel:
             error = result.exception
             exchange, key = self._target(message)
             where = f"exchange {exchange!r}, routing key {key!r}"
+            if isinstance(error, puka.PublishFailed) and error.cause is not None:
+                where += f", sent {error.attempts} times"
+                error = error.cause  # what it last failed with: a nack, or the connection
             if isinstance(error, puka.NoRoute):
                 self.totals.returned += 1
                 self.totals.note_problem(f"returned as unroutable (312 NO_ROUTE, {where})")
@@ -210,6 +224,7 @@ class Shovel:
                 headers=message.application_headers,
                 body=message["body"],
                 callback=self.on_confirm,
+                retry=self.retry,
             )
             self.in_flight[promise] = message
             self.started += 1

@@ -614,7 +614,7 @@ class Engine:
 
         With a `retry` policy the publish is at least once (`puka.engine.retrying`): sent again
         until the broker confirms it, or the policy gives up (`PublishFailed`); it gets a
-        `message_id` if it has none.
+        `message_id` if it has none (and the policy's `add_message_id`).
         """
         if bare and callback is not None:
             raise TypeError("a bare publish has no callback")
@@ -625,7 +625,10 @@ class Engine:
                 raise ValueError(
                     "basic_publish: retry publishes on the publish channel, not channel_of"
                 )
-            headers, properties = with_message_id(headers, properties, self._retrying().message_id)
+            if retry.add_message_id:
+                headers, properties = with_message_id(
+                    headers, properties, self._retrying().message_id
+                )
         watcher = None
         if INSTALLED:  # a hook (puka.hooks) sees it first, and may want its outcome
             headers, watcher = hooks.before_publish(

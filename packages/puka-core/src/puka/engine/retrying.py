@@ -9,9 +9,9 @@ being recovered, a retried message (or a new retrying publish) waits for it, and
 the connection is back. A refusal that sending again cannot change (a missing exchange, a
 returned mandatory message, a malformed message) ends it at once with its own error.
 
-Each retrying message gets a `message_id` if it has none, so that consumers can drop the
-duplicates that at-least-once implies (a message whose confirm was lost with the connection was
-stored, and is stored again).
+Each retrying message gets a `message_id` if it has none (unless the policy says not to), so
+that consumers can drop the duplicates that at-least-once implies (a message whose confirm was
+lost with the connection was stored, and is stored again).
 
 Order: first attempts go out in call order. A message sent again goes after what was published
 meanwhile, so with the default policy it can land after messages published later than itself.
@@ -69,7 +69,9 @@ class RetryPolicy:
     - the back-off before the n-th send again: `initial_delay * multiplier**(n - 1)` seconds,
       at most `max_delay`, with ±`jitter` of it random;
     - `ordered`: keep call order in the queue (see `puka.engine.retrying`): one ordered
-      message in flight at a time.
+      message in flight at a time;
+    - `add_message_id`: give a message without a `message_id` one (`False`: send it as it is,
+      say to copy messages exactly).
     """
 
     attempts: int | None = None
@@ -79,6 +81,7 @@ class RetryPolicy:
     multiplier: float = 2.0
     jitter: float = 0.1
     ordered: bool = False
+    add_message_id: bool = True
 
     def __post_init__(self) -> None:
         if self.attempts is None and self.deadline is None:
@@ -101,8 +104,9 @@ class RetryPolicy:
             raise ValueError(f"multiplier must be a finite number >= 1, not {self.multiplier!r}")
         if not (_number(self.jitter) and 0 <= self.jitter < 1):
             raise ValueError(f"jitter must be a number in [0, 1), not {self.jitter!r}")
-        if not isinstance(self.ordered, bool):
-            raise ValueError(f"ordered must be True or False, not {self.ordered!r}")
+        for flag in ("ordered", "add_message_id"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(f"{flag} must be True or False, not {getattr(self, flag)!r}")
 
     def delay(self, failures: int) -> float:
         """Seconds to wait before sending again a message that failed `failures` times."""
