@@ -365,7 +365,8 @@ run back to back, and their ratio is taken within that repetition (the machine's
 more between repetitions). CPU ratios compare median CPU time; the 4 MiB consumer's RSS growth
 is the largest of its repetitions. The idioms are held against Puka's blocking client:
 `asyncio.gather` over windows of 1,000 publishes and `async for` with `basic_ack`
-(`puka-asyncio-idioms`), callbacks run by `loop()` (`puka-callbacks`)."""
+(`puka-asyncio-idioms`), callbacks run by `loop()` (`puka-callbacks`); so is the at-least-once
+publisher, `basic_publish(..., retry=True)` (`puka-retry`), against plain pipelined confirms."""
 
 NOTES = """\
 How to read it: each rate is the median over the repetitions (min-max beside it) of one

@@ -20,11 +20,21 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 
-from bench.clients import PUKA, PUKA_ASYNCIO, PUKA_ASYNCIO_IDIOMS, PUKA_CALLBACKS, RAW, RAW_BATCH
+from bench.clients import (
+    PUKA,
+    PUKA_ASYNCIO,
+    PUKA_ASYNCIO_IDIOMS,
+    PUKA_CALLBACKS,
+    PUKA_RETRY,
+    RAW,
+    RAW_BATCH,
+)
 from bench.common import LARGE_SIZE, WORKLOADS_BY_KEY
 from bench.outcomes import Cell, Outcome
 
-PUKA_CLIENTS = frozenset({RAW, PUKA, PUKA_ASYNCIO, RAW_BATCH, PUKA_CALLBACKS, PUKA_ASYNCIO_IDIOMS})
+PUKA_CLIENTS = frozenset(
+    {RAW, PUKA, PUKA_ASYNCIO, RAW_BATCH, PUKA_CALLBACKS, PUKA_ASYNCIO_IDIOMS, PUKA_RETRY}
+)
 """The ceilings and Puka's clients: not "other clients" for the CPU target; `run.py` runs them
 back to back in every repetition."""
 
@@ -44,8 +54,10 @@ IDIOMS: tuple[tuple[str, str, str, float], ...] = (
     (PUKA_ASYNCIO_IDIOMS, "consume-ack", "asyncio async for + basic_ack", 0.9),
     (PUKA_CALLBACKS, "confirm-pipelined", "callbacks + loop()", 0.9),
     (PUKA_CALLBACKS, "consume-noack", "callbacks + loop()", 0.9),
+    (PUKA_RETRY, "confirm-pipelined", "at-least-once (retry=True)", 0.9),  # issue 23
 )
-"""The idioms users write, each against Puka's blocking client (`wait_for_all`, `wait`)."""
+"""The idioms users write, each against Puka's blocking client (`wait_for_all`, `wait`); and
+the at-least-once publisher, against the same client's plain confirmed publishes."""
 
 Cells = dict[tuple[str, str], Cell]
 

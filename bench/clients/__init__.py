@@ -32,6 +32,7 @@ PUKA_ASYNCIO = "puka-asyncio"
 RAW_BATCH = "raw-batch"
 PUKA_CALLBACKS = "puka-callbacks"
 PUKA_ASYNCIO_IDIOMS = "puka-asyncio-idioms"
+PUKA_RETRY = "puka-retry"
 
 
 def _only(workloads: set[str], reason: str) -> dict[str, str]:
@@ -87,6 +88,15 @@ CLIENTS: tuple[ClientInfo, ...] = (
         "puka_asyncio; asyncio.gather over windows of 1,000 publishes, async for + basic_ack",
         _only({"confirm-pipelined", "consume-ack"}, "not one of the idioms it measures"),
         PUKA_ASYNCIO,
+    ),
+    ClientInfo(
+        PUKA_RETRY,
+        "puka at-least-once",
+        "bench.clients.puka_retry",
+        "puka",
+        "puka.Client; basic_publish(..., retry=True): at least once, a message_id each",
+        _only({"confirm-pipelined"}, "it measures at-least-once publishing only"),
+        PUKA,
     ),
     ClientInfo(
         "pika",

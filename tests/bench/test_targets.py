@@ -10,6 +10,7 @@ from bench.clients import (
     PUKA_ASYNCIO,
     PUKA_ASYNCIO_IDIOMS,
     PUKA_CALLBACKS,
+    PUKA_RETRY,
     RAW,
     RAW_BATCH,
 )
@@ -203,6 +204,7 @@ def test_the_variant_clients_run_only_their_workloads() -> None:
         (RAW_BATCH, {"consume-ack"}),
         (PUKA_CALLBACKS, {"confirm-pipelined", "consume-noack"}),
         (PUKA_ASYNCIO_IDIOMS, {"confirm-pipelined", "consume-ack"}),
+        (PUKA_RETRY, {"confirm-pipelined"}),
     ):
         client = CLIENTS_BY_KEY[key]
         assert client.variant_of in {RAW, PUKA, PUKA_ASYNCIO}
@@ -212,7 +214,15 @@ def test_the_variant_clients_run_only_their_workloads() -> None:
 def test_the_ceilings_and_pukas_clients_run_back_to_back() -> None:
     clients = [CLIENTS_BY_KEY[k] for k in CLIENTS_BY_KEY]
     block = [c.key for c in clients if c.key in PUKA_CLIENTS]
-    assert set(block) == {RAW, PUKA, PUKA_ASYNCIO, RAW_BATCH, PUKA_CALLBACKS, PUKA_ASYNCIO_IDIOMS}
+    assert set(block) == {
+        RAW,
+        PUKA,
+        PUKA_ASYNCIO,
+        RAW_BATCH,
+        PUKA_CALLBACKS,
+        PUKA_ASYNCIO_IDIOMS,
+        PUKA_RETRY,
+    }
     groups = len(clients) - len(block) + 1  # the block, and each other client
     orders = [[c.key for c in run_order(clients, rep)] for rep in range(len(block) * groups)]
     firsts = set()

@@ -25,6 +25,7 @@ __all__ = [
     "EMPTY_PROPERTIES",
     "PROPERTY_NAMES",
     "headers_to_properties",
+    "message_id_properties",
     "properties_to_headers",
     "property_values",
 ]
@@ -102,6 +103,14 @@ def headers_to_properties(
                 property_value(key, value)
         check_table(table, "headers", _CALL)
         raise
+
+
+def message_id_properties(message_id: str) -> bytes:
+    """The encoded properties of a message whose only property is `message_id` (ASCII, at
+    most 255 bytes: the at-least-once publisher's ids)."""
+    props = _new(BasicProperties)
+    props.message_id = message_id
+    return props.encode()
 
 
 def _not_a_property(key: object) -> str:

@@ -52,6 +52,9 @@ class Guard(Protocol):
     def outcome(self, number: int, result: Result) -> Result | None:
         """The result guarded promise `number` ends with, or `None`: it does not end."""
 
+    def succeeded(self, numbers: list[int]) -> None:
+        """These guarded promises end with a success (the guard lets every success end)."""
+
 
 class Promise:
     """One operation's handle: its number, callback and undelivered results."""
@@ -170,6 +173,10 @@ class Promises:
         """Those of `promises` that end with `result`: the guard keeps some, and ends others
         with a result of its own."""
         guarded = guard.guarded
+        if not result.is_error:  # a success ends every one: in one pass, for a whole confirm
+            numbers = [p.number if isinstance(p, Promise) else p for p in promises]
+            guard.succeeded([n for n in numbers if n in guarded])
+            return list(promises)
         ending: list[Promise | int] = []
         for promise in promises:
             number = promise.number if isinstance(promise, Promise) else promise
@@ -194,10 +201,13 @@ class Promises:
         if final:
             guard = self.guard
             if guard is not None and promise.number in guard.guarded:
-                outcome = guard.outcome(promise.number, result)
-                if outcome is None:
-                    return
-                result = outcome
+                if result.is_error:
+                    outcome = guard.outcome(promise.number, result)
+                    if outcome is None:
+                        return
+                    result = outcome
+                else:
+                    guard.succeeded([promise.number])
             promise.done = True
             promise.op = None
             if self.watchers:

@@ -42,7 +42,7 @@ from puka.engine.timers import Timers
 from puka.engine.topology import Topology
 from puka.errors import ClientClosed
 from puka.hooks import INSTALLED
-from puka.messages import EMPTY_PROPERTIES, headers_to_properties
+from puka.messages import EMPTY_PROPERTIES, headers_to_properties, message_id_properties
 from puka.promises import Callback, Promise, Promises
 from puka.results import Result
 from puka.urls import ConnectionParameters
@@ -620,15 +620,19 @@ class Engine:
             raise TypeError("a bare publish has no callback")
         if retry is not None and type(retry) is not RetryPolicy:
             retry = retry_policy(retry, "publish")
+        message_id = None
         if retry is not None:
             if channel_of is not None:
                 raise ValueError(
                     "basic_publish: retry publishes on the publish channel, not channel_of"
                 )
             if retry.add_message_id:
-                headers, properties = with_message_id(
-                    headers, properties, self._retrying().message_id
-                )
+                if headers is None and properties is None and not INSTALLED:
+                    message_id = self._retrying().message_id()  # the properties, in short
+                else:
+                    headers, properties = with_message_id(
+                        headers, properties, self._retrying().message_id
+                    )
         watcher = None
         if INSTALLED:  # a hook (puka.hooks) sees it first, and may want its outcome
             headers, watcher = hooks.before_publish(
@@ -640,6 +644,8 @@ class Engine:
                 if headers is None and properties is None
                 else headers_to_properties(headers, properties)
             )
+            if message_id is not None:
+                props = message_id_properties(message_id)
             if retry is not None:
                 return self._publish_retrying(
                     (exchange, routing_key, mandatory), props, body, callback, bare, watcher, retry
@@ -679,12 +685,24 @@ class Engine:
         policy: RetryPolicy,
     ) -> Promise | int:
         """An at-least-once publish: its promise, which the retrier keeps until it ends."""
-        self._queue.check_usable()
+        queue = self._queue
+        queue.check_usable()
         promises = self.promises
         promise = promises.new_bare() if bare else promises.new(callback)
         if watcher is not None:
             promises.watch(promise, watcher)
-        self._retrying().add(promise, key, props, body, policy)
+        retrier = self._retrying()
+        publisher = self.publisher
+        if (  # the hot path: straight to the publish channel, as `publish` goes
+            publisher is not None
+            and self.state is _OPEN
+            and not queue.waiting
+            and not policy.ordered
+        ):
+            retrier.add(promise, key, props, body, policy, sent=True)
+            publisher.publish(promise, key[0], key[1], key[2], props, body)
+        else:
+            retrier.add(promise, key, props, body, policy)
         return promise
 
     def resend(

@@ -213,6 +213,9 @@ class _Message:
         self.held = False  # waiting for the connection to be recovered
 
 
+_FirstSend = tuple[tuple[str, str, bool], bytes, bytes, RetryPolicy]
+"""A retrying publish whose first send is in flight: (key, properties, body, policy)."""
+
 _UNTIMED = float("-inf")
 """`_Message.due` of a message waiting for the time of the next `tick`."""
 
@@ -222,8 +225,9 @@ class Retrier:
 
     def __init__(self, link: RetryLink) -> None:
         self.link = link
-        self.guarded: dict[int, _Message] = {}
-        """Every retrying publish not ended yet, by promise number (`Promises.guard` reads it)."""
+        self.guarded: dict[int, _Message | _FirstSend] = {}
+        """Every retrying publish not ended yet, by promise number (`Promises.guard` reads it):
+        a `_Message`, or while its first send is in flight a tuple (`add(..., sent=True)`)."""
         self._untimed: list[int] = []  # waiting for the time of the next `tick`
         self._timed: list[tuple[float, int]] = []  # (due, number), a heap; stale entries skipped
         self._ordered: deque[int] = deque()  # ordered messages not sent yet, in call order
@@ -250,9 +254,16 @@ class Retrier:
         props: bytes,
         body: bytes,
         policy: RetryPolicy,
+        *,
+        sent: bool = False,
     ) -> None:
-        """Take a new retrying publish (its promise just made) and send it, or queue it."""
+        """Take a new retrying publish (its promise just made) and send it, or queue it; with
+        `sent`, its caller sends it right now (the hot path): what to send again is kept as a
+        tuple then, made a `_Message` only if it fails."""
         number = promise if isinstance(promise, int) else promise.number
+        if sent:
+            self.guarded[number] = (key, props, body, policy)
+            return
         message = self.guarded[number] = _Message(key, props, body, policy)
         if policy.ordered:
             if self._ordered_current is not None:
@@ -288,7 +299,14 @@ class Retrier:
     def outcome(self, number: int, result: Result) -> Result | None:
         """The final result `result` of promise `number` (one of ours) arrived: the result it
         ends with, or `None` to keep it (to send again, or not sent yet)."""
-        message = self.guarded[number]
+        entry = self.guarded[number]
+        if isinstance(entry, _Message):
+            message = entry
+        else:  # its first send
+            if not result.is_error:
+                return self._end(number, result)
+            message = self.guarded[number] = _Message(*entry)
+            message.in_flight = True
         if not message.in_flight:
             # not sent (waiting to be sent again, or for its turn): the loss of the connection
             # is not its own failure
@@ -313,6 +331,16 @@ class Retrier:
         self._schedule(number, message, _UNTIMED)
         return None
 
+    def succeeded(self, numbers: list[int]) -> None:
+        """These guarded promises were confirmed: forget them (one pass for a whole confirm)."""
+        pop, guarded = self.guarded.pop, self.guarded
+        for number in numbers:
+            pop(number, None)
+        current = self._ordered_current
+        if current is not None and current not in guarded:
+            self._ordered_current = None
+            self._next_ordered()
+
     def _failed(self, message: _Message, ended: BaseException | None) -> Result:
         self.given_up += 1
         failures, policy = message.failures, message.policy
@@ -331,18 +359,30 @@ class Retrier:
         del self.guarded[number]
         if number == self._ordered_current:
             self._ordered_current = None
-            while self._ordered and self.over is None:
-                following = self._ordered.popleft()
-                message = self.guarded.get(following)
-                if message is not None:
-                    self._ordered_current = following
-                    self._send(following, message)
-                    break
+            self._next_ordered()
         return result
+
+    def _next_ordered(self) -> None:
+        """Send the next ordered message (the one before it ended)."""
+        while self._ordered and self.over is None:
+            following = self._ordered.popleft()
+            message = self._message(following)
+            if message is not None:
+                self._ordered_current = following
+                self._send(following, message)
+                return
+
+    def _message(self, number: int) -> _Message | None:
+        """The `_Message` of guarded promise `number`, if it has one (not a first send)."""
+        message = self.guarded.get(number)
+        return message if isinstance(message, _Message) else None
 
     def _give_up(self, number: int, ended: BaseException | None) -> None:
         """End a message that is not in flight with `PublishFailed`."""
-        result = self._end(number, self._failed(self.guarded[number], ended))
+        message = self._message(number)
+        if message is None:
+            return
+        result = self._end(number, self._failed(message, ended))
         live = self.link.promises.live.get(number)
         self.link.promises.resolve_all((number if live is None else live,), result)
 
@@ -360,7 +400,7 @@ class Retrier:
         timed = self._timed
         while timed:
             due, number = timed[0]
-            message = self.guarded.get(number)
+            message = self._message(number)
             if message is not None and message.due == due:
                 return due
             heapq.heappop(timed)  # stale: ended, or sent since
@@ -369,10 +409,9 @@ class Retrier:
     def tick(self, now: float) -> None:
         """Time what waited for a time, then send again what is due (in call order) and give up
         what is past its deadline."""
-        guarded = self.guarded
         untimed, self._untimed = self._untimed, []
         for number in untimed:
-            message = guarded.get(number)
+            message = self._message(number)
             if message is None or message.due != _UNTIMED:
                 continue
             policy = message.policy
@@ -389,7 +428,7 @@ class Retrier:
         timed = self._timed
         while timed and timed[0][0] <= now:
             when, number = heapq.heappop(timed)
-            message = guarded.get(number)
+            message = self._message(number)
             if message is not None and message.due == when:
                 message.due = None
                 due_now.append(number)
@@ -397,7 +436,7 @@ class Retrier:
             return
         stopped = self.link.usable_error()
         for number in sorted(due_now):  # in call order
-            message = guarded.get(number)
+            message = self._message(number)
             if message is None:
                 continue
             if stopped is not None:
@@ -412,8 +451,9 @@ class Retrier:
 
     def recovered(self) -> None:
         """The connection is back: send what waited for it, in call order."""
-        for number in sorted(n for n, message in self.guarded.items() if message.held):
-            message = self.guarded.get(number)
+        held = [n for n, m in self.guarded.items() if isinstance(m, _Message) and m.held]
+        for number in sorted(held):
+            message = self._message(number)
             if message is not None and message.held:
                 self.sent_again += message.failures > 0
                 self._send(number, message)
@@ -424,6 +464,6 @@ class Retrier:
         self.over = error
         self._ordered.clear()
         for number in sorted(self.guarded):
-            message = self.guarded.get(number)
+            message = self._message(number)
             if message is not None and not message.in_flight:
                 self._give_up(number, error)
