@@ -120,7 +120,7 @@ def at_least_once() -> None:
 
 # --8<-- [start:deduplicate]
 class SeenIds:
-    """The last `size` message ids seen: enough to catch a duplicate, which comes soon after."""
+    """The last `size` message ids seen: a duplicate comes soon after the first copy."""
 
     def __init__(self, size: int = 100_000) -> None:
         self.size = size
@@ -144,7 +144,7 @@ def consume_once(client: puka.Client) -> None:
         if seen.first_time(message.properties["message_id"]):
             done += 1  # process it here
         else:
-            skipped += 1  # stored twice: its first publish reached the broker after all
+            skipped += 1  # stored twice: its first send was stored after all
         client.basic_ack(message)
     client.wait(client.basic_cancel(consume))
     print(f"processed {done} messages once each, skipped {skipped} duplicates")
