@@ -7,6 +7,7 @@ new one; recovery holds retries until the connection is back; order is kept as d
 
 from __future__ import annotations
 
+import logging
 import pickle
 
 import pytest
@@ -74,6 +75,21 @@ def test_a_nacked_message_is_sent_again_on_a_new_channel_until_confirmed(bare: b
     assert pair.engine.retried_publishes == 1
     ids = _ids(pair)
     assert len(ids) == 2 and ids[0] == ids[1] and ids[0] != "None"  # one id, sent twice
+
+
+def test_replacing_channels_warns_at_powers_of_two(caplog: pytest.LogCaptureFixture) -> None:
+    """A failover may replace dozens of channels in a second: 1, 2, 4, 8... are warnings."""
+    pair = _open()
+    policy = RetryPolicy(attempts=10, initial_delay=0.1, jitter=0.0)
+    with caplog.at_level(logging.DEBUG, logger="puka"):
+        pair.broker.nack_next = 9  # the first nine sends are nacked, each on a new channel
+        promise = pair.engine.publish("", "q", False, None, b"m", retry=policy)
+        result = _run_until(pair, promise, 1.0, 60.0)
+    assert result is not None and not result.is_error
+    assert pair.engine.replaced_publish_channels == 9
+    levels = [r.levelno for r in caplog.records if "publishing on a new channel" in r.message]
+    warned = [i + 1 for i, level in enumerate(levels) if level == logging.WARNING]
+    assert len(levels) == 9 and warned == [1, 2, 4, 8]
 
 
 def test_the_caller_message_id_is_kept_and_its_dicts_are_not_changed() -> None:

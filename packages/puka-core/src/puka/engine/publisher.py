@@ -202,12 +202,14 @@ class Routes:
         if retrier is None or not retrier.take_nacked() or link.publisher is not publisher:
             return
         link.publisher = None
-        link.replaced_publish_channels += 1
-        log.warning(
+        replaced = link.replaced_publish_channels = link.replaced_publish_channels + 1
+        # a failover may replace dozens in a second: the 1st, 2nd, 4th, 8th... are warnings
+        log.log(
+            logging.WARNING if replaced & (replaced - 1) == 0 else logging.DEBUG,
             "the broker nacked a message being retried on publish channel %d: publishing on "
-            "a new channel (%d replaced)",
+            "a new channel (%d replaced so far)",
             publisher.channel.number,
-            link.replaced_publish_channels,
+            replaced,
         )
         publisher.retire()
 
