@@ -192,6 +192,32 @@ def test_a_nacked_publish_ends_its_span_with_an_error(
     assert [event.name for event in producer.events] == ["exception"]
 
 
+def test_an_at_least_once_publish_is_one_span_ended_by_its_last_outcome(
+    spans: Spans, client: puka.Client, unique_name: UniqueName
+) -> None:
+    """Issue 23: a publish sent three times (`retry=`) is one span, ended when the policy gave
+    up; the message keeps its trace context and gets its message_id."""
+    full = unique_name("otel-full")
+    arguments = {"x-max-length": 0, "x-overflow": "reject-publish"}
+    _wait(client, client.queue_declare(full, exclusive=True, arguments=arguments))
+    policy = puka.RetryPolicy(attempts=3, initial_delay=0.01)
+    result = client.wait(
+        client.basic_publish("", full, body=b"refused", retry=policy),
+        timeout=SOON,
+        raise_errors=False,
+    )
+    assert result is not None and isinstance(result.exception, puka.PublishFailed)
+    producer = spans.one(f"publish {full}")
+    assert producer.status.status_code is StatusCode.ERROR
+    assert _attributes(producer)["error.type"] == "PublishFailed"
+    queue = unique_name("otel-alo")
+    _wait(client, client.queue_declare(queue, exclusive=True))
+    _wait(client, client.basic_publish("", queue, body=b"kept", retry=True))
+    message = _wait(client, client.basic_get(queue, no_ack=True))
+    assert "traceparent" in message.application_headers
+    assert message.properties["message_id"]
+
+
 def test_a_returned_publish_ends_its_span_with_an_error(
     spans: Spans, client: puka.Client, unique_name: UniqueName
 ) -> None:
