@@ -1,0 +1,469 @@
+"""The AnyIO client: Puka's calls, awaitable on trio or asyncio, over the shared engine.
+
+    async with puka_anyio.connect("amqp://guest:guest@localhost/") as client:
+        await client.queue_declare(queue="jobs")
+        await client.basic_publish(exchange="", routing_key="jobs", body=b"hi")  # confirmed
+        async for message in client.basic_consume(queue="jobs", prefetch_count=100):
+            client.basic_ack(message)
+            break
+
+A driver of `puka.Engine` written only against its documented API (`docs/library-authors/
+engine.md`). Each connection runs three tasks in a task group: one reads the stream into the
+engine, one writes what the engine queued, one runs the engine's timer (heartbeats, timeouts,
+recovery's reconnections). `async with connect(...)` owns that task group;
+`await connect(..., task_group=tg)` runs them in yours.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import ssl as ssl_module
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from types import TracebackType
+from typing import Any
+
+import anyio
+from anyio.abc import ByteStream, TaskGroup, TaskStatus
+from puka import AMQPError, ConnectFailed, PukaError, Recovery, Result, WrongThread
+from puka.api import Calls
+from puka.driver import client_engine, run_timer
+from puka.engine import READ_SIZE, Engine
+from puka.promises import Promise
+from puka.tls import check_ssl_context, connect_error, transport_tls
+
+from puka_anyio.handles import ConsumeHandle, PromiseHandle
+
+__all__ = ["Client", "Connecting", "connect"]
+
+log = logging.getLogger("puka_anyio")
+
+Handle = PromiseHandle | ConsumeHandle
+_LOST = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream)
+"""What a stream raises when the connection under it is gone."""
+
+
+class Client(Calls[Handle]):
+    """A Puka client on AnyIO; make it with `puka_anyio.connect(...)`.
+
+    Its calls are made from the event loop's thread (another thread raises `WrongThread`: hand
+    the call over with `anyio.from_thread.run_sync` or a `BlockingPortal`). Each returns at
+    once: a `PromiseHandle` to await, or a `ConsumeHandle` to iterate. An ack, nack or reject
+    is a plain call: it is written when the task next suspends (any `await` that yields).
+    """
+
+    def __init__(self, engine: Engine, ssl: ssl_module.SSLContext | None) -> None:
+        self._engine = engine
+        self._ssl = ssl
+        self._owner, self._ident = threading.get_ident(), threading.get_ident
+        self._handles: dict[int, Handle] = {}
+        self._ready: dict[int, Promise] = {}
+        self._stream: ByteStream | None = None  # the current transport's (one per attempt)
+        self._opening = False  # a transport is being opened (by `connect` or the timer task)
+        self._write_wanted = anyio.Event()
+        self._timer_moved = anyio.Event()
+        self._timer_at = math.inf  # when the timer task wakes
+        self._written = anyio.Event()  # set while nothing waits to be written
+        self._written.set()
+        self._closed = anyio.Event()
+        self._tasks: TaskGroup | None = None
+        self._scope = anyio.CancelScope()
+        engine.promises.on_ready = self._on_ready
+
+    def __repr__(self) -> str:
+        return f"<puka_anyio.Client {self.params.redacted_url()} {self._engine.state.value}>"
+
+    def _wrong_thread(self, call: str) -> None:
+        raise WrongThread(
+            f"{call}: thread {self._ident()} called a puka_anyio client whose event loop runs in "
+            f"thread {self._owner}; hand the call over with anyio.from_thread.run_sync(fn, "
+            "*args) (or a BlockingPortal)"
+        )
+
+    # --- the calls ----------------------------------------------------------------------------
+
+    def _wrap(self, promise: Promise) -> Handle:
+        number = promise.number
+        handle: Handle = ConsumeHandle(self, number) if promise.multi else PromiseHandle(number)
+        self._handles[number] = handle
+        if promise.results:  # (a call on a closed client fails at once)
+            self._deliver(promise)
+        self._sent()
+        return handle
+
+    def _sent(self) -> None:
+        """Bytes were queued: wake the writer (it runs when this task suspends)."""
+        self._write_wanted.set()
+        if self._engine.next_timer() is not None:
+            self._move_timer()
+
+    def basic_cancel(self, consume_promise: Any, callback: Any = None) -> Handle:
+        """Stop a consume; afterwards its handle yields no more messages."""
+        consume = self._handles.get(self._promise_number(consume_promise, "consume_promise"))
+        if isinstance(consume, ConsumeHandle):
+            consume._cancelling = True  # leaving its async for sends no second cancel
+        return super().basic_cancel(consume_promise, callback)
+
+    @property
+    def pending_handles(self) -> int:
+        """Handles whose operation has not finished (for leak checks)."""
+        return len(self._handles)
+
+    async def wait_for_all(
+        self, handles: Iterable[Handle], raise_errors: bool = True
+    ) -> list[Result]:
+        """Await every handle, in order: their results, as `puka.Client.wait_for_all` gives them.
+
+        It waits for the last one first (confirms and replies come mostly in order), then for
+        any still pending. The first that failed raises its error, unless `raise_errors` is
+        false: then an error `Result` takes its place. A consume handle gives its next result.
+        Cancelling this wait cancels none of the operations.
+        """
+        waited = list(handles)
+        for index, handle in enumerate(waited):
+            if not isinstance(handle, (PromiseHandle, ConsumeHandle)):
+                raise TypeError(f"wait_for_all: handles[{index}] must be a handle, not {handle!r}")
+        if waited and isinstance(waited[-1], PromiseHandle) and not waited[-1].done():
+            last = waited[-1]._event = waited[-1]._event or anyio.Event()
+            await last.wait()  # (its error, if any, is raised below, in its turn)
+        results: list[Result] = []
+        for handle in waited:
+            try:
+                results.append(await handle)
+            except (AMQPError, PukaError) as error:
+                if raise_errors:
+                    raise
+                results.append(Result.error(error))
+        return results
+
+    async def drain(self) -> None:
+        """Wait until the transport has taken all that was queued (in a loop of publishes that
+        are not awaited, it keeps what waits in memory bounded)."""
+        self._write_wanted.set()
+        if self._stream is not None and not self._written.is_set():
+            await self._written.wait()
+
+    async def close(self, callback: Any = None) -> Result:
+        """Close the connection once everything sent before is answered; wait until it is."""
+        handle = self._wrap(self._engine.close(callback))
+        result = await handle
+        await self._closed.wait()
+        return result
+
+    def abort(self) -> None:
+        """Drop the connection now, without the AMQP close handshake.
+
+        Every operation in flight fails with `ConnectionLost` (its outcome is unknown) by the
+        time this returns; the client is over (a later call raises `ClientClosed`) and does not
+        recover. The transport is closed when the task next suspends.
+        """
+        if self._engine.closed and self._stream is None:
+            return
+        self._engine.transport_dropped(anyio.current_time())
+        stream, self._stream = self._stream, None
+        self._dispatch()
+        if self._tasks is not None:
+            self._tasks.start_soon(self._drop, stream)
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None and issubclass(exc_type, anyio.get_cancelled_exc_class()):
+            self.abort()  # cancelled: no waiting for a polite close
+        elif not self._engine.closed:
+            await self.close()
+        await self._closed.wait()
+
+    # --- results ------------------------------------------------------------------------------
+
+    def _on_ready(self, promise: Promise) -> None:
+        self._ready[promise.number] = promise
+
+    def _dispatch(self) -> None:
+        """Hand the promises with results to their handles (and callbacks)."""
+        while self._ready:
+            ready, self._ready = self._ready, {}
+            for promise in ready.values():
+                self._deliver(promise)
+
+    def _deliver(self, promise: Promise) -> None:
+        number = promise.number
+        handle = self._handles.get(number)
+        if handle is None:
+            return
+        if isinstance(handle, ConsumeHandle):
+            handle._ready(promise)
+        else:
+            result = self._engine.promises.take(number)
+            if result is not None:
+                if promise.callback is not None:
+                    self._run_callback(promise.callback, number, result)
+                handle._put(result)
+        if promise.done:
+            del self._handles[number]
+
+    def _run_callback(
+        self, callback: Callable[[int, Result], Any], number: int, result: Result
+    ) -> None:
+        """Run a promise's callback; one that raises is logged, and nothing else is affected."""
+        try:
+            callback(number, result)
+        except Exception:
+            log.exception("puka_anyio: the callback of promise %d raised", number)
+
+    # --- the tasks ----------------------------------------------------------------------------
+
+    async def _serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run the client's tasks until it is over (or the task group is cancelled)."""
+        try:
+            with self._scope:
+                async with anyio.create_task_group() as self._tasks:
+                    self._tasks.start_soon(self._timer)
+                    task_status.started()
+        finally:
+            self._closed.set()
+            stream, self._stream = self._stream, None
+            if stream is not None:  # cancelled from outside: the engine learns it is dropped
+                self._engine.transport_dropped(anyio.current_time())
+                self._dispatch()
+                with anyio.CancelScope(shield=True):
+                    await stream.aclose()
+
+    def _after_input(self) -> None:
+        """The engine took an input: hand out results, write, move the timer."""
+        self._dispatch()
+        engine = self._engine
+        if engine.needs_write() or engine.closed:
+            self._write_wanted.set()
+        if (engine.next_timer() or math.inf) < self._timer_at:
+            self._move_timer()
+        if engine.closed and self._stream is None and not self._opening:
+            self._scope.cancel()  # over: the tasks end
+
+    def _move_timer(self) -> None:
+        when = self._engine.next_timer()
+        if when is not None and when < self._timer_at:
+            self._timer_moved.set()
+
+    async def _timer(self) -> None:
+        engine = self._engine
+        while True:
+            when = engine.next_timer()
+            now = anyio.current_time()
+            if when is not None and when <= now:
+                if run_timer(engine, now) and self._stream is not None:
+                    stream, self._stream = self._stream, None
+                    await self._drop(stream)  # a timeout ended it, or a recovery starts
+                if engine.transport_wanted and not self._opening:
+                    await self._open_transport()
+                self._after_input()
+                continue
+            self._timer_at = when if when is not None else math.inf
+            self._timer_moved = anyio.Event()
+            with anyio.CancelScope(deadline=self._timer_at):
+                await self._timer_moved.wait()
+            self._timer_at = math.inf
+
+    async def _open_transport(self) -> ConnectFailed | None:
+        """Open a transport to the node the engine names, the next one if that fails, until
+        one answers or it stops asking; the last failure if none answered."""
+        engine, error = self._engine, None
+        self._opening = True
+        try:
+            while engine.transport_wanted:
+                params = engine.params
+                tls = transport_tls(params, self._ssl)
+                try:
+                    with anyio.fail_after(params.connection_timeout):
+                        stream: ByteStream = await (
+                            anyio.connect_tcp(params.host, params.port)
+                            if tls is None
+                            else anyio.connect_tcp(
+                                params.host,
+                                params.port,
+                                ssl_context=tls[0],
+                                tls_hostname=tls[1],
+                                tls_standard_compatible=False,
+                            )
+                        )
+                except (OSError, anyio.BrokenResourceError, TimeoutError) as exc:
+                    cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+                    error = connect_error(cause, params, "tcp")
+                    engine.transport_failed(error, anyio.current_time())
+                    continue
+                self._stream = stream
+                now = anyio.current_time()
+                engine.transport_ready(now)
+                engine.handle_timer(now)
+                tasks = self._tasks
+                if tasks is not None:
+                    tasks.start_soon(self._read, stream)
+                    tasks.start_soon(self._write, stream)
+                return None
+            return error
+        finally:
+            self._opening = False
+            self._after_input()
+
+    async def _read(self, stream: ByteStream) -> None:
+        engine = self._engine
+        cause: BaseException | None = None
+        try:
+            while self._stream is stream:
+                data = await stream.receive(READ_SIZE)
+                if self._stream is not stream:
+                    return  # replaced or dropped meanwhile: its bytes are no one's
+                engine.receive_data(data, anyio.current_time())
+                self._after_input()
+        except anyio.EndOfStream:
+            pass  # an orderly end
+        except _LOST as exc:
+            cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+        self._lost(stream, cause)
+
+    async def _write(self, stream: ByteStream) -> None:
+        engine = self._engine
+        while self._stream is stream:
+            if engine.needs_write():
+                self._written = anyio.Event()
+                data = engine.data_to_send()
+                self._dispatch()  # (what was done once written: publishes without confirms)
+                engine.unwritten_since(anyio.current_time())
+                try:
+                    await stream.send(data)
+                except _LOST as exc:
+                    self._lost(stream, exc.__cause__ if isinstance(exc.__cause__, OSError) else exc)
+                    return
+                engine.unwritten_since(None)
+                continue
+            self._written.set()
+            if engine.closed:
+                self._stream = None
+                await self._drop(stream)
+                return
+            self._write_wanted = anyio.Event()
+            await self._write_wanted.wait()
+        self._written.set()
+
+    def _lost(self, stream: ByteStream, cause: BaseException | None) -> None:
+        """`stream` died: the engine learns it, if it is still the current one."""
+        if self._stream is not stream:
+            return
+        self._stream = None
+        self._written.set()
+        self._engine.connection_lost(
+            cause if isinstance(cause, Exception) else None, anyio.current_time()
+        )
+        if self._tasks is not None:
+            self._tasks.start_soon(self._drop, stream)
+        self._write_wanted.set()  # (the writer of the dead stream ends)
+        self._after_input()
+
+    async def _drop(self, stream: ByteStream | None) -> None:
+        """Close a transport that is no longer the current one."""
+        self._write_wanted.set()
+        if stream is not None:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                await stream.aclose()
+        self._after_input()
+
+
+class Connecting:
+    """What `connect` returns: `async with` it (the client owns its tasks), or await it with a
+    `task_group` (its tasks run in yours)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        ssl: ssl_module.SSLContext | None,
+        task_group: TaskGroup | None,
+    ) -> None:
+        self._engine, self._ssl = engine, ssl
+        self._client: Client | None = None  # made in the event loop's thread, on the way in
+        self._task_group = task_group
+        self._own: TaskGroup | None = None
+
+    def __await__(self) -> Any:
+        if self._task_group is None:
+            raise TypeError(
+                "connect: await connect(...) needs task_group=, a task group of yours to run "
+                "the client's tasks in; or use `async with connect(...) as client`"
+            )
+        return self._start(self._task_group).__await__()
+
+    async def _start(self, task_group: TaskGroup) -> Client:
+        self._client = client = Client(self._engine, self._ssl)
+        await task_group.start(client._serve)
+        handle = client._wrap(client._engine.connect())
+        error = await client._open_transport()
+        if error is not None:
+            client._scope.cancel()
+            raise error
+        try:
+            await handle
+        except BaseException:
+            client.abort()  # the handshake failed, or the caller gave up (cancelled)
+            raise
+        return client
+
+    async def __aenter__(self) -> Client:
+        self._own = anyio.create_task_group()
+        await self._own.__aenter__()
+        try:
+            return await self._start(self._own)
+        except BaseException as exc:
+            await self._own.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        own, client = self._own, self._client
+        if own is None or client is None:
+            return None
+        try:
+            await client.__aexit__(exc_type, exc, tb)
+        finally:
+            handled = await own.__aexit__(exc_type, exc, tb)
+        return handled
+
+
+def connect(
+    amqp_url: str | Sequence[str] = "amqp:///",
+    pubacks: bool | None = None,
+    client_properties: dict[str, Any] | None = None,
+    heartbeat: int | None = None,
+    ssl: ssl_module.SSLContext | None = None,
+    *,
+    connection_timeout: float | None = None,
+    connection_name: str | None = None,
+    max_message_size: int | None = None,
+    reconnect: bool | Recovery = False,
+    shuffle: bool = False,
+    blocked_timeout: float | None = None,
+    handshake_timeout: float | None = None,
+    task_group: TaskGroup | None = None,
+) -> Connecting:
+    """Connect and complete the AMQP handshake; the same arguments as `puka.Client`.
+
+    `async with connect(url) as client:` runs the client's tasks in a task group of its own and
+    closes the connection when the block ends (aborts it if the block was cancelled).
+    `client = await connect(url, task_group=tg)` runs them in `tg`: close the client (or use
+    `async with client:`) before `tg` ends, or cancel `tg`, which drops the connection.
+    A wrong argument raises `TypeError` or `ValueError` naming it, before anything is opened.
+    """
+    check_ssl_context(ssl, "connect")
+    if task_group is not None and not isinstance(task_group, TaskGroup):
+        raise TypeError(f"connect: task_group must be an anyio TaskGroup, not {task_group!r:.60}")
+    options = dict(locals())
+    return Connecting(client_engine("connect", options), ssl, task_group)

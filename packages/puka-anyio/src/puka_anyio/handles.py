@@ -1,0 +1,166 @@
+"""What the calls of a `puka_anyio.Client` return: handles to await, and consumes to iterate.
+
+An `await` on a handle only waits: cancelling it (a cancel scope, a timeout) leaves the
+operation running, and its outcome stays on the handle for a later `await`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator, Generator
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.lowlevel
+from puka import Result
+from puka.promises import Promise
+
+if TYPE_CHECKING:
+    from puka_anyio.client import Client
+
+__all__ = ["ConsumeHandle", "PromiseHandle"]
+
+
+def _outcome(result: Result) -> Result:
+    """`result`, or the exception of an error result raised."""
+    if result.is_error and result.exception is not None:
+        raise result.exception
+    return result
+
+
+class PromiseHandle:
+    """The outcome of one operation: `await handle` gives its `Result` or raises its error.
+
+    Not awaiting it is fine: the operation runs anyway. `int(handle)` is the promise number,
+    so it goes wherever Puka takes a promise (`channel_of=tx`, `tx_commit(tx)`).
+    """
+
+    __slots__ = ("_event", "_result", "number")
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self._result: Result | None = None
+        self._event: anyio.Event | None = None
+
+    def __int__(self) -> int:
+        return self.number
+
+    def __index__(self) -> int:
+        return self.number
+
+    def __repr__(self) -> str:
+        return f"<PromiseHandle {self.number}{' done' if self.done() else ''}>"
+
+    def done(self) -> bool:
+        """Whether the operation has its outcome."""
+        return self._result is not None
+
+    def _put(self, result: Result) -> None:
+        if self._result is None:
+            self._result = result
+            if self._event is not None:
+                self._event.set()
+
+    def __await__(self) -> Generator[Any, None, Result]:
+        return self._get().__await__()
+
+    async def _get(self) -> Result:
+        if self._result is None:
+            if self._event is None:
+                self._event = anyio.Event()
+            await self._event.wait()
+        else:
+            await anyio.lowlevel.checkpoint()  # a checkpoint either way, as trio expects
+        return _outcome(self._result)  # type: ignore[arg-type]  # (set before the event)
+
+
+class ConsumeHandle:
+    """What `basic_consume` (and `basic_consume_multi`) return: an async iterator of messages.
+
+    `async for message in handle` yields each message (with a `callback=`, the callback gets
+    them and the handle yields only how the consume ended). Leaving the loop early (break,
+    exception, cancellation) cancels the consume on the broker and requeues the messages it
+    had delivered that the loop never handed out. `await handle` gives the next result.
+    """
+
+    __slots__ = ("_abandoned", "_cancelling", "_client", "_event", "_results", "done", "number")
+
+    def __init__(self, client: Client, number: int) -> None:
+        self._client = client
+        self.number = number
+        self.done = False
+        self._results: deque[Result] = deque()  # the end, and what a callback left
+        self._event: anyio.Event | None = None
+        self._cancelling = False  # basic_cancel was called on it
+        self._abandoned = False  # its async for was left early
+
+    def __int__(self) -> int:
+        return self.number
+
+    def __index__(self) -> int:
+        return self.number
+
+    def __repr__(self) -> str:
+        return f"<ConsumeHandle {self.number}{' done' if self.done else ''}>"
+
+    def _ready(self, promise: Promise) -> None:
+        """Its promise has results or ended; messages stay in it until they are iterated."""
+        take = self._client.engine.promises.take
+        if promise.callback is not None:
+            while (result := take(self.number)) is not None:
+                self._client._run_callback(promise.callback, self.number, result)
+                if promise.done and not promise.results:
+                    self._results.append(result)  # the end: the handle's too
+        if promise.done:
+            while (result := take(self.number)) is not None:
+                self._results.append(result)
+            self.done = True
+            if self._abandoned:
+                self._requeue_unseen()
+        if self._event is not None:
+            self._event.set()
+            self._event = None
+
+    def __await__(self) -> Generator[Any, None, Result]:
+        return self._next().__await__()
+
+    async def _next(self) -> Result:
+        """The next result (or the end of the consume: `StopAsyncIteration`)."""
+        while True:
+            if self._results:
+                return _outcome(self._results.popleft())
+            if not self.done:
+                result = self._client.engine.promises.take(self.number)
+                if result is not None:
+                    return _outcome(result)
+            if self.done:
+                raise StopAsyncIteration
+            self._event = event = anyio.Event()
+            await event.wait()
+
+    def __aiter__(self) -> AsyncIterator[Result]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Result]:
+        try:
+            while True:
+                try:
+                    message = await self._next()
+                except StopAsyncIteration:
+                    return
+                yield message
+        finally:
+            self._abandoned = True
+            client = self._client
+            if self.done:
+                self._requeue_unseen()
+            elif not self._cancelling and client.engine.is_open:
+                client.basic_cancel(self)
+
+    def _requeue_unseen(self) -> None:
+        """Requeue what an abandoned consume was sent and never handed out: nobody can ack it."""
+        client = self._client
+        unseen, self._results = self._results, deque()
+        for result in unseen:
+            if result.needs_ack and client.engine.is_open:
+                client.basic_reject(result, requeue=True)
