@@ -1,12 +1,5 @@
 """The AnyIO client: Puka's calls, awaitable on trio or asyncio, over the shared engine.
 
-    async with puka_anyio.connect("amqp://guest:guest@localhost/") as client:
-        await client.queue_declare(queue="jobs")
-        await client.basic_publish(exchange="", routing_key="jobs", body=b"hi")  # confirmed
-        async for message in client.basic_consume(queue="jobs", prefetch_count=100):
-            client.basic_ack(message)
-            break
-
 A driver of `puka.Engine` written only against its documented API (`docs/library-authors/
 engine.md`). Each connection runs three tasks in a task group: one reads the stream into the
 engine, one writes what the engine queued, one runs the engine's timer (heartbeats, timeouts,
@@ -21,15 +14,14 @@ import math
 import ssl as ssl_module
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from types import TracebackType
 from typing import Any
 
 import anyio
 from anyio.abc import ByteStream, TaskGroup, TaskStatus
-from puka import AMQPError, ConnectFailed, PukaError, Recovery, Result, WrongThread
+from puka import AMQPError, ConnectFailed, Engine, PukaError, Recovery, Result, WrongThread
 from puka.api import Calls
 from puka.driver import client_engine, run_timer
-from puka.engine import READ_SIZE, Engine
+from puka.engine import READ_SIZE
 from puka.promises import Promise
 from puka.tls import check_ssl_context, connect_error, transport_tls
 
@@ -45,13 +37,9 @@ _LOST = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.En
 
 
 class Client(Calls[Handle]):
-    """A Puka client on AnyIO; make it with `puka_anyio.connect(...)`.
-
-    Its calls are made from the event loop's thread (another thread raises `WrongThread`: hand
-    the call over with `anyio.from_thread.run_sync` or a `BlockingPortal`). Each returns at
-    once: a `PromiseHandle` to await, or a `ConsumeHandle` to iterate. An ack, nack or reject
-    is a plain call: it is written when the task next suspends (any `await` that yields).
-    """
+    """A Puka client on AnyIO (`puka_anyio.connect`); its calls return a `PromiseHandle` to
+    await or a `ConsumeHandle` to iterate, and are made in the event loop's thread (another
+    one raises `WrongThread`). An ack is a plain call, written when the task next suspends."""
 
     def __init__(self, engine: Engine, ssl: ssl_module.SSLContext | None) -> None:
         self._engine = engine
@@ -72,7 +60,9 @@ class Client(Calls[Handle]):
         engine.promises.on_ready = self._on_ready
 
     def __repr__(self) -> str:
-        return f"<puka_anyio.Client {self.params.redacted_url()} {self._engine.state.value}>"
+        engine = self._engine
+        state = "open" if engine.is_open else "closed" if engine.closed else "not open"
+        return f"<puka_anyio.Client {self.params.redacted_url()} {state}>"
 
     def _wrong_thread(self, call: str) -> None:
         raise WrongThread(
@@ -80,8 +70,6 @@ class Client(Calls[Handle]):
             f"thread {self._owner}; hand the call over with anyio.from_thread.run_sync(fn, "
             "*args) (or a BlockingPortal)"
         )
-
-    # --- the calls ----------------------------------------------------------------------------
 
     def _wrap(self, promise: Promise) -> Handle:
         number = promise.number
@@ -95,8 +83,6 @@ class Client(Calls[Handle]):
     def _sent(self) -> None:
         """Bytes were queued: wake the writer (it runs when this task suspends)."""
         self._write_wanted.set()
-        if self._engine.next_timer() is not None:
-            self._move_timer()
 
     def basic_cancel(self, consume_promise: Any, callback: Any = None) -> Handle:
         """Stop a consume; afterwards its handle yields no more messages."""
@@ -105,32 +91,23 @@ class Client(Calls[Handle]):
             consume._cancelling = True  # leaving its async for sends no second cancel
         return super().basic_cancel(consume_promise, callback)
 
-    @property
-    def pending_handles(self) -> int:
-        """Handles whose operation has not finished (for leak checks)."""
-        return len(self._handles)
-
     async def wait_for_all(
         self, handles: Iterable[Handle], raise_errors: bool = True
     ) -> list[Result]:
-        """Await every handle, in order: their results, as `puka.Client.wait_for_all` gives them.
-
-        It waits for the last one first (confirms and replies come mostly in order), then for
-        any still pending. The first that failed raises its error, unless `raise_errors` is
-        false: then an error `Result` takes its place. A consume handle gives its next result.
-        Cancelling this wait cancels none of the operations.
-        """
+        """Await every handle, in order (the last one first: replies come mostly in order);
+        the first that failed raises its error, unless `raise_errors` is false: then an error
+        `Result` takes its place. Cancelling this wait cancels none of the operations."""
         waited = list(handles)
-        for index, handle in enumerate(waited):
-            if not isinstance(handle, (PromiseHandle, ConsumeHandle)):
-                raise TypeError(f"wait_for_all: handles[{index}] must be a handle, not {handle!r}")
-        if waited and isinstance(waited[-1], PromiseHandle) and not waited[-1].done():
+        if wrong := [h for h in waited if not isinstance(h, (PromiseHandle, ConsumeHandle))]:
+            raise TypeError(f"wait_for_all: handles must be handles, not {wrong[0]!r:.60}")
+        if waited and isinstance(waited[-1], PromiseHandle) and not waited[-1].done:
             last = waited[-1]._event = waited[-1]._event or anyio.Event()
             await last.wait()  # (its error, if any, is raised below, in its turn)
         results: list[Result] = []
         for handle in waited:
-            try:
-                results.append(await handle)
+            try:  # (one checkpoint in all, not one per handle that is done)
+                done = isinstance(handle, PromiseHandle) and handle.done
+                results.append(handle.result() if done else await handle)  # type: ignore[union-attr]
             except (AMQPError, PukaError) as error:
                 if raise_errors:
                     raise
@@ -152,12 +129,8 @@ class Client(Calls[Handle]):
         return result
 
     def abort(self) -> None:
-        """Drop the connection now, without the AMQP close handshake.
-
-        Every operation in flight fails with `ConnectionLost` (its outcome is unknown) by the
-        time this returns; the client is over (a later call raises `ClientClosed`) and does not
-        recover. The transport is closed when the task next suspends.
-        """
+        """Drop the connection now, without the AMQP close handshake: what is in flight fails
+        with `ConnectionLost` at once (its outcome is unknown); the client does not recover."""
         if self._engine.closed and self._stream is None:
             return
         self._engine.transport_dropped(anyio.current_time())
@@ -169,19 +142,12 @@ class Client(Calls[Handle]):
     async def __aenter__(self) -> Client:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         if exc_type is not None and issubclass(exc_type, anyio.get_cancelled_exc_class()):
             self.abort()  # cancelled: no waiting for a polite close
         elif not self._engine.closed:
             await self.close()
         await self._closed.wait()
-
-    # --- results ------------------------------------------------------------------------------
 
     def _on_ready(self, promise: Promise) -> None:
         self._ready[promise.number] = promise
@@ -209,16 +175,12 @@ class Client(Calls[Handle]):
         if promise.done:
             del self._handles[number]
 
-    def _run_callback(
-        self, callback: Callable[[int, Result], Any], number: int, result: Result
-    ) -> None:
+    def _run_callback(self, callback: Callable[..., Any], number: int, result: Result) -> None:
         """Run a promise's callback; one that raises is logged, and nothing else is affected."""
         try:
             callback(number, result)
         except Exception:
             log.exception("puka_anyio: the callback of promise %d raised", number)
-
-    # --- the tasks ----------------------------------------------------------------------------
 
     async def _serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run the client's tasks until it is over (or the task group is cancelled)."""
@@ -242,8 +204,7 @@ class Client(Calls[Handle]):
         engine = self._engine
         if engine.needs_write() or engine.closed:
             self._write_wanted.set()
-        if (engine.next_timer() or math.inf) < self._timer_at:
-            self._move_timer()
+        self._move_timer()
         if engine.closed and self._stream is None and not self._opening:
             self._scope.cancel()  # over: the tasks end
 
@@ -282,20 +243,11 @@ class Client(Calls[Handle]):
                 tls = transport_tls(params, self._ssl)
                 try:
                     with anyio.fail_after(params.connection_timeout):
-                        stream: ByteStream = await (
-                            anyio.connect_tcp(params.host, params.port)
-                            if tls is None
-                            else anyio.connect_tcp(
-                                params.host,
-                                params.port,
-                                ssl_context=tls[0],
-                                tls_hostname=tls[1],
-                                tls_standard_compatible=False,
-                            )
+                        stream: ByteStream = await anyio.connect_tcp(
+                            params.host, params.port, **_tls_arguments(tls)
                         )
                 except (OSError, anyio.BrokenResourceError, TimeoutError) as exc:
-                    cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
-                    error = connect_error(cause, params, "tcp")
+                    error = connect_error(_exception(exc) or exc, params, "tcp")
                     engine.transport_failed(error, anyio.current_time())
                     continue
                 self._stream = stream
@@ -325,7 +277,7 @@ class Client(Calls[Handle]):
         except anyio.EndOfStream:
             pass  # an orderly end
         except _LOST as exc:
-            cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+            cause = exc
         self._lost(stream, cause)
 
     async def _write(self, stream: ByteStream) -> None:
@@ -339,9 +291,10 @@ class Client(Calls[Handle]):
                 try:
                     await stream.send(data)
                 except _LOST as exc:
-                    self._lost(stream, exc.__cause__ if isinstance(exc.__cause__, OSError) else exc)
+                    self._lost(stream, exc)
                     return
                 engine.unwritten_since(None)
+                self._move_timer()  # (a call may have set a deadline: blocked_timeout)
                 continue
             self._written.set()
             if engine.closed:
@@ -358,9 +311,7 @@ class Client(Calls[Handle]):
             return
         self._stream = None
         self._written.set()
-        self._engine.connection_lost(
-            cause if isinstance(cause, Exception) else None, anyio.current_time()
-        )
+        self._engine.connection_lost(_exception(cause), anyio.current_time())
         if self._tasks is not None:
             self._tasks.start_soon(self._drop, stream)
         self._write_wanted.set()  # (the writer of the dead stream ends)
@@ -375,27 +326,34 @@ class Client(Calls[Handle]):
         self._after_input()
 
 
+def _exception(exc: BaseException | None) -> Exception | None:
+    """What a stream raised, or the `OSError` under AnyIO's own error, for the engine."""
+    if isinstance(exc, Exception) and isinstance(exc.__cause__, OSError):
+        return exc.__cause__
+    return exc if isinstance(exc, Exception) else None
+
+
+def _tls_arguments(tls: tuple[ssl_module.SSLContext, str] | None) -> dict[str, Any]:
+    """`anyio.connect_tcp`'s TLS arguments (RabbitMQ may close without a TLS close_notify)."""
+    if tls is None:
+        return {}
+    return {"ssl_context": tls[0], "tls_hostname": tls[1], "tls_standard_compatible": False}
+
+
 class Connecting:
     """What `connect` returns: `async with` it (the client owns its tasks), or await it with a
     `task_group` (its tasks run in yours)."""
 
-    def __init__(
-        self,
-        engine: Engine,
-        ssl: ssl_module.SSLContext | None,
-        task_group: TaskGroup | None,
-    ) -> None:
+    def __init__(self, engine: Engine, ssl: ssl_module.SSLContext | None, tg: TaskGroup | None):
         self._engine, self._ssl = engine, ssl
         self._client: Client | None = None  # made in the event loop's thread, on the way in
-        self._task_group = task_group
+        self._task_group = tg
         self._own: TaskGroup | None = None
 
     def __await__(self) -> Any:
         if self._task_group is None:
-            raise TypeError(
-                "connect: await connect(...) needs task_group=, a task group of yours to run "
-                "the client's tasks in; or use `async with connect(...) as client`"
-            )
+            msg = "connect: await connect(...) needs task_group=; or use `async with connect(...)`"
+            raise TypeError(msg)
         return self._start(self._task_group).__await__()
 
     async def _start(self, task_group: TaskGroup) -> Client:
@@ -422,19 +380,14 @@ class Connecting:
             await self._own.__aexit__(type(exc), exc, exc.__traceback__)
             raise
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
         own, client = self._own, self._client
         if own is None or client is None:
             return None
         try:
-            await client.__aexit__(exc_type, exc, tb)
+            await client.__aexit__(exc_info[0])
         finally:
-            handled = await own.__aexit__(exc_type, exc, tb)
+            handled = await own.__aexit__(*exc_info)
         return handled
 
 

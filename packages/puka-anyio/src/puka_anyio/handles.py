@@ -1,8 +1,5 @@
-"""What the calls of a `puka_anyio.Client` return: handles to await, and consumes to iterate.
-
-An `await` on a handle only waits: cancelling it (a cancel scope, a timeout) leaves the
-operation running, and its outcome stays on the handle for a later `await`.
-"""
+"""What the calls of a `puka_anyio.Client` return: handles to await, consumes to iterate. An
+`await` only waits: cancelling it leaves the operation running, its outcome kept for later."""
 
 from __future__ import annotations
 
@@ -12,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
-from puka import Result
+from puka import PukaError, Result
 from puka.promises import Promise
 
 if TYPE_CHECKING:
@@ -28,19 +25,11 @@ def _outcome(result: Result) -> Result:
     return result
 
 
-class PromiseHandle:
-    """The outcome of one operation: `await handle` gives its `Result` or raises its error.
+class _Numbered:
+    """A handle is its promise's number wherever Puka takes one (`channel_of=`, `tx_commit`)."""
 
-    Not awaiting it is fine: the operation runs anyway. `int(handle)` is the promise number,
-    so it goes wherever Puka takes a promise (`channel_of=tx`, `tx_commit(tx)`).
-    """
-
-    __slots__ = ("_event", "_result", "number")
-
-    def __init__(self, number: int) -> None:
-        self.number = number
-        self._result: Result | None = None
-        self._event: anyio.Event | None = None
+    __slots__ = ("number",)
+    number: int
 
     def __int__(self) -> int:
         return self.number
@@ -49,8 +38,21 @@ class PromiseHandle:
         return self.number
 
     def __repr__(self) -> str:
-        return f"<PromiseHandle {self.number}{' done' if self.done() else ''}>"
+        return f"<{type(self).__name__} {self.number}>"
 
+
+class PromiseHandle(_Numbered):
+    """The outcome of one operation: `await handle` gives its `Result` or raises its error.
+    Not awaiting it is fine: the operation runs anyway."""
+
+    __slots__ = ("_event", "_result")
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self._result: Result | None = None
+        self._event: anyio.Event | None = None
+
+    @property
     def done(self) -> bool:
         """Whether the operation has its outcome."""
         return self._result is not None
@@ -71,10 +73,16 @@ class PromiseHandle:
             await self._event.wait()
         else:
             await anyio.lowlevel.checkpoint()  # a checkpoint either way, as trio expects
-        return _outcome(self._result)  # type: ignore[arg-type]  # (set before the event)
+        return self.result()
+
+    def result(self) -> Result:
+        """The outcome of a done handle: its `Result`, or its error raised."""
+        if self._result is None:
+            raise PukaError(f"promise {self.number} has no outcome yet: await its handle")
+        return _outcome(self._result)
 
 
-class ConsumeHandle:
+class ConsumeHandle(_Numbered):
     """What `basic_consume` (and `basic_consume_multi`) return: an async iterator of messages.
 
     `async for message in handle` yields each message (with a `callback=`, the callback gets
@@ -83,7 +91,7 @@ class ConsumeHandle:
     had delivered that the loop never handed out. `await handle` gives the next result.
     """
 
-    __slots__ = ("_abandoned", "_cancelling", "_client", "_event", "_results", "done", "number")
+    __slots__ = ("_abandoned", "_cancelling", "_client", "_event", "_results", "done")
 
     def __init__(self, client: Client, number: int) -> None:
         self._client = client
@@ -93,15 +101,6 @@ class ConsumeHandle:
         self._event: anyio.Event | None = None
         self._cancelling = False  # basic_cancel was called on it
         self._abandoned = False  # its async for was left early
-
-    def __int__(self) -> int:
-        return self.number
-
-    def __index__(self) -> int:
-        return self.number
-
-    def __repr__(self) -> str:
-        return f"<ConsumeHandle {self.number}{' done' if self.done else ''}>"
 
     def _ready(self, promise: Promise) -> None:
         """Its promise has results or ended; messages stay in it until they are iterated."""
@@ -144,11 +143,9 @@ class ConsumeHandle:
     async def _iterate(self) -> AsyncIterator[Result]:
         try:
             while True:
-                try:
-                    message = await self._next()
-                except StopAsyncIteration:
-                    return
-                yield message
+                yield await self._next()
+        except StopAsyncIteration:
+            return
         finally:
             self._abandoned = True
             client = self._client
