@@ -376,8 +376,10 @@ class Connecting:
         await self._own.__aenter__()
         try:
             return await self._start(self._own)
-        except BaseException as exc:
-            await self._own.__aexit__(type(exc), exc, exc.__traceback__)
+        except BaseException:
+            if self._client is not None:
+                self._client._scope.cancel()
+            await self._own.__aexit__(None, None, None)  # (the error is raised as it is)
             raise
 
     async def __aexit__(self, *exc_info: Any) -> bool | None:
@@ -386,9 +388,9 @@ class Connecting:
             return None
         try:
             await client.__aexit__(exc_info[0])
-        finally:
-            handled = await own.__aexit__(*exc_info)
-        return handled
+        finally:  # (the block's own exception is not the task group's: no group around it)
+            await own.__aexit__(None, None, None)
+        return None
 
 
 def connect(
