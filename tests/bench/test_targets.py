@@ -10,6 +10,7 @@ from bench.clients import (
     PUKA_ASYNCIO,
     PUKA_ASYNCIO_IDIOMS,
     PUKA_CALLBACKS,
+    PUKA_TRIO,
     RAW,
     RAW_BATCH,
 )
@@ -145,6 +146,17 @@ def test_asyncio_against_the_blocking_client_on_every_workload_both_ran() -> Non
     )
 
 
+def test_trio_is_held_to_the_same_targets_under_its_own_name() -> None:
+    cells = {
+        ("confirm-pipelined", PUKA): _cell("confirm-pipelined", PUKA, _ok(100, cpu=1.0)),
+        ("confirm-pipelined", PUKA_TRIO): _cell("confirm-pipelined", PUKA_TRIO, _ok(70, cpu=1.5)),
+    }
+    verdicts = evaluate(cells)
+    assert not _find(verdicts, "trio rate ÷ blocking", "confirm-pipelined").met
+    assert _find(verdicts, "trio CPU ÷ blocking", "confirm-pipelined").met
+    assert not [v for v in verdicts if v.target.startswith("asyncio")]
+
+
 def test_nothing_measured_nothing_judged() -> None:
     assert evaluate({}) == []
     cells = {("publish", PUKA): _cell("publish", PUKA, FAILED)}
@@ -212,7 +224,9 @@ def test_the_variant_clients_run_only_their_workloads() -> None:
 def test_the_ceilings_and_pukas_clients_run_back_to_back() -> None:
     clients = [CLIENTS_BY_KEY[k] for k in CLIENTS_BY_KEY]
     block = [c.key for c in clients if c.key in PUKA_CLIENTS]
-    assert set(block) == {RAW, PUKA, PUKA_ASYNCIO, RAW_BATCH, PUKA_CALLBACKS, PUKA_ASYNCIO_IDIOMS}
+    assert set(block) == {
+        RAW, PUKA, PUKA_ASYNCIO, PUKA_TRIO, RAW_BATCH, PUKA_CALLBACKS, PUKA_ASYNCIO_IDIOMS
+    }  # fmt: skip
     groups = len(clients) - len(block) + 1  # the block, and each other client
     orders = [[c.key for c in run_order(clients, rep)] for rep in range(len(block) * groups)]
     firsts = set()

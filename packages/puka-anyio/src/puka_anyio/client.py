@@ -33,7 +33,6 @@ log = logging.getLogger("puka_anyio")
 
 Handle = PromiseHandle | ConsumeHandle
 _LOST = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream)
-"""What a stream raises when the connection under it is gone."""
 
 
 class Client(Calls[Handle]):
@@ -117,8 +116,10 @@ class Client(Calls[Handle]):
     async def drain(self) -> None:
         """Wait until the transport has taken all that was queued (in a loop of publishes that
         are not awaited, it keeps what waits in memory bounded)."""
-        self._write_wanted.set()
-        if self._stream is not None and not self._written.is_set():
+        if self._engine.needs_write() and self._written.is_set():
+            self._written = anyio.Event()  # (set by the writer once it wrote all)
+            self._write_wanted.set()
+        if self._stream is not None:
             await self._written.wait()
 
     async def close(self, callback: Any = None) -> Result:
@@ -209,8 +210,7 @@ class Client(Calls[Handle]):
             self._scope.cancel()  # over: the tasks end
 
     def _move_timer(self) -> None:
-        when = self._engine.next_timer()
-        if when is not None and when < self._timer_at:
+        if (self._engine.next_timer() or math.inf) < self._timer_at:
             self._timer_moved.set()
 
     async def _timer(self) -> None:
@@ -266,7 +266,6 @@ class Client(Calls[Handle]):
 
     async def _read(self, stream: ByteStream) -> None:
         engine = self._engine
-        cause: BaseException | None = None
         try:
             while self._stream is stream:
                 data = await stream.receive(READ_SIZE)
@@ -274,22 +273,21 @@ class Client(Calls[Handle]):
                     return  # replaced or dropped meanwhile: its bytes are no one's
                 engine.receive_data(data, anyio.current_time())
                 self._after_input()
-        except anyio.EndOfStream:
-            pass  # an orderly end
-        except _LOST as exc:
-            cause = exc
-        self._lost(stream, cause)
+        except _LOST as exc:  # (the end of the stream is an orderly one: no cause)
+            self._lost(stream, None if isinstance(exc, anyio.EndOfStream) else exc)
 
     async def _write(self, stream: ByteStream) -> None:
         engine = self._engine
         while self._stream is stream:
             if engine.needs_write():
-                self._written = anyio.Event()
-                data = engine.data_to_send()
+                if self._written.is_set():
+                    self._written = anyio.Event()
+                buffers = engine.buffers_to_send()  # (large bodies as views, not copies)
                 self._dispatch()  # (what was done once written: publishes without confirms)
                 engine.unwritten_since(anyio.current_time())
                 try:
-                    await stream.send(data)
+                    for buffer in buffers:
+                        await stream.send(buffer)  # type: ignore[arg-type]  # (any buffer)
                 except _LOST as exc:
                     self._lost(stream, exc)
                     return
