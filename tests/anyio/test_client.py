@@ -205,3 +205,25 @@ async def test_abort_fails_what_is_in_flight_and_is_not_recovered(amqp_url: str)
             await consume
         with pytest.raises(puka.ClientClosed):
             client.queue_declare(exclusive=True)
+
+
+async def test_writes_a_full_socket_did_not_take_keep_their_order(
+    amqp_url: str, fault_proxy: FaultProxy
+) -> None:
+    """The broker stops reading: awaited publishes fill the socket (an await that hands bytes
+    to the socket itself leaves what it did not take to the writer task), then it reads again:
+    every publish is confirmed and the queue holds every body, whole and in order."""
+    bodies = [bytes([i]) * 60_000 for i in range(100)]
+    async with puka_anyio.connect(fault_proxy.url(amqp_url)) as client:
+        queue = await exclusive_queue(client)
+        await anyio.to_thread.run_sync(fault_proxy.stall, "c2s")
+        handles = []
+        for body in bodies:
+            handles.append(client.basic_publish(exchange="", routing_key=queue, body=body))
+            with anyio.move_on_after(0.005):
+                await handles[-1]  # cancelled: the publish goes on
+        await anyio.to_thread.run_sync(fault_proxy.passthrough)
+        with anyio.fail_after(SOON):
+            assert await client.wait_for_all(handles) == [{}] * len(bodies)
+            for body in bodies:
+                assert (await client.basic_get(queue=queue, no_ack=True))["body"] == body

@@ -1,26 +1,26 @@
-"""The AnyIO client: Puka's calls, awaitable on trio or asyncio, over the shared engine.
-
-A driver of `puka.Engine` written only against its documented API (`docs/library-authors/
-engine.md`). Each connection runs three tasks in a task group: one reads the stream into the
-engine, one writes what the engine queued, one runs the engine's timer (heartbeats, timeouts,
-recovery's reconnections). `async with connect(...)` owns that task group;
-`await connect(..., task_group=tg)` runs them in yours.
-"""
+"""The AnyIO client: a driver of `puka.Engine` on trio or asyncio, written only against its
+documented API. A connection has three tasks (one reads the stream into the engine, one writes
+what it queued, one runs its timer: heartbeats, timeouts, recovery), in a task group: its own
+(`async with connect(...)`) or yours (`await connect(..., task_group=tg)`)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import socket
 import ssl as ssl_module
+import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import anyio
-from anyio.abc import ByteStream, TaskGroup, TaskStatus
+from anyio.abc import ByteStream, SocketAttribute, TaskGroup, TaskStatus
+from anyio.streams.tls import TLSAttribute
 from puka import AMQPError, ConnectFailed, Engine, PukaError, Recovery, Result, WrongThread
 from puka.api import Calls
-from puka.driver import client_engine, run_timer
+from puka.driver import EAGER_WRITE, client_engine, run_timer
 from puka.engine import READ_SIZE
 from puka.promises import Promise
 from puka.tls import check_ssl_context, connect_error, transport_tls
@@ -41,39 +41,37 @@ class Client(Calls[Handle]):
     one raises `WrongThread`). An ack is a plain call, written when the task next suspends."""
 
     def __init__(self, engine: Engine, ssl: ssl_module.SSLContext | None) -> None:
-        self._engine = engine
-        self._ssl = ssl
+        self._engine, self._ssl = engine, ssl
         self._owner, self._ident = threading.get_ident(), threading.get_ident
         self._handles: dict[int, Handle] = {}
         self._ready: dict[int, Promise] = {}
         self._stream: ByteStream | None = None  # the current transport's (one per attempt)
+        self._socket: socket.socket | None = None  # its socket, for `write_now` (trio, no TLS)
+        self._leftover: memoryview | None = None  # what the socket did not take from it
         self._opening = False  # a transport is being opened (by `connect` or the timer task)
-        self._write_wanted = anyio.Event()
-        self._timer_moved = anyio.Event()
+        self._write_wanted, self._timer_moved = anyio.Event(), anyio.Event()
         self._timer_at = math.inf  # when the timer task wakes
-        self._written = anyio.Event()  # set while nothing waits to be written
+        self._written = anyio.Event()  # set while the writer has nothing to write
         self._written.set()
         self._closed = anyio.Event()
         self._tasks: TaskGroup | None = None
-        self._scope = anyio.CancelScope()
+        self._scope = anyio.CancelScope()  # the tasks', cancelled once the client is over
         engine.promises.on_ready = self._on_ready
 
     def __repr__(self) -> str:
-        engine = self._engine
-        state = "open" if engine.is_open else "closed" if engine.closed else "not open"
+        state = "open" if self._engine.is_open else "closed" if self._engine.closed else "opening"
         return f"<puka_anyio.Client {self.params.redacted_url()} {state}>"
 
     def _wrong_thread(self, call: str) -> None:
         raise WrongThread(
             f"{call}: thread {self._ident()} called a puka_anyio client whose event loop runs in "
-            f"thread {self._owner}; hand the call over with anyio.from_thread.run_sync(fn, "
-            "*args) (or a BlockingPortal)"
+            f"thread {self._owner}; hand it over with anyio.from_thread.run_sync(fn, *args)"
         )
 
     def _wrap(self, promise: Promise) -> Handle:
-        number = promise.number
-        handle: Handle = ConsumeHandle(self, number) if promise.multi else PromiseHandle(number)
-        self._handles[number] = handle
+        n = promise.number
+        handle: Handle = ConsumeHandle(self, n) if promise.multi else PromiseHandle(self, n)
+        self._handles[n] = handle
         if promise.results:  # (a call on a closed client fails at once)
             self._deliver(promise)
         self._sent()
@@ -93,15 +91,14 @@ class Client(Calls[Handle]):
     async def wait_for_all(
         self, handles: Iterable[Handle], raise_errors: bool = True
     ) -> list[Result]:
-        """Await every handle, in order (the last one first: replies come mostly in order);
-        the first that failed raises its error, unless `raise_errors` is false: then an error
-        `Result` takes its place. Cancelling this wait cancels none of the operations."""
+        """Await every handle, in order (the last first: replies come mostly in order); the first
+        error is raised, or with `raise_errors=False` an error `Result` takes its place."""
         waited = list(handles)
         if wrong := [h for h in waited if not isinstance(h, (PromiseHandle, ConsumeHandle))]:
             raise TypeError(f"wait_for_all: handles must be handles, not {wrong[0]!r:.60}")
-        if waited and isinstance(waited[-1], PromiseHandle) and not waited[-1].done:
-            last = waited[-1]._event = waited[-1]._event or anyio.Event()
-            await last.wait()  # (its error, if any, is raised below, in its turn)
+        if waited and isinstance(waited[-1], PromiseHandle):
+            with contextlib.suppress(AMQPError, PukaError):  # (raised below, in its turn)
+                await waited[-1]
         results: list[Result] = []
         for handle in waited:
             try:  # (one checkpoint in all, not one per handle that is done)
@@ -114,8 +111,7 @@ class Client(Calls[Handle]):
         return results
 
     async def drain(self) -> None:
-        """Wait until the transport has taken all that was queued (in a loop of publishes that
-        are not awaited, it keeps what waits in memory bounded)."""
+        """Wait until the transport took all that was queued (pace unawaited publishes)."""
         if self._engine.needs_write() and self._written.is_set():
             self._written = anyio.Event()  # (set by the writer once it wrote all)
             self._write_wanted.set()
@@ -124,8 +120,7 @@ class Client(Calls[Handle]):
 
     async def close(self, callback: Any = None) -> Result:
         """Close the connection once everything sent before is answered; wait until it is."""
-        handle = self._wrap(self._engine.close(callback))
-        result = await handle
+        result = await self._wrap(self._engine.close(callback))
         await self._closed.wait()
         return result
 
@@ -154,7 +149,6 @@ class Client(Calls[Handle]):
         self._ready[promise.number] = promise
 
     def _dispatch(self) -> None:
-        """Hand the promises with results to their handles (and callbacks)."""
         while self._ready:
             ready, self._ready = self._ready, {}
             for promise in ready.values():
@@ -177,14 +171,13 @@ class Client(Calls[Handle]):
             del self._handles[number]
 
     def _run_callback(self, callback: Callable[..., Any], number: int, result: Result) -> None:
-        """Run a promise's callback; one that raises is logged, and nothing else is affected."""
+        """Run a callback; one that raises is logged, and nothing else is affected."""
         try:
             callback(number, result)
         except Exception:
             log.exception("puka_anyio: the callback of promise %d raised", number)
 
     async def _serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Run the client's tasks until it is over (or the task group is cancelled)."""
         try:
             with self._scope:
                 async with anyio.create_task_group() as self._tasks:
@@ -200,7 +193,6 @@ class Client(Calls[Handle]):
                     await stream.aclose()
 
     def _after_input(self) -> None:
-        """The engine took an input: hand out results, write, move the timer."""
         self._dispatch()
         engine = self._engine
         if engine.needs_write() or engine.closed:
@@ -233,8 +225,7 @@ class Client(Calls[Handle]):
             self._timer_at = math.inf
 
     async def _open_transport(self) -> ConnectFailed | None:
-        """Open a transport to the node the engine names, the next one if that fails, until
-        one answers or it stops asking; the last failure if none answered."""
+        """Open a transport while the engine wants one; the last failure if none opened."""
         engine, error = self._engine, None
         self._opening = True
         try:
@@ -250,14 +241,14 @@ class Client(Calls[Handle]):
                     error = connect_error(_exception(exc) or exc, params, "tcp")
                     engine.transport_failed(error, anyio.current_time())
                     continue
-                self._stream = stream
+                self._stream, self._leftover = stream, None
+                self._socket = _plain_trio_socket(stream)
                 now = anyio.current_time()
                 engine.transport_ready(now)
                 engine.handle_timer(now)
-                tasks = self._tasks
-                if tasks is not None:
-                    tasks.start_soon(self._read, stream)
-                    tasks.start_soon(self._write, stream)
+                if self._tasks is not None:
+                    self._tasks.start_soon(self._read, stream)
+                    self._tasks.start_soon(self._write, stream)
                 return None
             return error
         finally:
@@ -276,18 +267,37 @@ class Client(Calls[Handle]):
         except _LOST as exc:  # (the end of the stream is an orderly one: no cause)
             self._lost(stream, None if isinstance(exc, anyio.EndOfStream) else exc)
 
+    def _write_now(self) -> None:
+        """A task about to wait hands what was queued to a plain trio socket itself (no switch
+        to the writer, which sends the rest, and everything on asyncio or under TLS)."""
+        engine, idle = self._engine, self._written.is_set() and self._stream is not None
+        sock = self._socket if idle else None  # (large bodies: the writer sends them as views)
+        if sock is None or not 0 < engine.outgoing_bytes <= EAGER_WRITE:
+            return
+        data = engine.data_to_send()
+        self._dispatch()  # (what was done once written: publishes without confirms)
+        try:
+            sent = sock.send(data)
+        except OSError:  # (full, or broken: the writer waits, or meets the loss)
+            sent = 0
+        if sent < len(data):
+            self._leftover, self._written = memoryview(data)[sent:], anyio.Event()
+            self._write_wanted.set()
+
     async def _write(self, stream: ByteStream) -> None:
         engine = self._engine
         while self._stream is stream:
-            if engine.needs_write():
+            if engine.needs_write() or self._leftover:
                 if self._written.is_set():
                     self._written = anyio.Event()
-                buffers = engine.buffers_to_send()  # (large bodies as views, not copies)
+                buffers: list[Any] = [self._leftover] if self._leftover else []
+                buffers += engine.buffers_to_send()  # (large bodies as views, not copies)
+                self._leftover = None
                 self._dispatch()  # (what was done once written: publishes without confirms)
                 engine.unwritten_since(anyio.current_time())
                 try:
                     for buffer in buffers:
-                        await stream.send(buffer)  # type: ignore[arg-type]  # (any buffer)
+                        await stream.send(buffer)
                 except _LOST as exc:
                     self._lost(stream, exc)
                     return
@@ -304,10 +314,9 @@ class Client(Calls[Handle]):
         self._written.set()
 
     def _lost(self, stream: ByteStream, cause: BaseException | None) -> None:
-        """`stream` died: the engine learns it, if it is still the current one."""
         if self._stream is not stream:
             return
-        self._stream = None
+        self._stream = self._socket = None
         self._written.set()
         self._engine.connection_lost(_exception(cause), anyio.current_time())
         if self._tasks is not None:
@@ -316,7 +325,6 @@ class Client(Calls[Handle]):
         self._after_input()
 
     async def _drop(self, stream: ByteStream | None) -> None:
-        """Close a transport that is no longer the current one."""
         self._write_wanted.set()
         if stream is not None:
             with anyio.CancelScope(shield=True), anyio.move_on_after(5):
@@ -325,10 +333,17 @@ class Client(Calls[Handle]):
 
 
 def _exception(exc: BaseException | None) -> Exception | None:
-    """What a stream raised, or the `OSError` under AnyIO's own error, for the engine."""
     if isinstance(exc, Exception) and isinstance(exc.__cause__, OSError):
         return exc.__cause__
     return exc if isinstance(exc, Exception) else None
+
+
+def _plain_trio_socket(stream: ByteStream) -> socket.socket | None:
+    """The socket of a plain TCP stream on trio (whose streams buffer nothing), or None."""
+    trio, extra = sys.modules.get("trio"), stream.extra  # (`extra`: AnyIO's, not Django's)
+    if trio is None or not trio.lowlevel.in_trio_run() or extra(TLSAttribute.ssl_object, 0):
+        return None
+    return extra(SocketAttribute.raw_socket, None)
 
 
 def _tls_arguments(tls: tuple[ssl_module.SSLContext, str] | None) -> dict[str, Any]:
@@ -339,8 +354,7 @@ def _tls_arguments(tls: tuple[ssl_module.SSLContext, str] | None) -> dict[str, A
 
 
 class Connecting:
-    """What `connect` returns: `async with` it (the client owns its tasks), or await it with a
-    `task_group` (its tasks run in yours)."""
+    """What `connect` returns: `async with` it, or await it with a `task_group` of yours."""
 
     def __init__(self, engine: Engine, ssl: ssl_module.SSLContext | None, tg: TaskGroup | None):
         self._engine, self._ssl = engine, ssl
@@ -380,15 +394,13 @@ class Connecting:
             await self._own.__aexit__(None, None, None)  # (the error is raised as it is)
             raise
 
-    async def __aexit__(self, *exc_info: Any) -> bool | None:
-        own, client = self._own, self._client
-        if own is None or client is None:
-            return None
+    async def __aexit__(self, *exc_info: Any) -> None:
+        if self._own is None or self._client is None:
+            return
         try:
-            await client.__aexit__(exc_info[0])
+            await self._client.__aexit__(exc_info[0])
         finally:  # (the block's own exception is not the task group's: no group around it)
-            await own.__aexit__(None, None, None)
-        return None
+            await self._own.__aexit__(None, None, None)
 
 
 def connect(
@@ -407,14 +419,12 @@ def connect(
     handshake_timeout: float | None = None,
     task_group: TaskGroup | None = None,
 ) -> Connecting:
-    """Connect and complete the AMQP handshake; the same arguments as `puka.Client`.
+    """Connect and complete the AMQP handshake; the arguments of `puka.Client` (checked now).
 
-    `async with connect(url) as client:` runs the client's tasks in a task group of its own and
-    closes the connection when the block ends (aborts it if the block was cancelled).
-    `client = await connect(url, task_group=tg)` runs them in `tg`: close the client (or use
-    `async with client:`) before `tg` ends, or cancel `tg`, which drops the connection.
-    A wrong argument raises `TypeError` or `ValueError` naming it, before anything is opened.
-    """
+    `async with connect(url) as client:` runs the client's tasks in a task group of its own, and
+    closes the connection at the end of the block (aborts it if the block was cancelled);
+    `client = await connect(url, task_group=tg)` runs them in `tg`: close the client before
+    `tg` ends, or cancel `tg`, which drops the connection."""
     check_ssl_context(ssl, "connect")
     if task_group is not None and not isinstance(task_group, TaskGroup):
         raise TypeError(f"connect: task_group must be an anyio TaskGroup, not {task_group!r:.60}")

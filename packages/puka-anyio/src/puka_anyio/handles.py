@@ -19,7 +19,6 @@ __all__ = ["ConsumeHandle", "PromiseHandle"]
 
 
 def _outcome(result: Result) -> Result:
-    """`result`, or the exception of an error result raised."""
     if result.is_error and result.exception is not None:
         raise result.exception
     return result
@@ -37,17 +36,15 @@ class _Numbered:
     def __index__(self) -> int:
         return self.number
 
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.number}>"
-
 
 class PromiseHandle(_Numbered):
     """The outcome of one operation: `await handle` gives its `Result` or raises its error.
     Not awaiting it is fine: the operation runs anyway."""
 
-    __slots__ = ("_event", "_result")
+    __slots__ = ("_client", "_event", "_result")
 
-    def __init__(self, number: int) -> None:
+    def __init__(self, client: Client, number: int) -> None:
+        self._client = client
         self.number = number
         self._result: Result | None = None
         self._event: anyio.Event | None = None
@@ -68,8 +65,8 @@ class PromiseHandle(_Numbered):
 
     async def _get(self) -> Result:
         if self._result is None:
-            if self._event is None:
-                self._event = anyio.Event()
+            self._client._write_now()
+            self._event = self._event or anyio.Event()
             await self._event.wait()
         else:
             await anyio.lowlevel.checkpoint()  # a checkpoint either way, as trio expects
@@ -83,13 +80,9 @@ class PromiseHandle(_Numbered):
 
 
 class ConsumeHandle(_Numbered):
-    """What `basic_consume` (and `basic_consume_multi`) return: an async iterator of messages.
-
-    `async for message in handle` yields each message (with a `callback=`, the callback gets
-    them and the handle yields only how the consume ended). Leaving the loop early (break,
-    exception, cancellation) cancels the consume on the broker and requeues the messages it
-    had delivered that the loop never handed out. `await handle` gives the next result.
-    """
+    """What `basic_consume` returns: `async for message in handle` yields each message (with a
+    `callback=`, only how the consume ended); leaving the loop early cancels the consume and
+    requeues what the broker sent that it never handed out. `await handle`: the next result."""
 
     __slots__ = ("_abandoned", "_cancelling", "_client", "_event", "_results", "done")
 
@@ -125,15 +118,14 @@ class ConsumeHandle(_Numbered):
 
     async def _next(self) -> Result:
         """The next result (or the end of the consume: `StopAsyncIteration`)."""
-        while True:
+        while True:  # (once it is done, what is left is in `_results`)
             if self._results:
                 return _outcome(self._results.popleft())
-            if not self.done:
-                result = self._client.engine.promises.take(self.number)
-                if result is not None:
-                    return _outcome(result)
             if self.done:
                 raise StopAsyncIteration
+            if (result := self._client.engine.promises.take(self.number)) is not None:
+                return _outcome(result)
+            self._client._write_now()  # (the acks made since the last wait)
             self._event = event = anyio.Event()
             await event.wait()
 
@@ -148,11 +140,10 @@ class ConsumeHandle(_Numbered):
             return
         finally:
             self._abandoned = True
-            client = self._client
             if self.done:
                 self._requeue_unseen()
-            elif not self._cancelling and client.engine.is_open:
-                client.basic_cancel(self)
+            elif not self._cancelling and self._client.engine.is_open:
+                self._client.basic_cancel(self)
 
     def _requeue_unseen(self) -> None:
         """Requeue what an abandoned consume was sent and never handed out: nobody can ack it."""
