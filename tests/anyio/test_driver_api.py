@@ -8,9 +8,11 @@ nothing else is checked here, not just made.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import puka
+from puka.api import Calls
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "packages/puka-anyio/src/puka_anyio"
@@ -69,6 +71,22 @@ def test_private_and_undocumented_imports_are_caught() -> None:
     )
     assert len(caught) == 5, caught
     assert _problems([("x.py", "puka.driver", "run_timer"), ("x.py", "puka", "Result")], page) == []
+
+
+def test_what_the_driver_takes_from_calls_is_on_the_engine_page() -> None:
+    """The underscored hooks of `puka.api.Calls` that the driver uses or overrides are
+    documented there too (`_engine`, `_wrap`, `_sent`, `_owner`, ...)."""
+    source = "\n".join(path.read_text() for path in sorted(PACKAGE.glob("*.py")))
+    used = set(re.findall(r"self\.(_\w+)", source)) | set(re.findall(r"def (_\w+)\(", source))
+    hooks = {
+        name
+        for name in used
+        if not name.startswith("__") and (hasattr(Calls, name) or name in Calls.__annotations__)
+    }
+    assert {"_engine", "_wrap", "_sent"} <= hooks
+    page = ENGINE_PAGE.read_text()
+    undocumented = sorted(name for name in hooks if not re.search(rf"[`.]{name}\b", page))
+    assert not undocumented, f"{ENGINE_PAGE.name} does not document {undocumented}"
 
 
 def test_the_driver_is_under_600_lines() -> None:
