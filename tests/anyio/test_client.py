@@ -175,7 +175,8 @@ async def test_a_silent_broker_is_heartbeat_timeout(amqp_url: str, fault_proxy: 
         started = time.monotonic()
         with anyio.fail_after(SOON), pytest.raises(puka.HeartbeatTimeout):
             await client.queue_declare(exclusive=True)
-        assert 1.5 < time.monotonic() - started < 5
+        elapsed = time.monotonic() - started
+        assert elapsed < 10, f"a dead peer with 1 s heartbeats took {elapsed:.1f} s to notice"
         with pytest.raises(puka.ClientClosed):
             client.queue_declare(exclusive=True)
 
