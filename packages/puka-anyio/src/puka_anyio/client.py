@@ -1,7 +1,6 @@
-"""The AnyIO client: a driver of `puka.Engine` on trio or asyncio, written only against its
-documented API. A connection has three tasks (one reads the stream into the engine, one writes
-what it queued, one runs its timer: heartbeats, timeouts, recovery), in a task group: its own
-(`async with connect(...)`) or yours (`await connect(..., task_group=tg)`)."""
+"""The AnyIO client, a driver of `puka.Engine` written only against its documented API. Three
+tasks per connection (one reads the stream into the engine, one writes what it queued, one
+runs its timer), in a task group: its own (`async with connect()`) or yours (`task_group=`)."""
 
 from __future__ import annotations
 
@@ -29,8 +28,6 @@ from puka_anyio.handles import ConsumeHandle, PromiseHandle
 
 __all__ = ["Client", "Connecting", "connect"]
 
-log = logging.getLogger("puka_anyio")
-
 Handle = PromiseHandle | ConsumeHandle
 _LOST = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.EndOfStream)
 
@@ -56,7 +53,8 @@ class Client(Calls[Handle]):
         self._closed = anyio.Event()
         self._tasks: TaskGroup | None = None
         self._scope = anyio.CancelScope()  # the tasks', cancelled once the client is over
-        engine.promises.on_ready = self._on_ready
+        engine.promises.on_ready = lambda promise: self._ready.__setitem__(promise.number, promise)
+        engine.promises.on_bare_ended = self._on_bare_ended
 
     def __repr__(self) -> str:
         state = "open" if self._engine.is_open else "closed" if self._engine.closed else "opening"
@@ -68,6 +66,22 @@ class Client(Calls[Handle]):
             f"thread {self._owner}; hand it over with anyio.from_thread.run_sync(fn, *args)"
         )
 
+    _bare_publishes = True  # a publish without a callback: a handle, and no promise object
+
+    def _wrap_number(self, number: int) -> Handle:
+        promises = self._engine.promises
+        if number not in promises.bare:  # (an object after all: it may have a result)
+            return self._wrap(promises.promote(number))
+        handle = self._handles[number] = PromiseHandle(self, number)
+        self._sent()
+        return handle
+
+    def _on_bare_ended(self, ended: Sequence[Promise | int]) -> None:
+        handles, take = self._handles, self._engine.promises.take
+        for number in ended:  # (objects, and numbers made objects, come through `_deliver`)
+            if type(number) is int and (handle := handles.pop(number, None)) is not None:
+                handle._put(take(number))  # type: ignore[union-attr,arg-type]
+
     def _wrap(self, promise: Promise) -> Handle:
         n = promise.number
         handle: Handle = ConsumeHandle(self, n) if promise.multi else PromiseHandle(self, n)
@@ -78,7 +92,6 @@ class Client(Calls[Handle]):
         return handle
 
     def _sent(self) -> None:
-        """Bytes were queued: wake the writer (it runs when this task suspends)."""
         self._write_wanted.set()
 
     def basic_cancel(self, consume_promise: Any, callback: Any = None) -> Handle:
@@ -114,7 +127,6 @@ class Client(Calls[Handle]):
         """Wait until the transport took all that was queued (pace unawaited publishes)."""
         if self._engine.needs_write() and self._written.is_set():
             self._written = anyio.Event()  # (set by the writer once it wrote all)
-            self._write_wanted.set()
         if self._stream is not None:
             await self._written.wait()
 
@@ -145,9 +157,6 @@ class Client(Calls[Handle]):
             await self.close()
         await self._closed.wait()
 
-    def _on_ready(self, promise: Promise) -> None:
-        self._ready[promise.number] = promise
-
     def _dispatch(self) -> None:
         while self._ready:
             ready, self._ready = self._ready, {}
@@ -171,11 +180,10 @@ class Client(Calls[Handle]):
             del self._handles[number]
 
     def _run_callback(self, callback: Callable[..., Any], number: int, result: Result) -> None:
-        """Run a callback; one that raises is logged, and nothing else is affected."""
         try:
             callback(number, result)
         except Exception:
-            log.exception("puka_anyio: the callback of promise %d raised", number)
+            logging.getLogger("puka_anyio").exception("the callback of promise %d raised", number)
 
     async def _serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         try:
@@ -225,17 +233,17 @@ class Client(Calls[Handle]):
             self._timer_at = math.inf
 
     async def _open_transport(self) -> ConnectFailed | None:
-        """Open a transport while the engine wants one; the last failure if none opened."""
         engine, error = self._engine, None
         self._opening = True
         try:
             while engine.transport_wanted:
                 params = engine.params
-                tls = transport_tls(params, self._ssl)
-                try:
+                tls: Any = transport_tls(params, self._ssl) or (None, None)
+                options = {"ssl_context": tls[0], "tls_hostname": tls[1]} if tls[0] else {}
+                try:  # (RabbitMQ may close without a TLS close_notify: not "standard compatible")
                     with anyio.fail_after(params.connection_timeout):
                         stream: ByteStream = await anyio.connect_tcp(
-                            params.host, params.port, **_tls_arguments(tls)
+                            params.host, params.port, tls_standard_compatible=False, **options
                         )
                 except (OSError, anyio.BrokenResourceError, TimeoutError) as exc:
                     error = connect_error(_exception(exc) or exc, params, "tcp")
@@ -268,8 +276,7 @@ class Client(Calls[Handle]):
             self._lost(stream, None if isinstance(exc, anyio.EndOfStream) else exc)
 
     def _write_now(self) -> None:
-        """A task about to wait hands what was queued to a plain trio socket itself (no switch
-        to the writer, which sends the rest, and everything on asyncio or under TLS)."""
+        """A task about to wait writes to a plain trio socket itself (no switch to the writer)."""
         engine, idle = self._engine, self._written.is_set() and self._stream is not None
         sock = self._socket if idle else None  # (large bodies: the writer sends them as views)
         if sock is None or not 0 < engine.outgoing_bytes <= EAGER_WRITE:
@@ -344,13 +351,6 @@ def _plain_trio_socket(stream: ByteStream) -> socket.socket | None:
     if trio is None or not trio.lowlevel.in_trio_run() or extra(TLSAttribute.ssl_object, 0):
         return None
     return extra(SocketAttribute.raw_socket, None)
-
-
-def _tls_arguments(tls: tuple[ssl_module.SSLContext, str] | None) -> dict[str, Any]:
-    """`anyio.connect_tcp`'s TLS arguments (RabbitMQ may close without a TLS close_notify)."""
-    if tls is None:
-        return {}
-    return {"ssl_context": tls[0], "tls_hostname": tls[1], "tls_standard_compatible": False}
 
 
 class Connecting:

@@ -96,7 +96,6 @@ class ConsumeHandle(_Numbered):
         self._abandoned = False  # its async for was left early
 
     def _ready(self, promise: Promise) -> None:
-        """Its promise has results or ended; messages stay in it until they are iterated."""
         take = self._client.engine.promises.take
         if promise.callback is not None:
             while (result := take(self.number)) is not None:
@@ -117,7 +116,6 @@ class ConsumeHandle(_Numbered):
         return self._next().__await__()
 
     async def _next(self) -> Result:
-        """The next result (or the end of the consume: `StopAsyncIteration`)."""
         while True:  # (once it is done, what is left is in `_results`)
             if self._results:
                 return _outcome(self._results.popleft())
