@@ -19,6 +19,7 @@ import puka
 import puka_anyio
 import pytest
 
+from tests.broker_node import UniqueName
 from tests.faults.fault_proxy import FaultProxy
 from tests.integration.helpers import SOON
 
@@ -194,6 +195,31 @@ async def test_recovery_after_a_cut_link(amqp_url: str, fault_proxy: FaultProxy)
         assert client.engine.is_open
         assert client.engine.recoveries == 1
         await exclusive_queue(client)  # the new connection works
+
+
+async def test_a_consume_goes_on_after_a_recovery(
+    amqp_url: str, fault_proxy: FaultProxy, unique_name: UniqueName
+) -> None:
+    """The link is cut under a running `async for`: recovery consumes again, and the loop
+    gets the messages published after it, as if nothing had happened."""
+    recovery = puka.Recovery(initial_delay=0.05, max_delay=0.2, jitter=0)
+    queue = unique_name("anyio-recovered")
+    async with puka_anyio.connect(fault_proxy.url(amqp_url), reconnect=recovery) as client:
+        try:
+            with anyio.fail_after(SOON):
+                await client.queue_declare(queue=queue)
+                consume = client.basic_consume(queue=queue, no_ack=True)  # (nothing redelivered)
+                await client.basic_publish(exchange="", routing_key=queue, body=b"before")
+                assert (await consume)["body"] == b"before"
+            await anyio.to_thread.run_sync(fault_proxy.rst)
+            with anyio.fail_after(SOON):
+                while client.engine.recoveries < 1 or not client.engine.is_open:
+                    await anyio.sleep(0.02)
+                await client.basic_publish(exchange="", routing_key=queue, body=b"after")
+                assert (await consume)["body"] == b"after"
+        finally:
+            with anyio.fail_after(SOON):
+                await client.queue_delete(queue=queue)
 
 
 async def test_abort_fails_what_is_in_flight_and_is_not_recovered(amqp_url: str) -> None:
