@@ -19,7 +19,7 @@ from anyio.abc import ByteStream, SocketAttribute, TaskGroup, TaskStatus
 from anyio.streams.tls import TLSAttribute
 from puka import AMQPError, ConnectFailed, Engine, PukaError, Recovery, Result, WrongThread
 from puka.api import Calls
-from puka.driver import EAGER_WRITE, client_engine, run_timer
+from puka.driver import EAGER_WRITE, READS_PER_WAKE, client_engine, run_timer
 from puka.engine import READ_SIZE
 from puka.promises import Promise
 from puka.tls import check_ssl_context, connect_error, transport_tls
@@ -33,9 +33,8 @@ _LOST = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, anyio.En
 
 
 class Client(Calls[Handle]):
-    """A Puka client on AnyIO (`puka_anyio.connect`); its calls return a `PromiseHandle` to
-    await or a `ConsumeHandle` to iterate, and are made in the event loop's thread (another
-    one raises `WrongThread`). An ack is a plain call, written when the task next suspends."""
+    """A Puka client on AnyIO (`puka_anyio.connect`): calls return a `PromiseHandle` or a
+    `ConsumeHandle`, from the loop's thread only; an ack is written when the task suspends."""
 
     def __init__(self, engine: Engine, ssl: ssl_module.SSLContext | None) -> None:
         self._engine, self._ssl = engine, ssl
@@ -43,14 +42,14 @@ class Client(Calls[Handle]):
         self._handles: dict[int, Handle] = {}
         self._ready: dict[int, Promise] = {}
         self._stream: ByteStream | None = None  # the current transport's (one per attempt)
-        self._socket: socket.socket | None = None  # its socket, for `write_now` (trio, no TLS)
+        self._socket: socket.socket | None = None  # its socket, for `_write_now` (trio, no TLS)
         self._leftover: memoryview | None = None  # what the socket did not take from it
         self._opening = False  # a transport is being opened (by `connect` or the timer task)
         self._write_wanted, self._timer_moved = anyio.Event(), anyio.Event()
+        self._closed = anyio.Event()
         self._timer_at = math.inf  # when the timer task wakes
         self._written = anyio.Event()  # set while the writer has nothing to write
         self._written.set()
-        self._closed = anyio.Event()
         self._tasks: TaskGroup | None = None
         self._scope = anyio.CancelScope()  # the tasks', cancelled once the client is over
         engine.promises.on_ready = lambda promise: self._ready.__setitem__(promise.number, promise)
@@ -271,6 +270,14 @@ class Client(Calls[Handle]):
                 if self._stream is not stream:
                     return  # replaced or dropped meanwhile: its bytes are no one's
                 engine.receive_data(data, anyio.current_time())
+                sock, more = self._socket, READS_PER_WAKE  # trio yields per receive: read on
+                while sock is not None and len(data) == READ_SIZE and more:  # (likely more)
+                    more -= 1
+                    try:
+                        data = sock.recv(READ_SIZE)
+                    except OSError:  # (nothing more yet; or an error, the next receive meets it)
+                        break
+                    engine.receive_data(data, anyio.current_time())
                 self._after_input()
         except _LOST as exc:  # (the end of the stream is an orderly one: no cause)
             self._lost(stream, None if isinstance(exc, anyio.EndOfStream) else exc)
@@ -328,7 +335,6 @@ class Client(Calls[Handle]):
         self._engine.connection_lost(_exception(cause), anyio.current_time())
         if self._tasks is not None:
             self._tasks.start_soon(self._drop, stream)
-        self._write_wanted.set()  # (the writer of the dead stream ends)
         self._after_input()
 
     async def _drop(self, stream: ByteStream | None) -> None:
@@ -421,10 +427,8 @@ def connect(
 ) -> Connecting:
     """Connect and complete the AMQP handshake; the arguments of `puka.Client` (checked now).
 
-    `async with connect(url) as client:` runs the client's tasks in a task group of its own, and
-    closes the connection at the end of the block (aborts it if the block was cancelled);
-    `client = await connect(url, task_group=tg)` runs them in `tg`: close the client before
-    `tg` ends, or cancel `tg`, which drops the connection."""
+    `async with connect(url) as client:` runs its tasks in a task group of its own, and closes
+    (or aborts, if cancelled) at the end; `await connect(url, task_group=tg)` runs them in `tg`."""
     check_ssl_context(ssl, "connect")
     if task_group is not None and not isinstance(task_group, TaskGroup):
         raise TypeError(f"connect: task_group must be an anyio TaskGroup, not {task_group!r:.60}")

@@ -25,16 +25,13 @@ def _outcome(result: Result) -> Result:
 
 
 class _Numbered:
-    """A handle is its promise's number wherever Puka takes one (`channel_of=`, `tx_commit`)."""
-
     __slots__ = ("number",)
     number: int
 
     def __int__(self) -> int:
         return self.number
 
-    def __index__(self) -> int:
-        return self.number
+    __index__ = __int__
 
 
 class PromiseHandle(_Numbered):
