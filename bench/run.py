@@ -190,7 +190,10 @@ def versions(broker: Broker) -> dict[str, str]:
         props = conn.server_properties
         found["RabbitMQ"] = _text(props.get("version", "?"))
         found["on"] = _text(props.get("platform", "?"))
-    for name in ("puka-core", "puka-asyncio", "puka-spec", "pika", "aio-pika", "aiormq", "amqp"):
+    for name in (
+        "puka-core", "puka-asyncio", "puka-anyio", "puka-spec", "trio",
+        "pika", "aio-pika", "aiormq", "amqp",
+    ):  # fmt: skip
         try:
             found[name] = version(name)
         except PackageNotFoundError:
@@ -245,9 +248,12 @@ def _text(value: object) -> str:
 
 def _module_version(name: str) -> str:
     """A workspace package run from source (PYTHONPATH) has no metadata: ask the module."""
-    module = {"puka-core": "puka", "puka-asyncio": "puka_asyncio", "puka-spec": "puka_spec"}.get(
-        name
-    )
+    module = {
+        "puka-core": "puka",
+        "puka-asyncio": "puka_asyncio",
+        "puka-anyio": "puka_anyio",
+        "puka-spec": "puka_spec",
+    }.get(name)
     if module is None:
         return "not installed"
     try:

@@ -14,6 +14,7 @@ formats them for the report.
 
 from __future__ import annotations
 
+import itertools
 import operator
 import statistics
 from collections.abc import Callable, Iterable
@@ -26,6 +27,7 @@ from bench.clients import (
     PUKA_ASYNCIO_IDIOMS,
     PUKA_CALLBACKS,
     PUKA_RETRY,
+    PUKA_TRIO,
     RAW,
     RAW_BATCH,
 )
@@ -33,7 +35,7 @@ from bench.common import LARGE_SIZE, WORKLOADS_BY_KEY
 from bench.outcomes import Cell, Outcome
 
 PUKA_CLIENTS = frozenset(
-    {RAW, PUKA, PUKA_ASYNCIO, RAW_BATCH, PUKA_CALLBACKS, PUKA_ASYNCIO_IDIOMS, PUKA_RETRY}
+    {RAW, PUKA, PUKA_ASYNCIO, PUKA_TRIO, RAW_BATCH, PUKA_CALLBACKS, PUKA_ASYNCIO_IDIOMS, PUKA_RETRY}
 )
 """The ceilings and Puka's clients: not "other clients" for the CPU target; `run.py` runs them
 back to back in every repetition."""
@@ -188,19 +190,24 @@ def evaluate(cells: Cells) -> list[Verdict]:
     return [v for v in verdicts if v is not None]
 
 
+ASYNC_CLIENTS = ((PUKA_ASYNCIO, "asyncio"), (PUKA_TRIO, "trio"))
+"""The async clients held to the blocking one's rate and CPU, and their names in a verdict."""
+
+
 def _asyncio_verdicts(cells: Cells) -> Iterable[Verdict | None]:
-    """The asyncio client against the blocking one, on every workload both ran."""
-    for workload in WORKLOADS_BY_KEY:
-        puka, aio = _measured(cells, workload, PUKA), _measured(cells, workload, PUKA_ASYNCIO)
+    """The async clients (asyncio; trio through puka-anyio) against the blocking one, on every
+    workload both ran."""
+    for (client, name), workload in itertools.product(ASYNC_CLIENTS, WORKLOADS_BY_KEY):
+        puka, aio = _measured(cells, workload, PUKA), _measured(cells, workload, client)
         if not (puka and aio):
             continue
         yield _verdict(
-            "asyncio rate ÷ blocking", workload, ">= 0.8x", paired(aio, puka), lambda v: v >= 0.8
+            f"{name} rate ÷ blocking", workload, ">= 0.8x", paired(aio, puka), lambda v: v >= 0.8
         )
         puka_cpu, aio_cpu = _cpu(puka), _cpu(aio)
         if puka_cpu and aio_cpu is not None:
             yield _verdict(
-                "asyncio CPU ÷ blocking",
+                f"{name} CPU ÷ blocking",
                 workload,
                 "<= 2x",
                 [aio_cpu / puka_cpu],

@@ -33,6 +33,7 @@ RAW_BATCH = "raw-batch"
 PUKA_CALLBACKS = "puka-callbacks"
 PUKA_ASYNCIO_IDIOMS = "puka-asyncio-idioms"
 PUKA_RETRY = "puka-retry"
+PUKA_TRIO = "puka-trio"
 
 
 def _only(workloads: set[str], reason: str) -> dict[str, str]:
@@ -61,6 +62,13 @@ CLIENTS: tuple[ClientInfo, ...] = (
         "bench.clients.puka_async",
         "puka-asyncio",
         "puka_asyncio; wait_for_all over call futures, async for (callbacks when acked)",
+    ),
+    ClientInfo(
+        PUKA_TRIO,
+        "puka-anyio (trio)",
+        "bench.clients.puka_trio",
+        "puka-anyio",
+        "puka_anyio on trio; wait_for_all over call handles, async for + basic_ack",
     ),
     ClientInfo(
         RAW_BATCH,

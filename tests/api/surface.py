@@ -1,4 +1,4 @@
-"""The public API of the five packages, as data: names, signatures and public members.
+"""The public API of the six packages, as data: names, signatures and public members.
 
 `python -m tests.api.surface > tests/api/surface.json` records it; `test_public_api.py`
 compares the live packages with the record, so a reshaping that changes what users can call
@@ -35,6 +35,7 @@ PUBLIC_MODULES = [
     "puka_spec.properties",
     "puka_spec.table",
     "puka_asyncio",
+    "puka_anyio",
     "puka_cli",
     "puka_opentelemetry",
 ]

@@ -11,6 +11,7 @@ from bench.clients import (
     PUKA_ASYNCIO_IDIOMS,
     PUKA_CALLBACKS,
     PUKA_RETRY,
+    PUKA_TRIO,
     RAW,
     RAW_BATCH,
 )
@@ -146,6 +147,17 @@ def test_asyncio_against_the_blocking_client_on_every_workload_both_ran() -> Non
     )
 
 
+def test_trio_is_held_to_the_same_targets_under_its_own_name() -> None:
+    cells = {
+        ("confirm-pipelined", PUKA): _cell("confirm-pipelined", PUKA, _ok(100, cpu=1.0)),
+        ("confirm-pipelined", PUKA_TRIO): _cell("confirm-pipelined", PUKA_TRIO, _ok(70, cpu=1.5)),
+    }
+    verdicts = evaluate(cells)
+    assert not _find(verdicts, "trio rate ÷ blocking", "confirm-pipelined").met
+    assert _find(verdicts, "trio CPU ÷ blocking", "confirm-pipelined").met
+    assert not [v for v in verdicts if v.target.startswith("asyncio")]
+
+
 def test_nothing_measured_nothing_judged() -> None:
     assert evaluate({}) == []
     cells = {("publish", PUKA): _cell("publish", PUKA, FAILED)}
@@ -218,6 +230,7 @@ def test_the_ceilings_and_pukas_clients_run_back_to_back() -> None:
         RAW,
         PUKA,
         PUKA_ASYNCIO,
+        PUKA_TRIO,
         RAW_BATCH,
         PUKA_CALLBACKS,
         PUKA_ASYNCIO_IDIOMS,

@@ -11,9 +11,10 @@ PAGE = ROOT / "docs" / "library-authors" / "architecture.md"
 SOURCES = {
     "puka": ROOT / "packages" / "puka-core" / "src" / "puka",
     "puka_asyncio": ROOT / "packages" / "puka-asyncio" / "src" / "puka_asyncio",
+    "puka_anyio": ROOT / "packages" / "puka-anyio" / "src" / "puka_anyio",
 }
 # a module as the page writes it: `puka/engine/timers.py`, `puka_asyncio/protocol.py`
-NAMED = re.compile(r"\b((?:puka|puka_asyncio)(?:/\w+)*/\w+\.py)\b")
+NAMED = re.compile(r"\b((?:puka|puka_asyncio|puka_anyio)(?:/\w+)*/\w+\.py)\b")
 
 
 def _named() -> set[str]:

@@ -79,9 +79,9 @@ def test_the_examples_and_blocks_are_found() -> None:
 
 def test_first_steps_run_as_pasted() -> None:
     """The programs a new user copies first are whole programs the tests run: the README's, and
-    one per style on Getting started (blocking, callbacks, asyncio). Every ``python`` block of
-    those two pages is one of them."""
-    for page, wanted in ((README, 1), (DOCS / "getting-started.md", 3)):
+    one per style on Getting started (blocking, callbacks, asyncio, trio). Every ``python`` block
+    of those two pages is one of them."""
+    for page, wanted in ((README, 1), (DOCS / "getting-started.md", 4)):
         text = page.read_text(encoding="utf-8")
         fences = re.findall(r"^[ \t]*```python\b", text, re.MULTILINE)
         runnable = blocks_in(page)

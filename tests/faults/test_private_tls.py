@@ -23,12 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+import anyio
 import puka
+import puka_anyio
 import puka_asyncio
 import pytest
 
 from tests.broker_node import PrivateBrokerNode, rabbitmq_bin_dir, rabbitmq_installed
 from tests.faults.private_helpers import DRIVERS, close_quietly, record, run_async
+from tests.integration.styles import ANYIO_BACKENDS
 
 EXTERNAL_USER = "puka-test-f18-external"
 SSL_PLUGIN = "rabbitmq_auth_mechanism_ssl"
@@ -171,11 +174,13 @@ def _context(cafile: Path) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(cafile))
 
 
-@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize("driver", [*DRIVERS, *ANYIO_BACKENDS])
 def test_f18_tls(driver: str, tls_node: TLSNode) -> None:
     began = time.monotonic()
     if driver == "blocking":
         figures = _f18_blocking(tls_node)
+    elif driver in ANYIO_BACKENDS:
+        figures = anyio.run(_f18_anyio, tls_node, backend=ANYIO_BACKENDS[driver])
     else:
         figures = run_async(lambda: _f18_asyncio(tls_node), 30)
     assert figures["tls_to_plain_port_seconds"] < 1.0
@@ -296,6 +301,44 @@ async def _f18_asyncio(tls: TLSNode) -> dict[str, Any]:
         )
     figures["tls_to_plain_port_seconds"] = round(time.monotonic() - began, 3)
     assert not isinstance(plain.value, ssl.SSLCertVerificationError)
+    return figures
+
+
+async def _f18_anyio(tls: TLSNode) -> dict[str, Any]:
+    """`_f18_asyncio`'s checks, with puka-anyio (on trio or asyncio)."""
+    figures: dict[str, Any] = {}
+    with anyio.fail_after(30):
+        for url, kwargs in (
+            (tls.url(), {"ssl": _context(tls.ca)}),
+            (tls.url(query=f"cacertfile={tls.ca}"), {}),
+        ):
+            async with puka_anyio.connect(url, **kwargs) as client:
+                queue = (await client.queue_declare(exclusive=True))["queue"]
+                await client.basic_publish("", queue, body=b"over TLS")
+                assert (await client.basic_get(queue, no_ack=True))["body"] == b"over TLS"
+        figures["connected"] = 2
+        began = time.monotonic()
+        with pytest.raises(ssl.SSLCertVerificationError) as mismatch:
+            async with puka_anyio.connect(tls.url(host="127.0.0.1"), ssl=_context(tls.ca)):
+                pass
+        text = str(mismatch.value).lower()
+        assert "match" in text or "hostname" in text
+        assert isinstance(mismatch.value, puka.ConnectFailed)
+        figures["hostname_mismatch_seconds"] = round(time.monotonic() - began, 3)
+        with pytest.raises(ssl.SSLCertVerificationError) as wrong_ca:
+            async with puka_anyio.connect(tls.url(query=f"cacertfile={tls.other_ca}")):
+                pass
+        assert "certificate" in str(wrong_ca.value).lower()
+        began = time.monotonic()
+        with pytest.raises(puka.ConnectFailed) as plain:
+            async with puka_anyio.connect(
+                f"amqps://guest:guest@localhost:{tls.node.port}/",
+                ssl=_context(tls.ca),
+                connection_timeout=5,
+            ):
+                pass
+        figures["tls_to_plain_port_seconds"] = round(time.monotonic() - began, 3)
+        assert not isinstance(plain.value, ssl.SSLCertVerificationError)
     return figures
 
 

@@ -20,6 +20,9 @@ The styles:
   ``loop_break``).
 * ``asyncio`` / ``uvloop`` -- `puka_asyncio` on an event loop the driver owns: calls are made
   and awaited inside ``loop.run_until_complete``.
+* ``trio`` / ``anyio-asyncio`` -- `puka_anyio` on trio or on asyncio, in an AnyIO blocking
+  portal the driver owns (the event loop runs in a thread of its own; every call and await is
+  handed to it).
 """
 
 from __future__ import annotations
@@ -31,14 +34,20 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
+import anyio
+import anyio.from_thread
 import puka
+import puka_anyio
 import puka_asyncio
 
 from tests.asyncio.helpers import LOOPS, finish_loop, unhandled_text
 from tests.integration.helpers import SOON, close_quietly
 
 #: Every style a scenario runs in.
-STYLES = ["blocking", "callback", "asyncio", "uvloop"]
+STYLES = ["blocking", "callback", "asyncio", "uvloop", "trio", "anyio-asyncio"]
+
+#: The AnyIO backend of each `puka_anyio` style.
+ANYIO_BACKENDS = {"trio": "trio", "anyio-asyncio": "asyncio"}
 
 #: What an error result raises: a reply code (`puka.AMQPError`) or a client error.
 OperationError = (puka.AMQPError, puka.PukaError)
@@ -304,6 +313,69 @@ class AsyncioDriver(Driver):
         assert not problems, "the event loop was left unclean:\n" + "\n".join(problems)
 
 
+class AnyioDriver(Driver):
+    """`puka_anyio` on trio or asyncio, in a blocking portal (an event loop in a thread)."""
+
+    def __init__(self, amqp_url: str, connection_name: str, style: str) -> None:
+        self.style = style
+        self.connection_name = connection_name
+        self._portal_cm = anyio.from_thread.start_blocking_portal(ANYIO_BACKENDS[style])
+        self.portal = self._portal_cm.__enter__()
+        self._client_cm = self.portal.wrap_async_context_manager(
+            puka_anyio.connect(amqp_url, connection_name=connection_name)
+        )
+        try:
+            self.client: puka_anyio.Client = self._client_cm.__enter__()
+        except BaseException:
+            self._portal_cm.__exit__(None, None, None)
+            raise
+
+    def start(self, op: str, /, **kwargs: Any) -> Any:
+        return self.start_many(op, [kwargs])[0]
+
+    def start_many(self, op: str, calls: Iterable[Mapping[str, Any]]) -> list[Any]:
+        method: Callable[..., Any] = getattr(self.client, op)
+        issued: list[Any] = self.portal.call(lambda: [method(**kwargs) for kwargs in calls])
+        return issued
+
+    def poll(self, pending: Any, timeout: float) -> puka.Result | None:
+        async def poll() -> puka.Result | None:
+            with anyio.move_on_after(timeout):  # (cancels the await, not the operation)
+                result: puka.Result = await pending
+                return result
+            return None
+
+        outcome: puka.Result | None = self.portal.call(poll)
+        return outcome
+
+    def ack(self, message: puka.Result) -> None:
+        self.portal.call(self.client.basic_ack, message)
+
+    def assert_consume_over(self, consume: Any) -> None:
+        assert isinstance(consume, puka_anyio.ConsumeHandle)
+        assert consume.done, f"{consume!r} runs on"
+        try:
+            result = self.poll(consume, SOON)
+        except StopAsyncIteration:  # the end of its async for
+            return
+        raise AssertionError(f"the ended consume {consume!r} still yields {result!r}")
+
+    def close(self) -> puka.Result:
+        async def close() -> puka.Result:
+            with anyio.fail_after(SOON):
+                return await self.client.close()
+
+        result: puka.Result = self.portal.call(close)
+        return result
+
+    def dispose(self) -> None:
+        """Close the client (its task group ends with it), then the portal's event loop."""
+        try:
+            self._client_cm.__exit__(None, None, None)
+        finally:
+            self._portal_cm.__exit__(None, None, None)
+
+
 def connect(style: str, amqp_url: str, connection_name: str) -> Driver:
     """A driver of ``style`` (one of `STYLES`), connected as ``connection_name``."""
     if style == "blocking":
@@ -312,4 +384,6 @@ def connect(style: str, amqp_url: str, connection_name: str) -> Driver:
         return CallbackDriver(amqp_url, connection_name)
     if style in LOOPS:
         return AsyncioDriver(amqp_url, connection_name, style)
+    if style in ANYIO_BACKENDS:
+        return AnyioDriver(amqp_url, connection_name, style)
     raise ValueError(f"unknown style {style!r}; one of {STYLES}")

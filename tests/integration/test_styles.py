@@ -1,7 +1,8 @@
 """The core scenarios, written once, run in every style of client (see `tests.integration.styles`).
 
-Each test runs four times: with the blocking client and ``wait``, with callbacks and
-``client.loop``, and with the asyncio client on asyncio's loop and on uvloop.
+Each test runs six times: with the blocking client and ``wait``, with callbacks and
+``client.loop``, with the asyncio client on asyncio's loop and on uvloop, and with the AnyIO
+client on trio and on asyncio.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import puka
 import pytest
 
 from tests.broker_node import RabbitmqCtl, UniqueName
+from tests.faults.fault_proxy import FaultProxy
 from tests.integration import styles
 from tests.integration.helpers import (
     SOON,
@@ -32,11 +34,14 @@ BODIES = [bytes(range(256)), b"", bytes(range(255, -1, -1)) * 1100]
 
 
 @pytest.fixture(params=styles.STYLES)
-def driver(
-    request: pytest.FixtureRequest, amqp_url: str, unique_name: UniqueName
-) -> Iterator[Driver]:
+def style(request: pytest.FixtureRequest) -> str:
+    """One style of client (see `tests.integration.styles`)."""
+    return str(request.param)
+
+
+@pytest.fixture
+def driver(style: str, amqp_url: str, unique_name: UniqueName) -> Iterator[Driver]:
     """A connected client of one style, with a connection name of its own."""
-    style = str(request.param)
     connected = styles.connect(style, amqp_url, unique_name(f"styles-{style}"))
     yield connected
     connected.dispose()
@@ -253,6 +258,49 @@ def test_consume_cancelled_by_queue_deletion(driver: Driver, queue: str) -> None
     assert_usable(driver, queue)
 
 
+# --- RPC ---------------------------------------------------------------------------------------
+
+
+def test_rpc_round_trip_through_a_reply_queue(driver: Driver, resources: Resources) -> None:
+    """A server consume answers requests to the reply queue each names; the replies come back
+    matched by correlation id, in any order, and the client stays usable."""
+    requests = resources.queue("rpc")
+    driver.call("queue_declare", queue=requests)
+    replies = driver.call("queue_declare", queue="", exclusive=True)["queue"]
+    server = driver.consume(requests, prefetch_count=10)
+    client_side = driver.consume(replies, no_ack=True)
+    ids = [f"call-{i}" for i in range(5)]
+    sent = driver.publish_many(
+        requests,
+        [str(i).encode() for i in range(5)],
+        headers={"reply_to": replies},
+    )
+    assert sent == [{}] * 5
+    for correlation_id in reversed(ids):  # answered out of order
+        request = driver.result(server)
+        assert request["headers"]["reply_to"] == replies
+        answer = b"%d squared is %d" % (int(request["body"]), int(request["body"]) ** 2)
+        confirm = driver.start(
+            "basic_publish",
+            exchange="",
+            routing_key=replies,
+            body=answer,
+            headers={"correlation_id": correlation_id},
+        )
+        assert driver.result(confirm) == {}
+        driver.ack(request)
+    answers = {}
+    for _ in ids:
+        reply = driver.result(client_side)
+        answers[reply["headers"]["correlation_id"]] = reply["body"]
+    assert sorted(answers) == ids
+    assert set(answers.values()) == {b"%d squared is %d" % (i, i * i) for i in range(5)}
+    assert driver.poll(client_side, 0.1) is None
+    assert driver.call("basic_cancel", consume_promise=server).is_error is False
+    assert driver.call("queue_declare", queue=requests, passive=True)["message_count"] == 0
+    assert_usable(driver, requests)
+
+
 # --- the end of the connection -----------------------------------------------------------------
 
 
@@ -305,3 +353,27 @@ def test_closed_client_raises_client_closed(
         driver.start("queue_declare", queue=queue, passive=True)
     with pytest.raises(puka.ClientClosed):
         driver.start("basic_publish", exchange="", routing_key=queue, body=b"too late")
+
+
+def test_cut_connection_fails_what_is_in_flight(
+    style: str, amqp_url: str, fault_proxy: FaultProxy, unique_name: UniqueName
+) -> None:
+    """The link is cut (RST) under a running consume and a publish in flight: both fail with
+    ConnectionLost (the publish's outcome is unknown), and later calls raise ClientClosed."""
+    proxied = styles.connect(style, fault_proxy.url(amqp_url), unique_name(f"cut-{style}"))
+    try:
+        queue = proxied.call("queue_declare", queue="", exclusive=True)["queue"]
+        consume = proxied.consume(queue)
+        assert proxied.poll(consume, 0.2) is None
+        fault_proxy.stall()
+        publish = proxied.start("basic_publish", exchange="", routing_key=queue, body=b"limbo")
+        assert proxied.poll(publish, 0.3) is None
+        fault_proxy.rst()
+        with pytest.raises(puka.ConnectionLost):
+            proxied.result(publish)
+        with pytest.raises((puka.ConnectionLost, puka.ClientClosed)):
+            proxied.result(consume)
+        with pytest.raises(puka.ClientClosed):
+            proxied.start("queue_declare", queue="", exclusive=True)
+    finally:
+        proxied.dispose()

@@ -52,6 +52,12 @@ class Result(dict[str, Any]):
         return property_values(getattr(self, "_props", None))
 
     @property
+    def needs_ack(self) -> bool:
+        """Whether this is a message the broker waits to be acknowledged (delivered or fetched
+        without `no_ack`): one that `basic_ack`, `basic_nack` or `basic_reject` take."""
+        return self._ack is not None
+
+    @property
     def application_headers(self) -> dict[str, Any]:
         """The application headers of a message (the `headers` table of its properties), apart
         from its basic properties, even one named like a property (`type`, `priority`, …).

@@ -1,0 +1,3 @@
+"""Version of the puka-anyio package."""
+
+__version__ = "0.1.0"
