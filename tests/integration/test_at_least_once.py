@@ -17,7 +17,12 @@ import pytest
 from tests.faults.fault_proxy import FaultProxy
 from tests.integration.helpers import Resources, close_quietly
 from tests.integration.styles import Driver
-from tests.integration.test_styles import assert_usable, driver, queue  # noqa: F401 - fixtures
+from tests.integration.test_styles import (  # noqa: F401 - fixtures
+    assert_usable,
+    driver,
+    queue,
+    style,
+)
 
 REFUSING: dict[str, Any] = {"x-max-length": 1, "x-overflow": "reject-publish"}
 QUICK = puka.RetryPolicy(attempts=3, initial_delay=0.01, jitter=0.0)
@@ -81,16 +86,16 @@ def _ids_in(client: puka.Client, name: str) -> list[bytes]:
     return bodies
 
 
-@pytest.mark.parametrize("style", ["blocking", "asyncio"])
+@pytest.mark.parametrize("kind", ["blocking", "asyncio"])
 def test_publishes_made_while_recovering_wait_for_the_connection(
-    style: str, amqp_url: str, fault_proxy: FaultProxy, resources: Resources
+    kind: str, amqp_url: str, fault_proxy: FaultProxy, resources: Resources
 ) -> None:
     """The link is cut (RST) under 200 retrying publishes, and 100 more are made at once,
     while the client recovers: none fails, and all 300 are in the queue (some twice)."""
     name = resources.queue()
     url = fault_proxy.url(amqp_url)
     bodies = [b"%d" % n for n in range(300)]
-    if style == "blocking":
+    if kind == "blocking":
         client = puka.Client(url, reconnect=RECOVERY)
         try:
             client.wait(client.connect())
