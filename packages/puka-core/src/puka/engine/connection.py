@@ -639,26 +639,33 @@ class Engine:
                 self.params, exchange, routing_key, mandatory, headers, properties, body
             )
         try:
-            props = (
-                EMPTY_PROPERTIES
-                if headers is None and properties is None
-                else headers_to_properties(headers, properties)
-            )
             if message_id is not None:
                 props = message_id_properties(message_id)
-            if retry is not None:
-                return self._publish_retrying(
-                    (exchange, routing_key, mandatory), props, body, callback, bare, watcher, retry
-                )
-            if self.state is _OPEN and not self._queue.waiting and channel_of is None:
+            elif headers is None and properties is None:
+                props = EMPTY_PROPERTIES
+            else:
+                props = headers_to_properties(headers, properties)
+            if (
+                self.state is _OPEN
+                and not self._queue.waiting
+                and channel_of is None
+                and (retry is None or not retry.ordered)
+            ):
                 publisher = self.publisher
                 if publisher is not None:  # the hot path: straight to the publish channel
                     promises = self.promises
                     promise = promises.new_bare() if bare else promises.new(callback)
                     if watcher is not None:
                         promises.watch(promise, watcher)
+                    if retry is not None:  # kept until confirmed: `puka.engine.retrying`
+                        key = (exchange, routing_key, mandatory)
+                        self._retrying().add(promise, key, props, body, retry, sent=True)
                     publisher.publish(promise, exchange, routing_key, mandatory, props, body)
                     return promise
+            if retry is not None:
+                return self._publish_retrying(
+                    (exchange, routing_key, mandatory), props, body, callback, bare, watcher, retry
+                )
             later = self._routes.later(
                 props, exchange, routing_key, mandatory, body, callback, channel_of, watcher
             )
@@ -684,25 +691,14 @@ class Engine:
         watcher: Callable[[Result], None] | None,
         policy: RetryPolicy,
     ) -> Promise | int:
-        """An at-least-once publish: its promise, which the retrier keeps until it ends."""
-        queue = self._queue
-        queue.check_usable()
+        """An at-least-once publish off the hot path (the connection not open yet, or
+        recovering, or an ordered one): its promise, which the retrier keeps until it ends."""
+        self._queue.check_usable()
         promises = self.promises
         promise = promises.new_bare() if bare else promises.new(callback)
         if watcher is not None:
             promises.watch(promise, watcher)
-        retrier = self._retrying()
-        publisher = self.publisher
-        if (  # the hot path: straight to the publish channel, as `publish` goes
-            publisher is not None
-            and self.state is _OPEN
-            and not queue.waiting
-            and not policy.ordered
-        ):
-            retrier.add(promise, key, props, body, policy, sent=True)
-            publisher.publish(promise, key[0], key[1], key[2], props, body)
-        else:
-            retrier.add(promise, key, props, body, policy)
+        self._retrying().add(promise, key, props, body, policy)
         return promise
 
     def resend(
