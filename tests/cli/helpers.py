@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,3 +108,18 @@ def message_count(client: puka.Client, queue: str) -> int:
     result = client.wait(client.queue_declare(queue=queue, passive=True), timeout=10)
     assert result is not None
     return int(result["message_count"])
+
+
+def take_as_room_is_needed(
+    client: puka.Client, queue: str, count: int, timeout: float = 20.0
+) -> list[bytes]:
+    """Take `count` messages from `queue` one at a time, as a slow consumer would (each take
+    makes room in a full queue), within `timeout` seconds; the bodies taken."""
+    taken: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while len(taken) < count and time.monotonic() < deadline:
+        got = client.wait(client.basic_get(queue=queue, no_ack=True))
+        if got is not None and not got.get("empty"):
+            taken.append(got["body"])
+        time.sleep(0.05)
+    return taken

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import puka
 
-from tests.cli.helpers import Names, Run, declare, drain, message_count
+from tests.cli.helpers import (
+    Names,
+    Run,
+    declare,
+    drain,
+    message_count,
+    take_as_room_is_needed,
+)
 
 
 def _lines(*records: dict[str, str]) -> bytes:
@@ -163,13 +169,7 @@ def test_a_refused_line_is_sent_again_until_the_queue_takes_it(
     dump = tmp_path / "dump.jsonl"
     dump.write_bytes(_lines({"body": "first"}, {"body": "second"}))
     restore = spawn("restore", queue, "-f", str(dump), "--window", "1", "--retry-for", "20")
-    taken: list[bytes] = []
-    deadline = time.monotonic() + 20
-    while len(taken) < 2 and time.monotonic() < deadline:  # make room as a consumer would
-        got = admin.wait(admin.basic_get(queue=queue, no_ack=True))
-        if got is not None and not got.get("empty"):
-            taken.append(got["body"])
-        time.sleep(0.05)
+    taken = take_as_room_is_needed(admin, queue, 2)
     _, stderr = restore.communicate(timeout=20)
     assert restore.returncode == 0, stderr
     assert stderr.decode().endswith("restored 2, returned 0, failed 0\n")

@@ -10,7 +10,15 @@ from subprocess import Popen
 import puka
 
 from tests.broker_node import RabbitmqCtl
-from tests.cli.helpers import Names, Run, declare, drain, message_count, publish_many
+from tests.cli.helpers import (
+    Names,
+    Run,
+    declare,
+    drain,
+    message_count,
+    publish_many,
+    take_as_room_is_needed,
+)
 
 
 def _fill(client: puka.Client, queue: str, count: int) -> list[bytes]:
@@ -211,13 +219,7 @@ def test_a_refused_message_is_sent_again_until_the_destination_takes_it(
     publish_many(admin, dest, [b"filler"])
     _fill(admin, source, 3)
     shovel = spawn("shovel", source, dest, "--until-empty", "--prefetch", "1", "--retry-for", "20")
-    taken: list[bytes] = []
-    deadline = time.monotonic() + 20
-    while len(taken) < 4 and time.monotonic() < deadline:  # make room as a consumer would
-        got = admin.wait(admin.basic_get(queue=dest, no_ack=True))
-        if got is not None and not got.get("empty"):
-            taken.append(got["body"])
-        time.sleep(0.05)
+    taken = take_as_room_is_needed(admin, dest, 4)
     _, stderr = shovel.communicate(timeout=20)
     assert shovel.returncode == 0, stderr
     assert stderr.decode().endswith("moved 3, returned 0, failed 0\n")

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import collections
+import subprocess
+import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import puka
 
 from tests.broker_node import PrivateBrokerNode
+from tests.cli.helpers import process_env
 
 #: The arguments of a quorum queue (replicated on the three nodes, leader where declared).
 QUORUM: dict[str, Any] = {"x-queue-type": "quorum"}
@@ -147,3 +150,50 @@ def repeated(ids: list[int]) -> dict[int, int]:
 def since(start: float | None, end: float | None) -> float | None:
     """``end - start`` in seconds, or None if either is unknown."""
     return None if start is None or end is None else end - start
+
+
+def count(client: puka.Client, queue: str) -> int | None:
+    """The queue's ready messages, or None if the cluster cannot say right now."""
+    result = client.wait(
+        client.queue_declare(queue=queue, passive=True), timeout=2.0, raise_errors=False
+    )
+    if result is None or result.is_error:
+        return None
+    return int(result["message_count"])
+
+
+def run_cli_watching(
+    argv: list[str],
+    url: str,
+    watch: tuple[str, str],
+    on_count: Callable[[int], None],
+    limit: float,
+    period: float,
+) -> tuple[int, bytes, bytes]:
+    """Run ``python -m puka_cli argv`` with ``AMQP_URL=url``; every `period` seconds while it
+    runs, tell `on_count` how many messages queue ``watch[1]`` holds, asked through the node at
+    URL ``watch[0]`` (the times it cannot say are skipped). Fails if the command runs longer
+    than `limit` seconds; kills it then. Its exit status, stdout and stderr."""
+    began = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "puka_cli", *argv],
+        env=process_env(url),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    watcher = connect(watch[0])
+    try:
+        while process.poll() is None:
+            assert time.monotonic() - began < limit, f"puka {argv[0]} did not finish in time"
+            seen = count(watcher, watch[1])
+            if seen is not None:
+                on_count(seen)
+            time.sleep(period)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+        close(watcher)
+    return process.returncode, stdout, stderr

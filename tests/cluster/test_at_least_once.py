@@ -63,6 +63,12 @@ class Run:
     recoveries: int = 0
     threads: list[threading.Thread] = field(default_factory=list)
 
+    def ended(self, port: int, engine: puka.Engine) -> None:
+        """The stream is over: where the client is, and what its engine counted."""
+        self.after = port
+        self.retried, self.replaced = engine.retried_publishes, engine.replaced_publish_channels
+        self.recoveries = engine.recoveries
+
 
 class Hurt:
     """The scenario's harm: when it is due, and doing it (a kill in a thread: it returns
@@ -134,10 +140,7 @@ def publish_blocking(urls: list[str], queue: str, hurt: Hurt, run: Run) -> None:
             results = client.wait_for_all(numbers)
             assert all(not result.is_error for result in results)
             run.confirmed += len(results)
-        run.after = client.params.port
-        engine = client.engine
-        run.retried, run.replaced = engine.retried_publishes, engine.replaced_publish_channels
-        run.recoveries = engine.recoveries
+        run.ended(client.params.port, client.engine)
     finally:
         try:
             client.wait(client.close(), timeout=5, raise_errors=False)
@@ -166,10 +169,7 @@ async def publish_asyncio(urls: list[str], queue: str, hurt: Hurt, run: Run) -> 
             results = await client.wait_for_all(futures)
             assert all(not result.is_error for result in results)
             run.confirmed += len(results)
-        run.after = client.params.port
-        engine = client.engine
-        run.retried, run.replaced = engine.retried_publishes, engine.replaced_publish_channels
-        run.recoveries = engine.recoveries
+        run.ended(client.params.port, client.engine)
     finally:
         await client.close()
 

@@ -11,8 +11,6 @@ be in the queue.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -21,9 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.broker_node import UniqueName
-from tests.cli.helpers import process_env
-from tests.cluster.helpers import Row, close, connect, declare_quorum, drain, duplicates
-from tests.cluster.test_shovel import count
+from tests.cluster.helpers import Row, declare_quorum, drain, duplicates, run_cli_watching
 from tests.cluster_nodes import PrivateCluster
 
 MESSAGES = 5_000
@@ -48,34 +44,21 @@ def test_restore_stores_every_line_while_its_node_is_killed(
     )
     dump.write_text("\n".join(lines) + "\n")
     began = time.monotonic()
-    command = [sys.executable, "-m", "puka_cli", "restore", queue, "-f", str(dump)]
-    command += ["--reconnect", "--window", "8", "-F", "jsonl"]
-    process = subprocess.Popen(
-        command,
-        env=process_env(cluster.url),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
     killer: threading.Thread | None = None
-    watcher = connect(node_b.url)
-    try:
-        while process.poll() is None:
-            assert time.monotonic() - began < LIMIT, "the restore did not finish in time"
-            seen = count(watcher, queue)
-            if killer is None and seen is not None and seen >= KILL_AFTER:
-                killer = threading.Thread(target=cluster.kill, args=(node_a,), daemon=True)
-                killer.start()
-            time.sleep(0.02)
-        stdout, stderr = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-        close(watcher)
+
+    def seen(messages: int) -> None:
+        nonlocal killer
+        if killer is None and messages >= KILL_AFTER:
+            killer = threading.Thread(target=cluster.kill, args=(node_a,), daemon=True)
+            killer.start()
+
+    argv = ["restore", queue, "-f", str(dump), "--reconnect", "--window", "8", "-F", "jsonl"]
+    returncode, stdout, stderr = run_cli_watching(
+        argv, cluster.url, (node_b.url, queue), seen, LIMIT, 0.02
+    )
     assert killer is not None, "node A was never killed: the restore was too quick"
     killer.join(timeout=60)
-    assert process.returncode == 0, stderr.decode()
+    assert returncode == 0, stderr.decode()
     summary = json.loads(stdout.decode().splitlines()[-1])
     present = drain(node_b.url, queue, expect=MESSAGES)
     row: Row = {

@@ -12,26 +12,21 @@ client, so this scenario has one driver.)
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
 
-import puka
 import pytest
 
 from tests.broker_node import UniqueName
-from tests.cli.helpers import process_env
 from tests.cluster.helpers import (
     FAILOVER_TARGET,
     Row,
-    close,
-    connect,
     declare_quorum,
     drain,
     duplicates,
     fill,
+    run_cli_watching,
     since,
 )
 from tests.cluster_nodes import PrivateCluster
@@ -40,16 +35,6 @@ MESSAGES = 1500
 RATE = "250"
 STOP_AFTER = 50  # messages at the destination before node A is stopped
 LIMIT = 60.0
-
-
-def count(client: puka.Client, queue: str) -> int | None:
-    """The queue's ready messages, or None if the cluster cannot say right now."""
-    result = client.wait(
-        client.queue_declare(queue=queue, passive=True), timeout=2.0, raise_errors=False
-    )
-    if result is None or result.is_error:
-        return None
-    return int(result["message_count"])
 
 
 @pytest.mark.timeout(120)
@@ -66,15 +51,6 @@ def test_shovel_loses_nothing_while_a_node_is_stopped(
     assert cluster.queue_leader(source) is node_a
     fill(node_a, source, range(MESSAGES))
 
-    command = [sys.executable, "-m", "puka_cli", "shovel", source, dest, "--reconnect"]
-    command += ["--until-empty", "--rate", RATE, "-F", "jsonl"]
-    process = subprocess.Popen(
-        command,
-        env=process_env(cluster.url),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
     times: dict[str, float] = {}
 
     def stop_a() -> None:
@@ -82,28 +58,23 @@ def test_shovel_loses_nothing_while_a_node_is_stopped(
         cluster.stop_app(node_a)
         times["stop_done"] = time.monotonic()
 
-    watcher = connect(node_b.url)
     stopper: threading.Thread | None = None
     samples: list[tuple[float, int]] = []
-    try:
-        while process.poll() is None:
-            assert time.monotonic() - began < LIMIT, "the shovel did not finish in time"
-            seen = count(watcher, dest)
-            if seen is not None:
-                samples.append((time.monotonic(), seen))
-            if stopper is None and seen is not None and seen >= STOP_AFTER:
-                stopper = threading.Thread(target=stop_a, daemon=True)
-                stopper.start()
-            time.sleep(0.05)
-        stdout, stderr = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-        close(watcher)
+
+    def seen(messages: int) -> None:
+        nonlocal stopper
+        samples.append((time.monotonic(), messages))
+        if stopper is None and messages >= STOP_AFTER:
+            stopper = threading.Thread(target=stop_a, daemon=True)
+            stopper.start()
+
+    argv = ["shovel", source, dest, "--reconnect", "--until-empty", "--rate", RATE, "-F", "jsonl"]
+    returncode, stdout, stderr = run_cli_watching(
+        argv, cluster.url, (node_b.url, dest), seen, LIMIT - (time.monotonic() - began), 0.05
+    )
     assert stopper is not None, "node A was never stopped: the shovel was too quick"
     stopper.join(timeout=60)
-    assert process.returncode == 0, stderr.decode()
+    assert returncode == 0, stderr.decode()
     summary = json.loads(stdout.decode().splitlines()[-1])
 
     # the first increase at the destination after A's RabbitMQ was down
