@@ -28,7 +28,9 @@ import random
 import resource
 import time
 import zlib
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 DEFAULT_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -253,3 +255,27 @@ class Context:
 def failure_text(exc: BaseException) -> str:
     """How a child's report names the exception its run failed with: one line, 200 characters."""
     return f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+
+
+AsyncRunner = Callable[["Context"], Coroutine[Any, Any, None]]
+"""A workload written for an event loop: `async def run(ctx)`."""
+
+
+def run_sync(
+    fn: AsyncRunner, run_loop: Callable[[AsyncRunner, Context], None]
+) -> Callable[[Context], None]:
+    """`fn` as a client module's runner: `run_loop(fn, ctx)` runs it on an event loop of its
+    own (`asyncio.run(fn(ctx))`, `trio.run(fn, ctx)`); the runner keeps `fn`'s docstring."""
+
+    def run(ctx: Context) -> None:
+        run_loop(fn, ctx)
+
+    run.__doc__ = fn.__doc__
+    return run
+
+
+def on_asyncio(fn: AsyncRunner, ctx: Context) -> None:
+    """Run workload `fn` in a new asyncio event loop (`run_sync`'s `run_loop`)."""
+    import asyncio
+
+    asyncio.run(fn(ctx))

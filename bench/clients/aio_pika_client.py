@@ -15,13 +15,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Callable
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
-from bench.common import LARGE_CONSUME_PREFETCH, LARGE_PREFETCH, POLL_INTERVAL, PREFETCH, Context
+from bench.common import (
+    LARGE_CONSUME_PREFETCH,
+    LARGE_PREFETCH,
+    POLL_INTERVAL,
+    PREFETCH,
+    AsyncRunner,
+    Context,
+    on_asyncio,
+    run_sync,
+)
 
 GATHER_CHUNK = 10_000  # publishes per gather when publishing without confirms
 
@@ -207,12 +215,8 @@ async def large(ctx: Context) -> None:
     await connection.close()
 
 
-def _sync(fn: Callable[[Context], Coroutine[Any, Any, None]]) -> Callable[[Context], None]:
-    def run(ctx: Context) -> None:
-        asyncio.run(fn(ctx))
-
-    run.__doc__ = fn.__doc__
-    return run
+def _sync(fn: AsyncRunner) -> Callable[[Context], None]:
+    return run_sync(fn, on_asyncio)
 
 
 RUNNERS: dict[str, Callable[[Context], None]] = {

@@ -15,12 +15,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
 
 import puka_asyncio
 
-from bench.common import LARGE_CONSUME_PREFETCH, LARGE_PREFETCH, POLL_INTERVAL, PREFETCH, Context
+from bench.common import (
+    LARGE_CONSUME_PREFETCH,
+    LARGE_PREFETCH,
+    POLL_INTERVAL,
+    PREFETCH,
+    AsyncRunner,
+    Context,
+    on_asyncio,
+    run_sync,
+)
 
 DRAIN_EVERY = 1000  # unawaited publishes between two `await client.drain()`
 
@@ -193,12 +202,8 @@ async def large(ctx: Context) -> None:
     await client.close()
 
 
-def _sync(fn: Callable[[Context], Coroutine[Any, Any, None]]) -> Callable[[Context], None]:
-    def run(ctx: Context) -> None:
-        asyncio.run(fn(ctx))
-
-    run.__doc__ = fn.__doc__
-    return run
+def _sync(fn: AsyncRunner) -> Callable[[Context], None]:
+    return run_sync(fn, on_asyncio)
 
 
 RUNNERS: dict[str, Callable[[Context], None]] = {

@@ -11,13 +11,21 @@ are on by default and turned off (`pubacks=False`) where the workload has none.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
 
 import puka_anyio
 import trio
 
-from bench.common import LARGE_CONSUME_PREFETCH, LARGE_PREFETCH, POLL_INTERVAL, PREFETCH, Context
+from bench.common import (
+    LARGE_CONSUME_PREFETCH,
+    LARGE_PREFETCH,
+    POLL_INTERVAL,
+    PREFETCH,
+    AsyncRunner,
+    Context,
+    run_sync,
+)
 
 DRAIN_EVERY = 1000  # unawaited publishes between two `await client.drain()`
 
@@ -162,12 +170,8 @@ async def large(ctx: Context) -> None:
         ctx.stop()
 
 
-def _sync(fn: Callable[[Context], Coroutine[Any, Any, None]]) -> Callable[[Context], None]:
-    def run(ctx: Context) -> None:
-        trio.run(fn, ctx)
-
-    run.__doc__ = fn.__doc__
-    return run
+def _sync(fn: AsyncRunner) -> Callable[[Context], None]:
+    return run_sync(fn, trio.run)
 
 
 RUNNERS: dict[str, Callable[[Context], None]] = {
