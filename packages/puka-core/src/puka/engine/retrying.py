@@ -91,22 +91,30 @@ class RetryPolicy:
             or not isinstance(self.attempts, int)
             or self.attempts < 1
         ):
-            raise ValueError(f"attempts must be an int of at least 1, not {self.attempts!r}")
+            raise ValueError(
+                f"RetryPolicy: attempts must be an int of at least 1, not {self.attempts!r}"
+            )
         if self.deadline is not None and not _positive(self.deadline):
             raise ValueError(
-                f"deadline must be a positive number of seconds, not {self.deadline!r}"
+                f"RetryPolicy: deadline must be a positive number of seconds, not {self.deadline!r}"
             )
         for name in ("initial_delay", "max_delay"):
             value = getattr(self, name)
             if not (_number(value) and 0 <= value < math.inf):
-                raise ValueError(f"{name} must be a finite number of seconds >= 0, not {value!r}")
+                raise ValueError(
+                    f"RetryPolicy: {name} must be a finite number of seconds >= 0, not {value!r}"
+                )
         if not (_number(self.multiplier) and 1 <= self.multiplier < math.inf):
-            raise ValueError(f"multiplier must be a finite number >= 1, not {self.multiplier!r}")
+            raise ValueError(
+                f"RetryPolicy: multiplier must be a finite number >= 1, not {self.multiplier!r}"
+            )
         if not (_number(self.jitter) and 0 <= self.jitter < 1):
-            raise ValueError(f"jitter must be a number in [0, 1), not {self.jitter!r}")
+            raise ValueError(f"RetryPolicy: jitter must be a number in [0, 1), not {self.jitter!r}")
         for flag in ("ordered", "add_message_id"):
             if not isinstance(getattr(self, flag), bool):
-                raise ValueError(f"{flag} must be True or False, not {getattr(self, flag)!r}")
+                raise ValueError(
+                    f"RetryPolicy: {flag} must be True or False, not {getattr(self, flag)!r}"
+                )
 
     def delay(self, failures: int) -> float:
         """Seconds to wait before sending again a message that failed `failures` times."""
